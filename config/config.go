@@ -1,0 +1,168 @@
+// Package config holds tusker's configuration: Patroni's YAML dialect (a file or a directory of
+// files), PATRONI_* environment overrides, defaults and validation with key paths.
+package config
+
+import "time"
+
+// Config is the local configuration of one tusker node (Patroni's local YAML).
+type Config struct {
+	Scope     string `yaml:"scope"`
+	Namespace string `yaml:"namespace"` // default "/service"
+	Name      string `yaml:"name"`
+
+	Log        Log        `yaml:"log"`
+	RestAPI    RestAPI    `yaml:"restapi"`
+	Etcd3      *Etcd      `yaml:"etcd3"` // "etcd" is accepted as etcd v3 too and lands here
+	Bootstrap  Bootstrap  `yaml:"bootstrap"`
+	PostgreSQL PostgreSQL `yaml:"postgresql"`
+	Tags       Tags       `yaml:"tags"`
+
+	// Unimplemented lists the key paths present in the input that tusker accepts but does not act
+	// on yet (for example "consul", "watchdog.mode"); the daemon logs them once at start.
+	Unimplemented []string `yaml:"-"`
+	// Source is the file or directory the configuration was read from.
+	Source string `yaml:"-"`
+}
+
+// Log is the "log" section.
+type Log struct {
+	Level string `yaml:"level"` // DEBUG, INFO (default), WARNING, ERROR, CRITICAL
+	Type  string `yaml:"type"`  // plain (default) or json
+}
+
+// RestAPI is the "restapi" section.
+type RestAPI struct {
+	Listen         string `yaml:"listen"`          // host:port, required
+	ConnectAddress string `yaml:"connect_address"` // host:port, required; published in api_url
+	Authentication *Auth  `yaml:"authentication"`
+}
+
+// Auth is a username/password pair.
+type Auth struct {
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+}
+
+// Etcd is the "etcd3" (or "etcd") section. Host and Hosts are folded into Hosts ("h:p" each);
+// URL/Protocol give the scheme (default http).
+type Etcd struct {
+	Hosts    []string `yaml:"hosts"`
+	Protocol string   `yaml:"protocol"`
+	Username string   `yaml:"username"`
+	Password string   `yaml:"password"`
+	CACert   string   `yaml:"cacert"`
+	Cert     string   `yaml:"cert"`
+	Key      string   `yaml:"key"`
+}
+
+// Bootstrap is the "bootstrap" section.
+type Bootstrap struct {
+	DCS           Dynamic  `yaml:"dcs"`
+	Initdb        []string `yaml:"initdb"` // normalised to initdb arguments: "--encoding=UTF8", "--data-checksums"
+	PgHBA         []string `yaml:"pg_hba"`
+	PostBootstrap string   `yaml:"post_bootstrap"` // also "post_init"
+}
+
+// Dynamic is the dynamic (cluster-wide) configuration, the JSON value of the DCS "config" key and
+// bootstrap.dcs in the local file. Raw keeps every key as read so that keys tusker does not know
+// survive a round trip through the DCS.
+type Dynamic struct {
+	TTL                  int   `json:"ttl"`                     // seconds, default 6
+	LoopWait             int   `json:"loop_wait"`               // seconds, default 1
+	RetryTimeout         int   `json:"retry_timeout"`           // seconds, default 2
+	MaximumLagOnFailover int64 `json:"maximum_lag_on_failover"` // bytes, default 1048576
+	CheckTimeline        bool  `json:"check_timeline"`
+	PrimaryStartTimeout  int   `json:"primary_start_timeout"` // seconds, default 300
+	Pause                bool  `json:"pause"`
+
+	PostgreSQL DynamicPostgreSQL `json:"postgresql"`
+
+	Raw map[string]any `json:"-"`
+}
+
+// DynamicPostgreSQL is the "postgresql" subsection of the dynamic configuration.
+type DynamicPostgreSQL struct {
+	UsePgRewind bool           `json:"use_pg_rewind"` // default false
+	UseSlots    bool           `json:"use_slots"`     // default true
+	Parameters  map[string]any `json:"parameters"`
+	PgHBA       []string       `json:"pg_hba"`
+}
+
+// TimingDurations returns ttl, loop_wait and retry_timeout as durations.
+func (d Dynamic) TimingDurations() (ttl, loopWait, retryTimeout time.Duration) {
+	return time.Duration(d.TTL) * time.Second, time.Duration(d.LoopWait) * time.Second,
+		time.Duration(d.RetryTimeout) * time.Second
+}
+
+// PostgreSQL is the local "postgresql" section.
+type PostgreSQL struct {
+	Listen         string         `yaml:"listen"`          // "host[,host...]:port", required
+	ConnectAddress string         `yaml:"connect_address"` // host:port, required; published in conn_url
+	DataDir        string         `yaml:"data_dir"`        // required
+	BinDir         string         `yaml:"bin_dir"`         // default: first of /usr/lib/postgresql/15/bin or PATH
+	ConfigDir      string         `yaml:"config_dir"`      // default data_dir
+	Pgpass         string         `yaml:"pgpass"`          // default /tmp/pgpass-<name>
+	Authentication Authentication `yaml:"authentication"`
+	Parameters     map[string]any `yaml:"parameters"`
+	PgHBA          []string       `yaml:"pg_hba"`
+	PgCtlTimeout   int            `yaml:"pg_ctl_timeout"` // seconds, default 60
+
+	// Local overrides of dynamic keys (Patroni accepts these in the local section too).
+	UsePgRewind                            *bool `yaml:"use_pg_rewind"`
+	RemoveDataDirectoryOnRewindFailure     bool  `yaml:"remove_data_directory_on_rewind_failure"`
+	RemoveDataDirectoryOnDivergedTimelines bool  `yaml:"remove_data_directory_on_diverged_timelines"`
+}
+
+// Authentication holds the three roles tusker uses.
+type Authentication struct {
+	Superuser   Auth `yaml:"superuser"`   // default username "postgres"
+	Replication Auth `yaml:"replication"` // default username "replicator"
+	Rewind      Auth `yaml:"rewind"`      // optional; superuser is used for pg_rewind when absent
+}
+
+// Tags are the member's tags. Extra holds user-defined tags (usable in ?tag_ filters).
+type Tags struct {
+	NoFailover       bool           `yaml:"nofailover"`
+	NoLoadBalance    bool           `yaml:"noloadbalance"`
+	CloneFrom        bool           `yaml:"clonefrom"`
+	NoSync           bool           `yaml:"nosync"`
+	FailoverPriority *int           `yaml:"failover_priority"` // 0 means nofailover; default 1
+	Extra            map[string]any `yaml:"-"`
+}
+
+// Map returns the tags as published in the member key (only the set ones, like Patroni).
+func (t Tags) Map() map[string]any {
+	m := map[string]any{}
+	for k, v := range t.Extra {
+		m[k] = v
+	}
+	if t.NoFailover {
+		m["nofailover"] = true
+	}
+	if t.NoLoadBalance {
+		m["noloadbalance"] = true
+	}
+	if t.CloneFrom {
+		m["clonefrom"] = true
+	}
+	if t.NoSync {
+		m["nosync"] = true
+	}
+	if t.FailoverPriority != nil {
+		m["failover_priority"] = *t.FailoverPriority
+	}
+	return m
+}
+
+// Eligible reports whether the tags allow this member to become primary automatically.
+func (t Tags) Eligible() bool {
+	return !t.NoFailover && (t.FailoverPriority == nil || *t.FailoverPriority > 0)
+}
+
+// Priority is the failover priority (higher preferred at equal WAL position).
+func (t Tags) Priority() int {
+	if t.FailoverPriority != nil {
+		return *t.FailoverPriority
+	}
+	return 1
+}

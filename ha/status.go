@@ -1,0 +1,59 @@
+package ha
+
+import (
+	"time"
+
+	"github.com/tusker-ha/tusker/dcs"
+)
+
+// Status is what the loop publishes after every cycle. The REST API reads the latest one through
+// an atomic pointer: health checks never run SQL and never wait for the loop. Never mutated once
+// published.
+type Status struct {
+	Name    string
+	Scope   string
+	Version string // tusker's version
+
+	// PostgreSQL, as last observed.
+	State               string // Patroni's state names: running, starting, stopped, crashed, creating replica, ...
+	Role                string // primary, replica, uninitialized, demoted
+	PostmasterStartTime time.Time
+	ServerVersion       int // e.g. 150018
+	Timeline            int
+	SystemIdentifier    string
+	XLogLocation        int64 // primary: pg_current_wal_flush_lsn()
+	ReceivedLocation    int64 // replica: last WAL received
+	ReplayedLocation    int64 // replica: last WAL replayed
+	ReplayedTimestamp   *time.Time
+	ReplayPaused        bool
+	ReplicationState    string // replica: "streaming" or "in archive recovery"; "" when unknown
+	Replication         []Replication
+	PendingRestart      bool
+
+	// Cluster, as last read from the DCS.
+	IsLeader        bool // this member holds the leader key
+	ClusterUnlocked bool // nobody holds the leader key (or the DCS is unreachable)
+	DCSReachable    bool
+	DCSLastSeen     time.Time // last successful DCS read
+	Pause           bool
+	LeaderOptime    int64 // the leader's WAL position from the status key
+	Cluster         *dcs.Cluster
+
+	Tags map[string]any
+
+	// Limits from the dynamic configuration, for health checks that need them.
+	TTL                  time.Duration
+	MaximumLagOnFailover int64
+
+	LastLoop time.Time // when the HA loop last completed a cycle
+}
+
+// Replication is one row of pg_stat_replication.
+type Replication struct {
+	Usename         string `json:"usename"`
+	ApplicationName string `json:"application_name"`
+	ClientAddr      string `json:"client_addr"`
+	State           string `json:"state"`
+	SyncState       string `json:"sync_state"`
+	SyncPriority    int    `json:"sync_priority"`
+}

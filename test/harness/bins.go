@@ -1,0 +1,100 @@
+package harness
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// EtcdVersion is the etcd server version the tests use (built by scripts/install-deps.sh).
+const EtcdVersion = "v3.6.16"
+
+// CacheDir is where scripts/install-deps.sh keeps the binaries it builds, keyed by version.
+func CacheDir() string {
+	if d := os.Getenv("TUSKER_CACHE"); d != "" {
+		return d
+	}
+	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "tusker")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache", "tusker")
+}
+
+// EtcdPath finds the etcd server binary: TUSKER_ETCD_BIN, the install-deps cache, then PATH.
+func EtcdPath() (string, error) {
+	cands := []string{os.Getenv("TUSKER_ETCD_BIN"), filepath.Join(CacheDir(), "etcd-"+EtcdVersion, "etcd")}
+	for _, c := range cands {
+		if c == "" {
+			continue
+		}
+		if st, err := os.Stat(c); err == nil && !st.IsDir() {
+			return c, nil
+		}
+	}
+	if p, err := exec.LookPath("etcd"); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("etcd server binary not found (looked at $TUSKER_ETCD_BIN, %s and PATH): run `make deps`",
+		filepath.Join(CacheDir(), "etcd-"+EtcdVersion))
+}
+
+// PrepareEtcd copies the etcd binary into binDir; use it in Main's prepare.
+func PrepareEtcd(binDir string) error {
+	p, err := EtcdPath()
+	if err != nil {
+		return err
+	}
+	return CopyFile(p, filepath.Join(binDir, "etcd"), 0o755)
+}
+
+// GoBuild builds a main package of this module into binDir/name.
+func GoBuild(binDir, name, pkg string) error {
+	cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, name), pkg)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go build %s: %w", pkg, err)
+	}
+	return os.Chmod(filepath.Join(binDir, name), 0o755)
+}
+
+// Bin returns the path of a binary Main's prepare put in place; the test fails loudly if it is missing.
+func Bin(t testing.TB, name string) string {
+	t.Helper()
+	dir := os.Getenv(envBinDir)
+	if dir == "" {
+		t.Fatalf("binary %s: TestMain must call harness.Main to prepare binaries", name)
+	}
+	p := filepath.Join(dir, name)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("binary %s not prepared: %v", name, err)
+	}
+	return p
+}
+
+// PGBinDir is the PostgreSQL 15 binary directory (TUSKER_PG_BIN overrides). Missing binaries fail the test.
+func PGBinDir(t testing.TB) string {
+	t.Helper()
+	d := os.Getenv("TUSKER_PG_BIN")
+	if d == "" {
+		d = "/usr/lib/postgresql/15/bin"
+	}
+	if _, err := os.Stat(filepath.Join(d, "postgres")); err != nil {
+		t.Fatalf("PostgreSQL 15 not found in %s (run `make deps`): %v", d, err)
+	}
+	return d
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
