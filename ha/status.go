@@ -27,6 +27,7 @@ type Status struct {
 	ReplayedTimestamp   *time.Time
 	ReplayPaused        bool
 	ReplicationState    string // replica: "streaming" or "in archive recovery"; "" when unknown
+	LatestEndLSN        int64  // replica: pg_stat_wal_receiver.latest_end_lsn (the upstream's position); 0 when unknown
 	Replication         []Replication
 	PendingRestart      bool
 

@@ -1,0 +1,285 @@
+package ha
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tusker-ha/tusker/dcs"
+)
+
+var t0 = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+
+func settings() Settings {
+	return Settings{TTL: 6 * time.Second, LoopWait: time.Second, RetryTimeout: 2 * time.Second,
+		MaximumLagOnFailover: 1 << 20, UsePgRewind: true, Priority: 1}
+}
+
+func str(s string) *string { return &s }
+func boolp(b bool) *bool   { return &b }
+
+func member(name, role string) dcs.Member {
+	return dcs.Member{Name: name, Data: dcs.MemberData{Role: role, State: "running",
+		ConnURL: "postgres://127.0.0.1:5432/postgres", APIURL: "http://127.0.0.1:8008/patroni"}}
+}
+
+// cluster builds a snapshot with an initialized cluster, the given leader ("" for none) and members.
+func cluster(leader string, members ...dcs.Member) *dcs.Cluster {
+	c := &dcs.Cluster{Initialize: str("7300000000000000001"), Members: members}
+	if leader != "" {
+		c.Leader = &dcs.Leader{Name: leader}
+	}
+	return c
+}
+
+func runningReplica(wal int64) Local {
+	return Local{DataDir: DataDirValid, SysID: "7300000000000000001", Running: true, Ready: true, Timeline: 1, WAL: wal}
+}
+
+func runningPrimary(wal int64) Local {
+	l := runningReplica(wal)
+	l.Primary = true
+	return l
+}
+
+func view(me string, c *dcs.Cluster, l Local) View {
+	return View{Now: t0, Me: me, Settings: settings(), DCSOK: true, Cluster: c, Local: l}
+}
+
+func leaderView(me string, l Local) View {
+	v := view(me, cluster(me, member(me, "primary"), member("b", "replica")), l)
+	v.LeaseHeld, v.LeaseExpiry = true, t0.Add(5*time.Second)
+	return v
+}
+
+func kinds(p Plan) []Kind {
+	out := []Kind{}
+	for _, a := range p.Actions {
+		out = append(out, a.Kind)
+	}
+	return out
+}
+
+func TestRuleLeaseDeadlineFencesBeforeExpiry(t *testing.T) {
+	v := leaderView("a", runningPrimary(100))
+	v.LeaseExpiry = t0.Add(FenceMargin(v.Settings) / 2) // inside the margin
+	p := Decide(v)
+	require.Equal(t, []Kind{Fence, ReleaseLeader}, kinds(p), p.Reason)
+
+	v.DCSOK = false // cannot even release: fence alone
+	require.Equal(t, []Kind{Fence}, kinds(Decide(v)))
+
+	v = leaderView("a", runningPrimary(100)) // well within the lease: no fence
+	require.Equal(t, []Kind{RenewLeader}, kinds(Decide(v)))
+}
+
+func TestRuleDCSUnreachableLeaderKeepsRunningWhileLeaseValid(t *testing.T) {
+	v := leaderView("a", runningPrimary(100))
+	v.DCSOK = false
+	p := Decide(v)
+	require.Equal(t, []Kind{RenewLeader}, kinds(p), p.Reason)
+	require.NotContains(t, kinds(p), Fence)
+}
+
+func TestRuleDCSUnreachableReplicaChangesNothing(t *testing.T) {
+	v := view("b", cluster("", member("b", "replica")), runningReplica(100))
+	v.DCSOK = false
+	require.Empty(t, Decide(v).Actions)
+}
+
+func TestRuleLostLeaderKeyFencesRunningPrimary(t *testing.T) {
+	v := leaderView("a", runningPrimary(100))
+	v.Cluster = cluster("b", member("a", "primary"), member("b", "primary"))
+	require.Equal(t, []Kind{Fence}, kinds(Decide(v)))
+}
+
+func TestRuleActionInProgressLeaderOnlyRenews(t *testing.T) {
+	v := leaderView("a", runningPrimary(100))
+	v.Action = "promote"
+	require.Equal(t, []Kind{RenewLeader}, kinds(Decide(v)))
+
+	r := view("b", cluster("a", member("a", "primary")), runningReplica(1))
+	r.Action = "clone"
+	require.Empty(t, Decide(r).Actions)
+}
+
+func TestRuleLostLockWhilePromotingFences(t *testing.T) {
+	v := view("b", cluster("c"), runningReplica(1))
+	v.Action = Promote.String()
+	require.Equal(t, []Kind{Fence}, kinds(Decide(v)))
+}
+
+func TestRuleBootstrapRace(t *testing.T) {
+	empty := Local{DataDir: DataDirEmpty}
+	v := view("a", &dcs.Cluster{}, empty)
+	require.Equal(t, []Kind{Bootstrap}, kinds(Decide(v)))
+
+	v.Settings.NoFailover = true
+	require.Empty(t, Decide(v).Actions, "a nofailover member never bootstraps")
+
+	v = view("a", &dcs.Cluster{Initialize: str("")}, empty)
+	require.Empty(t, Decide(v).Actions, "someone else is bootstrapping")
+}
+
+func TestRuleCloneFromLeaderOrClonefromReplica(t *testing.T) {
+	empty := Local{DataDir: DataDirEmpty}
+	v := view("c", cluster("a", member("a", "primary"), member("b", "replica")), empty)
+	p := Decide(v)
+	require.Equal(t, []Action{{Kind: Clone, Upstream: "a"}}, p.Actions)
+
+	b := member("b", "replica")
+	b.Data.Tags = map[string]any{"clonefrom": true}
+	v.Cluster = cluster("a", member("a", "primary"), b)
+	require.Equal(t, []Action{{Kind: Clone, Upstream: "b"}}, Decide(v).Actions)
+}
+
+func TestRuleInvalidDataDirectoryIsNeverTouched(t *testing.T) {
+	v := view("a", &dcs.Cluster{}, Local{DataDir: DataDirInvalid})
+	require.Empty(t, Decide(v).Actions)
+}
+
+func TestRuleForeignDataDirectoryRefused(t *testing.T) {
+	l := runningPrimary(100)
+	l.SysID = "6999999999999999999"
+	v := view("a", cluster("", member("a", "primary")), l)
+	require.Equal(t, []Kind{RefuseForeignData}, kinds(Decide(v)))
+
+	v = leaderView("a", l)
+	require.Equal(t, []Kind{ReleaseLeader, RefuseForeignData}, kinds(Decide(v)))
+}
+
+func TestRuleHealthiestMemberRaces(t *testing.T) {
+	base := func() View {
+		v := view("b", cluster("", member("b", "replica"), member("c", "replica")), runningReplica(1000))
+		v.PeersProbed = true
+		return v
+	}
+	cases := []struct {
+		name  string
+		edit  func(*View)
+		races bool
+	}{
+		{"most advanced wins", func(v *View) { v.Peers = []Peer{{Name: "c", Reachable: true, WAL: 900, Priority: 1}} }, true},
+		{"a peer ahead wins instead", func(v *View) { v.Peers = []Peer{{Name: "c", Reachable: true, WAL: 1100, Priority: 1}} }, false},
+		{"an unreachable peer does not count", func(v *View) { v.Peers = []Peer{{Name: "c", WAL: 5000}} }, true},
+		{"a nofailover peer ahead does not block", func(v *View) {
+			v.Peers = []Peer{{Name: "c", Reachable: true, WAL: 5000, NoFailover: true}}
+		}, true},
+		{"a live primary blocks", func(v *View) { v.Peers = []Peer{{Name: "a", Reachable: true, Primary: true, WAL: 1}} }, false},
+		{"equal WAL, higher priority wins", func(v *View) { v.Peers = []Peer{{Name: "c", Reachable: true, WAL: 1000, Priority: 2}} }, false},
+		{"equal WAL, equal priority both race", func(v *View) { v.Peers = []Peer{{Name: "c", Reachable: true, WAL: 1000, Priority: 1}} }, true},
+		{"nofailover never races", func(v *View) { v.Settings.NoFailover = true }, false},
+		{"lag beyond maximum_lag_on_failover", func(v *View) { v.Cluster.Status.Optime = 1000 + 2<<20 }, false},
+		{"lag within maximum_lag_on_failover", func(v *View) { v.Cluster.Status.Optime = 1000 + 1<<19 }, true},
+		{"not probed yet", func(v *View) { v.PeersProbed = false }, false},
+		{"postgres not ready", func(v *View) { v.Local.Ready = false }, false},
+		{"check_timeline refuses an old timeline", func(v *View) {
+			v.Settings.CheckTimeline = true
+			v.Cluster.History = []dcs.HistoryEntry{{Timeline: 1, LSN: 500}}
+		}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			v := base()
+			tc.edit(&v)
+			p := Decide(v)
+			require.Equal(t, tc.races, p.Has(AcquireLeader), p.Reason)
+		})
+	}
+}
+
+func TestRulePromoteWhenHoldingTheLock(t *testing.T) {
+	v := leaderView("b", runningReplica(100))
+	require.Equal(t, []Kind{RenewLeader, Promote}, kinds(Decide(v)))
+}
+
+func TestRuleDemotePrimaryWhenAnotherMemberLeads(t *testing.T) {
+	v := view("a", cluster("b", member("b", "primary")), runningPrimary(100))
+	require.Equal(t, []Kind{Demote}, kinds(Decide(v)))
+}
+
+func TestRuleStalePrimaryNeverRetakesTheLock(t *testing.T) {
+	v := view("a", cluster("", member("a", "primary")), runningPrimary(100))
+	v.Cluster.History = []dcs.HistoryEntry{{Timeline: 1, LSN: 50, NewLeader: "b"}}
+	require.Equal(t, []Kind{Demote}, kinds(Decide(v)))
+
+	v.Local.Timeline = 2
+	require.Equal(t, []Kind{AcquireLeader}, kinds(Decide(v)))
+}
+
+func TestRuleReplicaFollowsTheLeader(t *testing.T) {
+	v := view("b", cluster("a", member("a", "primary")), runningReplica(100))
+	require.Equal(t, []Action{{Kind: Follow, Upstream: "a"}}, Decide(v).Actions)
+	v.Local.Upstream = "a"
+	require.Empty(t, Decide(v).Actions)
+}
+
+func TestRuleRestartedTuskerTakesBackItsOwnKey(t *testing.T) {
+	v := view("a", cluster("a", member("a", "primary")), runningPrimary(100))
+	require.Equal(t, []Kind{AcquireLeader}, kinds(Decide(v)))
+}
+
+func TestRuleStoppedLeaderRestartsAsPrimary(t *testing.T) {
+	l := Local{DataDir: DataDirValid, SysID: "7300000000000000001", WasPrimary: true}
+	v := leaderView("a", l)
+	require.Equal(t, []Kind{RenewLeader, StartPrimary}, kinds(Decide(v)))
+	v.Local.WasPrimary = false
+	require.Equal(t, []Kind{ReleaseLeader}, kinds(Decide(v)))
+}
+
+func TestRuleRejoinNeverStreamsOnADivergedTimeline(t *testing.T) {
+	stopped := Local{DataDir: DataDirValid, SysID: "7300000000000000001", WasPrimary: true, CanRewind: true}
+	base := func() View { return view("a", cluster("b", member("b", "primary")), stopped) }
+	cases := []struct {
+		name string
+		edit func(*View)
+		want []Action
+	}{
+		{"unknown: probe first", func(v *View) {}, []Action{{Kind: ProbeRewind, Upstream: "b"}}},
+		{"not diverged: start as replica", func(v *View) { v.Local.Diverged = boolp(false) },
+			[]Action{{Kind: StartReplica, Upstream: "b"}}},
+		{"diverged: rewind", func(v *View) { v.Local.Diverged = boolp(true) }, []Action{{Kind: Rewind, Upstream: "b"}}},
+		{"diverged, rewind impossible, no reclone: wait", func(v *View) {
+			v.Local.Diverged, v.Local.CanRewind = boolp(true), false
+		}, nil},
+		{"diverged, use_pg_rewind off, reclone allowed", func(v *View) {
+			v.Local.Diverged, v.Settings.UsePgRewind, v.Settings.RemoveOnDivergedTimelines = boolp(true), false, true
+		}, []Action{{Kind: Reclone, Upstream: "b"}}},
+		{"rewind failed, reclone allowed", func(v *View) {
+			v.Local.Diverged, v.Local.RewindFailed, v.Settings.RemoveOnRewindFailure = boolp(true), true, true
+		}, []Action{{Kind: Reclone, Upstream: "b"}}},
+		{"rewind failed, reclone not allowed: wait", func(v *View) {
+			v.Local.Diverged, v.Local.RewindFailed = boolp(true), true
+		}, nil},
+		{"leader has not checkpointed after promote: wait", func(v *View) {
+			m := member("b", "primary")
+			m.Data.CheckpointAfterPromote = boolp(false)
+			v.Cluster = cluster("b", m)
+		}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			v := base()
+			tc.edit(&v)
+			p := Decide(v)
+			if tc.want == nil {
+				require.Empty(t, p.Actions, p.Reason)
+			} else {
+				require.Equal(t, tc.want, p.Actions, p.Reason)
+			}
+		})
+	}
+}
+
+func TestRuleNoLeaderStoppedMemberStartsReadOnly(t *testing.T) {
+	l := Local{DataDir: DataDirValid, SysID: "7300000000000000001", WasPrimary: true}
+	v := view("a", cluster("", member("a", "primary")), l)
+	require.Equal(t, []Action{{Kind: StartReplica}}, Decide(v).Actions)
+}
+
+func TestRuleExistingDataWithoutInitializeIsClaimed(t *testing.T) {
+	l := Local{DataDir: DataDirValid, SysID: "7300000000000000001", WasPrimary: true}
+	v := view("a", &dcs.Cluster{}, l)
+	require.Equal(t, []Kind{ClaimInitialize}, kinds(Decide(v)))
+}
