@@ -93,22 +93,22 @@ type View struct {
 type Kind int
 
 const (
-	Fence           Kind = iota + 1 // stop postgres immediately (SIGQUIT), without waiting
-	RenewLeader                     // refresh the lease and confirm the leader key
-	AcquireLeader                   // take the leader key
-	ReleaseLeader                   // delete the leader key
-	Bootstrap                       // race for initialize, initdb, start as primary, take the lock
-	Clone                           // pg_basebackup from Upstream, then start as a replica
-	StartPrimary                    // start the stopped primary again
-	StartReplica                    // start as a replica of Upstream ("" for none yet)
-	Follow                          // point the running replica at Upstream
-	Promote                         // promote the running replica
-	Demote                          // stop the running primary (immediate), to rejoin as a replica
-	Rewind                          // pg_rewind from Upstream, then start as a replica
-	Reclone                         // remove the data directory, clone from Upstream
-	ClaimInitialize                 // write our system identifier into a missing initialize key
-	RefuseForeignData               // the data directory belongs to another cluster: stop for good
-	ProbeRewind                     // check whether the stopped data directory diverged from Upstream
+	Fence             Kind = iota + 1 // stop postgres immediately (SIGQUIT), without waiting
+	RenewLeader                       // refresh the lease and confirm the leader key
+	AcquireLeader                     // take the leader key
+	ReleaseLeader                     // delete the leader key
+	Bootstrap                         // race for initialize, initdb, start as primary, take the lock
+	Clone                             // pg_basebackup from Upstream, then start as a replica
+	StartPrimary                      // start the stopped primary again
+	StartReplica                      // start as a replica of Upstream ("" for none yet)
+	Follow                            // point the running replica at Upstream
+	Promote                           // promote the running replica
+	Demote                            // stop the running primary (immediate), to rejoin as a replica
+	Rewind                            // pg_rewind from Upstream, then start as a replica
+	Reclone                           // remove the data directory, clone from Upstream
+	ClaimInitialize                   // write our system identifier into a missing initialize key
+	RefuseForeignData                 // the data directory belongs to another cluster: stop for good
+	ProbeRewind                       // check whether the stopped data directory diverged from Upstream
 )
 
 var kindNames = map[Kind]string{
@@ -144,7 +144,7 @@ func (p Plan) Has(k Kind) bool {
 
 func plan(reason string, actions ...Action) Plan { return Plan{Actions: actions, Reason: reason} }
 
-func act(k Kind) Action                  { return Action{Kind: k} }
+func act(k Kind) Action                    { return Action{Kind: k} }
 func actOn(k Kind, upstream string) Action { return Action{Kind: k, Upstream: upstream} }
 
 // FenceMargin is how long before the lease deadline a leader that could not renew stops postgres.
