@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// Etcd is a real single-node etcd server on loopback, stopped when the test ends.
+// Etcd is a real single-node etcd server on loopback.
 type Etcd struct {
 	Endpoint string // http://127.0.0.1:port
 	HostPort string // 127.0.0.1:port
@@ -22,10 +22,11 @@ type Etcd struct {
 	args     []string
 	bin      string
 	logFile  string
-	t        testing.TB
+	cred     *syscall.Credential
 }
 
-// StartEtcd starts etcd (the binary Main prepared, else EtcdPath) in a fresh directory on free ports.
+// StartEtcd starts etcd (the binary Main prepared, else EtcdPath) in a fresh directory on free
+// ports, and stops it when the test ends.
 func StartEtcd(t testing.TB) *Etcd {
 	t.Helper()
 	bin := ""
@@ -41,38 +42,55 @@ func StartEtcd(t testing.TB) *Etcd {
 		}
 		bin = p
 	}
-	dir := t.TempDir()
-	cport, pport := FreePort(t), FreePort(t)
-	e := &Etcd{
-		HostPort: fmt.Sprintf("127.0.0.1:%d", cport),
-		Endpoint: fmt.Sprintf("http://127.0.0.1:%d", cport),
-		dir:      dir, bin: bin, t: t,
-		logFile: filepath.Join(dir, "etcd.log"),
+	e, err := NewEtcd(t.TempDir(), bin, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	peer := fmt.Sprintf("http://127.0.0.1:%d", pport)
-	e.args = []string{"--name", "n1", "--data-dir", filepath.Join(dir, "data"),
-		"--listen-client-urls", e.Endpoint, "--advertise-client-urls", e.Endpoint,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "n1=" + peer, "--initial-cluster-state", "new",
-		"--logger", "zap", "--log-level", "warn"}
-	e.Start()
+	if err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(e.Stop)
 	return e
 }
 
+// NewEtcd prepares a server in dir on free ports; cred (optional) runs it as another user.
+func NewEtcd(dir, bin string, cred *syscall.Credential) (*Etcd, error) {
+	cport, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	pport, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	e := &Etcd{
+		HostPort: fmt.Sprintf("127.0.0.1:%d", cport),
+		Endpoint: fmt.Sprintf("http://127.0.0.1:%d", cport),
+		dir:      dir, bin: bin, cred: cred,
+		logFile: filepath.Join(dir, "etcd.log"),
+	}
+	peer := fmt.Sprintf("http://127.0.0.1:%d", pport)
+	e.args = []string{"--name", "n1", "--data-dir", filepath.Join(dir, "etcd-data"),
+		"--listen-client-urls", e.Endpoint, "--advertise-client-urls", e.Endpoint,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+		"--initial-cluster", "n1=" + peer, "--initial-cluster-state", "new",
+		"--logger", "zap", "--log-level", "warn"}
+	return e, nil
+}
+
 // Start (re)starts the server and waits until it answers /health.
-func (e *Etcd) Start() {
-	e.t.Helper()
+func (e *Etcd) Start() error {
 	logf, err := os.OpenFile(e.logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
-		e.t.Fatal(err)
+		return err
 	}
 	cmd := exec.Command(e.bin, e.args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = cleanEtcdEnv()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: e.cred}
 	if err := cmd.Start(); err != nil {
-		e.t.Fatalf("starting etcd: %v", err)
+		logf.Close()
+		return fmt.Errorf("starting etcd: %w", err)
 	}
 	e.cmd = cmd
 	done := make(chan struct{})
@@ -87,13 +105,18 @@ func (e *Etcd) Start() {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return
+				return nil
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-done:
+			log, _ := os.ReadFile(e.logFile)
+			return fmt.Errorf("etcd exited during start; log:\n%s", log)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	log, _ := os.ReadFile(e.logFile)
-	e.t.Fatalf("etcd did not become healthy at %s within 20s; log:\n%s", e.Endpoint, log)
+	return fmt.Errorf("etcd did not become healthy at %s within 20s; log:\n%s", e.Endpoint, log)
 }
 
 // Stop kills the server (its data stays, so Start brings the same cluster back).

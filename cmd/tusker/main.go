@@ -1,0 +1,176 @@
+// Command tusker is the high-availability supervisor of one PostgreSQL node: `tusker CONFIG.yml`,
+// with Patroni's configuration dialect.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tusker-ha/tusker/config"
+	"github.com/tusker-ha/tusker/dcs/etcd"
+	"github.com/tusker-ha/tusker/ha"
+	"github.com/tusker-ha/tusker/postgres"
+	"github.com/tusker-ha/tusker/restapi"
+)
+
+// version is stamped by the Makefile (-ldflags "-X main.version=...").
+var version = "0.1.0-dev"
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func usage() {
+	fmt.Fprintf(os.Stderr, `usage: tusker [--validate-config] [CONFIG]
+       tusker --version
+
+CONFIG is a Patroni-style YAML file or a directory of YAML files; PATRONI_* environment
+variables override it (PATRONI_CONFIGURATION may hold the whole document).
+`)
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("tusker", flag.ContinueOnError)
+	fs.Usage = usage
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	validate := fs.Bool("validate-config", false, "check the configuration, report every problem, and exit")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *showVersion {
+		fmt.Println("tusker", version)
+		return 0
+	}
+	if fs.NArg() > 1 {
+		usage()
+		return 2
+	}
+	path := fs.Arg(0)
+	if path == "" && os.Getenv("PATRONI_CONFIGURATION") == "" && !*validate && !anyPatroniEnv() {
+		usage()
+		return 2
+	}
+
+	cfg, err := config.Load(path)
+	if *validate {
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		for _, k := range cfg.Unimplemented {
+			fmt.Fprintf(os.Stderr, "note: %s is accepted but not implemented by tusker yet\n", k)
+		}
+		fmt.Println("configuration is valid")
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tusker:", err)
+		return 1
+	}
+
+	if os.Getpid() == 1 && os.Getenv(envPID1Child) == "" {
+		return runAsInit()
+	}
+	if os.Geteuid() == 0 {
+		fmt.Fprintln(os.Stderr, "tusker: refusing to run as root: PostgreSQL does not run as root; run tusker as the user that owns the data directory (e.g. postgres)")
+		return 1
+	}
+	return daemon(cfg)
+}
+
+func anyPatroniEnv() bool {
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "PATRONI_") {
+			return true
+		}
+	}
+	return false
+}
+
+func newLogger(cfg *config.Config) *slog.Logger {
+	level, err := cfg.Log.SlogLevel()
+	if err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
+	if strings.EqualFold(cfg.Log.Type, "json") {
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	}
+	return slog.New(h).With("member", cfg.Name, "scope", cfg.Scope)
+}
+
+func daemon(cfg *config.Config) int {
+	log := newLogger(cfg)
+	slog.SetDefault(log)
+	log.Info("starting tusker", "version", version, "config", cfg.Source)
+	for _, k := range cfg.Unimplemented {
+		log.Warn("configuration key accepted but not implemented yet; ignoring it", "key", k)
+	}
+
+	dyn := cfg.Bootstrap.DCS
+	ttl, _, retry := dyn.TimingDurations()
+	var eps []string
+	proto := cfg.Etcd3.Protocol
+	if proto == "" {
+		proto = "http"
+	}
+	for _, h := range cfg.Etcd3.Hosts {
+		eps = append(eps, proto+"://"+h)
+	}
+	store, err := etcd.New(etcd.Options{
+		Endpoints: eps, Username: cfg.Etcd3.Username, Password: cfg.Etcd3.Password,
+		CACert: cfg.Etcd3.CACert, Cert: cfg.Etcd3.Cert, Key: cfg.Etcd3.Key,
+		Namespace: cfg.Namespace, Scope: cfg.Scope, Name: cfg.Name,
+		TTL: ttl, RetryTimeout: retry, Logger: log,
+	})
+	if err != nil {
+		log.Error("cannot use the DCS", "err", err)
+		return 1
+	}
+	defer store.Close()
+
+	pg, err := postgres.New(ha.PostgresConfig(cfg, dyn, log))
+	if err != nil {
+		log.Error("cannot manage PostgreSQL", "err", err)
+		return 1
+	}
+	defer pg.Close()
+
+	node := ha.NewNode(ha.Options{Config: cfg, DCS: store, PG: pg, Logger: log, Version: version})
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	api := restapi.New(restapi.Config{Listen: cfg.RestAPI.Listen, Logger: log}, node.Status)
+	apiErr := make(chan error, 1)
+	apiCtx, apiStop := context.WithCancel(context.Background())
+	defer apiStop()
+	go func() { apiErr <- api.ListenAndServe(apiCtx) }()
+	select {
+	case err := <-apiErr:
+		log.Error("REST API cannot listen", "listen", cfg.RestAPI.Listen, "err", err)
+		return 1
+	case <-time.After(100 * time.Millisecond):
+	}
+
+	runErr := node.Run(ctx)
+	apiStop()
+	if err := <-apiErr; err != nil && !errors.Is(err, context.Canceled) {
+		log.Warn("REST API stopped with an error", "err", err)
+	}
+	if runErr != nil {
+		log.Error("stopping", "err", runErr)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}

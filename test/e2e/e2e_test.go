@@ -1,0 +1,365 @@
+// Package e2e runs real tusker binaries on real PostgreSQL 15 and a real etcd.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/tusker-ha/tusker/test/harness"
+)
+
+func TestMain(m *testing.M) {
+	harness.Main(m, func(binDir string) error {
+		if err := harness.GoBuild(binDir, "tusker", "github.com/tusker-ha/tusker/cmd/tusker"); err != nil {
+			return err
+		}
+		return harness.PrepareEtcd(binDir)
+	})
+}
+
+type env struct {
+	t    *testing.T
+	etcd *harness.Etcd
+	c    *harness.Cluster
+}
+
+func newCluster(t *testing.T, nodes int, extra string) *env {
+	t.Helper()
+	e := harness.StartEtcd(t)
+	c, err := harness.NewCluster(harness.ClusterOptions{
+		Dir: t.TempDir(), Scope: "e2e", Nodes: nodes, TuskerBin: harness.Bin(t, "tusker"),
+		PGBinDir: harness.PGBinDir(t), EtcdHost: e.HostPort, ExtraLocal: extra,
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range c.Nodes {
+				t.Logf("==== log of %s ====\n%s", n.Name, tail(n.Log(), 80))
+			}
+		}
+		c.Stop(30 * time.Second)
+	})
+	return &env{t: t, etcd: e, c: c}
+}
+
+func tail(s string, lines int) string {
+	l := strings.Split(s, "\n")
+	if len(l) > lines {
+		l = l[len(l)-lines:]
+	}
+	return strings.Join(l, "\n")
+}
+
+func (e *env) waitHealthy(timeout time.Duration) *harness.Node {
+	e.t.Helper()
+	ctx := context.Background()
+	require.NoError(e.t, harness.WaitFor(ctx, timeout, 200*time.Millisecond, func() error { return e.c.Healthy(ctx) }))
+	p, err := e.c.Primary(ctx)
+	require.NoError(e.t, err)
+	return p
+}
+
+// waitRow waits until node n can read the row with id.
+func waitRow(t *testing.T, n *harness.Node, id int) {
+	t.Helper()
+	ctx := context.Background()
+	require.NoError(t, harness.WaitFor(ctx, 30*time.Second, 100*time.Millisecond, func() error {
+		v, err := n.QueryString(ctx, "SELECT v FROM t WHERE id = $1", id)
+		if err != nil {
+			return err
+		}
+		if v != fmt.Sprintf("row-%d", id) {
+			return fmt.Errorf("row %d has %q", id, v)
+		}
+		return nil
+	}), "row %d on %s", id, n.Name)
+}
+
+func insert(t *testing.T, n *harness.Node, id int) {
+	t.Helper()
+	require.NoError(t, n.Exec(context.Background(), "INSERT INTO t VALUES ($1, $2)", id, fmt.Sprintf("row-%d", id)))
+}
+
+func others(c *harness.Cluster, not ...*harness.Node) []*harness.Node {
+	var out []*harness.Node
+next:
+	for _, n := range c.Nodes {
+		for _, x := range not {
+			if n == x {
+				continue next
+			}
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// TestClusterLifecycle walks one cluster through bootstrap, replication, an unplanned failover
+// (SIGKILL of the primary's node), the old primary's rejoin, and a SIGTERM handover.
+func TestClusterLifecycle(t *testing.T) {
+	e := newCluster(t, 3, "")
+	ctx := context.Background()
+	require.NoError(t, e.c.Start())
+	primary := e.waitHealthy(90 * time.Second)
+	t.Logf("bootstrapped: primary %s", primary.Name)
+
+	// Each replica streams through its own slot.
+	require.NoError(t, harness.WaitFor(ctx, 20*time.Second, 200*time.Millisecond, func() error {
+		s, err := primary.QueryString(ctx, "SELECT string_agg(slot_name || ':' || active::text, ',' ORDER BY slot_name) FROM pg_replication_slots")
+		if err != nil {
+			return err
+		}
+		var want []string
+		for _, n := range others(e.c, primary) {
+			want = append(want, n.Name+":true")
+		}
+		if s != strings.Join(want, ",") {
+			return fmt.Errorf("slots %q, want %q", s, strings.Join(want, ","))
+		}
+		return nil
+	}))
+
+	// A row written on the primary is read on both replicas.
+	require.NoError(t, primary.Exec(ctx, "CREATE TABLE t (id int PRIMARY KEY, v text)"))
+	insert(t, primary, 1)
+	for _, n := range others(e.c, primary) {
+		waitRow(t, n, 1)
+	}
+
+	// The primary's machine dies: a replica takes over and has the row.
+	old := primary
+	old.KillNode()
+	var next *harness.Node
+	require.NoError(t, harness.WaitFor(ctx, 60*time.Second, 100*time.Millisecond, func() error {
+		p, err := e.c.Primary(ctx)
+		if err != nil {
+			return err
+		}
+		next = p
+		return nil
+	}))
+	require.NotEqual(t, old.Name, next.Name)
+	t.Logf("failover: %s -> %s", old.Name, next.Name)
+	waitRow(t, next, 1)
+	insert(t, next, 2)
+	for _, n := range others(e.c, old, next) {
+		waitRow(t, n, 2) // the other replica follows the new primary
+	}
+
+	// The old node comes back as a replica of the new primary.
+	require.NoError(t, old.Start())
+	require.NoError(t, harness.WaitFor(ctx, 90*time.Second, 200*time.Millisecond, func() error { return e.c.Healthy(ctx) }))
+	p, err := e.c.Primary(ctx)
+	require.NoError(t, err)
+	require.Equal(t, next.Name, p.Name, "the rejoining node must not take over")
+	insert(t, next, 3)
+	waitRow(t, old, 3)
+	waitRow(t, old, 2)
+
+	// SIGTERM of the leader: postgres stops cleanly, the lock is released, another node leads.
+	next.Signal(syscall.SIGTERM)
+	require.True(t, next.WaitExit(60*time.Second), "tusker did not exit after SIGTERM")
+	require.Equal(t, 0, next.ExitCode())
+	require.Contains(t, next.Log(), "released the leader key")
+	require.Zero(t, next.PostmasterPID(), "postgres left running after SIGTERM")
+	var after *harness.Node
+	require.NoError(t, harness.WaitFor(ctx, 60*time.Second, 100*time.Millisecond, func() error {
+		p, err := e.c.Primary(ctx)
+		if err == nil {
+			after = p
+		}
+		return err
+	}))
+	require.NotEqual(t, next.Name, after.Name)
+	waitRow(t, after, 3)
+	insert(t, after, 4)
+	for _, n := range others(e.c, next, after) {
+		waitRow(t, n, 4)
+	}
+}
+
+// stallReplication freezes the WAL receivers of the given replicas so that the primary can write
+// WAL they never get; it returns a function that thaws them.
+func stallReplication(t *testing.T, replicas []*harness.Node) func() {
+	t.Helper()
+	ctx := context.Background()
+	var pids []int
+	for _, r := range replicas {
+		s, err := r.QueryString(ctx, "SELECT pid::text FROM pg_stat_wal_receiver")
+		require.NoError(t, err)
+		var pid int
+		_, err = fmt.Sscan(s, &pid)
+		require.NoError(t, err)
+		require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+		pids = append(pids, pid)
+	}
+	return func() {
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}
+}
+
+// TestRejoinAfterDivergence makes the old primary write WAL that no replica received before its
+// machine dies. On return it must not stream from the new primary on its diverged timeline: it is
+// rewound with pg_rewind and the unreplicated row is gone; then, with pg_rewind disabled and
+// remove_data_directory_on_diverged_timelines on, the same situation is fixed by a fresh clone.
+func TestRejoinAfterDivergence(t *testing.T) {
+	e := newCluster(t, 3, "")
+	ctx := context.Background()
+	require.NoError(t, e.c.Start())
+	primary := e.waitHealthy(90 * time.Second)
+	require.NoError(t, primary.Exec(ctx, "CREATE TABLE t (id int PRIMARY KEY, v text)"))
+	insert(t, primary, 1)
+	for _, n := range others(e.c, primary) {
+		waitRow(t, n, 1)
+	}
+
+	diverge := func(old *harness.Node) *harness.Node {
+		thaw := stallReplication(t, others(e.c, old))
+		insert(t, old, 100) // never reaches a replica
+		require.NoError(t, old.Exec(ctx, "SELECT pg_switch_wal()"))
+		old.KillNode()
+		thaw()
+		var next *harness.Node
+		require.NoError(t, harness.WaitFor(ctx, 60*time.Second, 100*time.Millisecond, func() error {
+			p, err := e.c.Primary(ctx)
+			if err == nil {
+				next = p
+			}
+			return err
+		}))
+		require.NotEqual(t, old.Name, next.Name)
+		insert(t, next, int(time.Now().UnixNano()%1000000)+1000)
+		return next
+	}
+
+	// 1. pg_rewind.
+	old := primary
+	next := diverge(old)
+	require.NoError(t, old.Start())
+	require.NoError(t, harness.WaitFor(ctx, 90*time.Second, 200*time.Millisecond, func() error { return e.c.Healthy(ctx) }))
+	insert(t, next, 2)
+	waitRow(t, old, 2)
+	n, err := old.QueryString(ctx, "SELECT count(*)::text FROM t WHERE id = 100")
+	require.NoError(t, err)
+	require.Equal(t, "0", n, "the diverged row must be gone after pg_rewind")
+	require.Contains(t, old.Log(), "rewind done")
+
+	// 2. A fresh clone when pg_rewind is not allowed.
+	old = next
+	next = diverge(old)
+	old.PGExtra = "  use_pg_rewind: false\n  remove_data_directory_on_diverged_timelines: true"
+	require.NoError(t, e.c.WriteConfig(old, ""))
+	require.NoError(t, old.Start())
+	require.NoError(t, harness.WaitFor(ctx, 90*time.Second, 200*time.Millisecond, func() error { return e.c.Healthy(ctx) }))
+	insert(t, next, 3)
+	waitRow(t, old, 3)
+	n, err = old.QueryString(ctx, "SELECT count(*)::text FROM t WHERE id = 100")
+	require.NoError(t, err)
+	require.Equal(t, "0", n)
+	require.Contains(t, old.Log(), "reclone done")
+}
+
+// TestBadInput: a broken configuration is reported with its key paths, an unreachable etcd is
+// named, garbage in DCS keys does not disturb a running cluster, and a data directory of another
+// cluster is refused, not overwritten.
+func TestBadInput(t *testing.T) {
+	bin := harness.Bin(t, "tusker")
+	dir := t.TempDir()
+
+	t.Run("validate-config reports every problem with its key path", func(t *testing.T) {
+		p := filepath.Join(dir, "bad.yml")
+		require.NoError(t, os.WriteFile(p, []byte(`scope: s
+name: n
+restapi:
+  listen: [1, 2]
+consul:
+  host: 127.0.0.1:8500
+bootstrap:
+  dcs:
+    ttl: abc
+postgresql:
+  listen: 127.0.0.1:5432
+`), 0o600))
+		out, err := exec.Command(bin, "--validate-config", p).CombinedOutput()
+		require.Error(t, err)
+		s := string(out)
+		for _, want := range []string{"restapi.listen", "bootstrap.dcs.ttl", "postgresql.data_dir", "consul"} {
+			require.Contains(t, s, want)
+		}
+	})
+
+	t.Run("version", func(t *testing.T) {
+		out, err := exec.Command(bin, "--version").CombinedOutput()
+		require.NoError(t, err)
+		require.Contains(t, string(out), "tusker ")
+	})
+
+	t.Run("unreachable etcd is named in the log", func(t *testing.T) {
+		c, err := harness.NewCluster(harness.ClusterOptions{Dir: t.TempDir(), Scope: "noetcd", Nodes: 1,
+			TuskerBin: bin, PGBinDir: harness.PGBinDir(t), EtcdHost: "127.0.0.1:1"})
+		require.NoError(t, err)
+		defer c.Stop(10 * time.Second)
+		require.NoError(t, c.Start())
+		ctx := context.Background()
+		require.NoError(t, harness.WaitFor(ctx, 20*time.Second, 200*time.Millisecond, func() error {
+			if !strings.Contains(c.Nodes[0].Log(), "127.0.0.1:1") {
+				return fmt.Errorf("no mention of the etcd address yet")
+			}
+			return nil
+		}))
+		require.True(t, c.Nodes[0].Running(), "tusker must keep retrying, not crash")
+	})
+
+	t.Run("garbage in DCS keys and a foreign data directory", func(t *testing.T) {
+		e := newCluster(t, 2, "")
+		ctx := context.Background()
+		require.NoError(t, e.c.Start())
+		primary := e.waitHealthy(90 * time.Second)
+
+		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{e.etcd.Endpoint}, DialTimeout: 2 * time.Second})
+		require.NoError(t, err)
+		defer cli.Close()
+		_, err = cli.Put(ctx, "/service/e2e/members/garbage", "{this is not json")
+		require.NoError(t, err)
+		_, err = cli.Put(ctx, "/service/e2e/history", `{"not":"a list"}`)
+		require.NoError(t, err)
+		_, err = cli.Put(ctx, "/service/e2e/failover", `[1,2,3]`)
+		require.NoError(t, err)
+		time.Sleep(3 * time.Second) // several loops read the garbage
+		require.NoError(t, e.c.Healthy(ctx))
+		p, err := e.c.Primary(ctx)
+		require.NoError(t, err)
+		require.Equal(t, primary.Name, p.Name)
+		for _, n := range e.c.Nodes {
+			require.True(t, n.Running(), "%s crashed on garbage keys", n.Name)
+		}
+
+		// Replace a replica's data directory with one of another cluster.
+		replica := others(e.c, primary)[0]
+		replica.KillNode()
+		require.NoError(t, os.RemoveAll(replica.DataDir))
+		out, err := exec.Command(filepath.Join(harness.PGBinDir(t), "initdb"), "-D", replica.DataDir, "-U", "postgres").CombinedOutput()
+		require.NoError(t, err, string(out))
+		before, err := os.ReadFile(filepath.Join(replica.DataDir, "global", "pg_control"))
+		require.NoError(t, err)
+		require.NoError(t, replica.Start())
+		require.True(t, replica.WaitExit(30*time.Second), "tusker must stop on a foreign data directory")
+		require.NotEqual(t, 0, replica.ExitCode())
+		require.Contains(t, replica.Log(), "belongs to another cluster")
+		after, err := os.ReadFile(filepath.Join(replica.DataDir, "global", "pg_control"))
+		require.NoError(t, err)
+		require.Equal(t, before, after, "the foreign data directory must not be touched")
+	})
+}
