@@ -17,17 +17,27 @@ type Config struct {
 	PostgreSQL PostgreSQL `yaml:"postgresql"`
 	Tags       Tags       `yaml:"tags"`
 
-	// Unimplemented lists the key paths present in the input that tusker accepts but does not act
-	// on yet (for example "consul", "watchdog.mode"); the daemon logs them once at start.
+	// Unimplemented lists (sorted, unique) the key paths present in the input that tusker accepts
+	// but does not act on yet, and unknown keys: the top-most such key only (for example "consul",
+	// "watchdog", "restapi.certfile", "bootstrap.dcs.synchronous_mode"); free-form names under
+	// parameters and tags are never listed. The daemon logs them once at start.
 	Unimplemented []string `yaml:"-"`
-	// Source is the file or directory the configuration was read from.
+	// Source is the file or directory the configuration was read from ("PATRONI_CONFIGURATION"
+	// or "environment" when it came from the environment alone).
 	Source string `yaml:"-"`
+
+	// sources maps key paths to where their value came from ("at file:line", "from PATRONI_X"),
+	// so that Validate can point at the offending line.
+	sources map[string]string
+	// etcdKey is the section name the etcd settings were read from ("etcd3" or "etcd"), used in
+	// validation messages; "" means etcd3.
+	etcdKey string
 }
 
 // Log is the "log" section.
 type Log struct {
-	Level string `yaml:"level"` // DEBUG, INFO (default), WARNING, ERROR, CRITICAL
-	Type  string `yaml:"type"`  // plain (default) or json
+	Level string `yaml:"level"` // DEBUG, INFO (default), WARNING, ERROR, CRITICAL; upper-cased by Load
+	Type  string `yaml:"type"`  // plain (default) or json; lower-cased by Load
 }
 
 // RestAPI is the "restapi" section.
@@ -43,8 +53,9 @@ type Auth struct {
 	Password string `yaml:"password"`
 }
 
-// Etcd is the "etcd3" (or "etcd") section. Host and Hosts are folded into Hosts ("h:p" each);
-// URL/Protocol give the scheme (default http).
+// Etcd is the "etcd3" (or "etcd") section. Host, Hosts and URL are folded into Hosts ("h:p"
+// each, deduplicated); Protocol is "http" (default) or "https", also taken from the scheme of
+// url (or of a host given as a URL) when protocol is not set.
 type Etcd struct {
 	Hosts    []string `yaml:"hosts"`
 	Protocol string   `yaml:"protocol"`
@@ -65,7 +76,8 @@ type Bootstrap struct {
 
 // Dynamic is the dynamic (cluster-wide) configuration, the JSON value of the DCS "config" key and
 // bootstrap.dcs in the local file. Raw keeps every key as read so that keys tusker does not know
-// survive a round trip through the DCS.
+// survive a round trip through the DCS: JSON (and json.Marshal) write Raw with the typed fields
+// over it; ParseDynamic (and json.Unmarshal) fill both.
 type Dynamic struct {
 	TTL                  int   `json:"ttl"`                     // seconds, default 6
 	LoopWait             int   `json:"loop_wait"`               // seconds, default 1
@@ -82,7 +94,7 @@ type Dynamic struct {
 
 // DynamicPostgreSQL is the "postgresql" subsection of the dynamic configuration.
 type DynamicPostgreSQL struct {
-	UsePgRewind bool           `json:"use_pg_rewind"` // default false
+	UsePgRewind bool           `json:"use_pg_rewind"` // default true (Patroni: false)
 	UseSlots    bool           `json:"use_slots"`     // default true
 	Parameters  map[string]any `json:"parameters"`
 	PgHBA       []string       `json:"pg_hba"`
@@ -99,7 +111,7 @@ type PostgreSQL struct {
 	Listen         string         `yaml:"listen"`          // "host[,host...]:port", required
 	ConnectAddress string         `yaml:"connect_address"` // host:port, required; published in conn_url
 	DataDir        string         `yaml:"data_dir"`        // required
-	BinDir         string         `yaml:"bin_dir"`         // default: first of /usr/lib/postgresql/15/bin or PATH
+	BinDir         string         `yaml:"bin_dir"`         // "" = resolved at run time (not by this package)
 	ConfigDir      string         `yaml:"config_dir"`      // default data_dir
 	Pgpass         string         `yaml:"pgpass"`          // default /tmp/pgpass-<name>
 	Authentication Authentication `yaml:"authentication"`

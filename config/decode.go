@@ -1,0 +1,669 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// decoder walks a node tree into the typed structs, collecting type problems (each naming its
+// key path) and the key paths tusker does not implement.
+type decoder struct {
+	problems []string
+	unimpl   []string
+	sources  map[string]string // key path -> "at file:line" / "from PATRONI_X"
+}
+
+func newDecoder() *decoder {
+	return &decoder{sources: map[string]string{}}
+}
+
+func joinPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func indexPath(path string, i int) string {
+	return fmt.Sprintf("%s[%d]", path, i)
+}
+
+func (d *decoder) problem(path string, n *node, format string, args ...any) {
+	msg := path + ": " + fmt.Sprintf(format, args...)
+	if n != nil && n.src != "" {
+		msg += " (" + n.src + ")"
+	}
+	d.problems = append(d.problems, msg)
+}
+
+func (d *decoder) track(path string, n *node) {
+	if n != nil && n.src != "" {
+		d.sources[path] = n.src
+	}
+}
+
+func (d *decoder) unimplemented(path string) {
+	d.unimpl = append(d.unimpl, path)
+}
+
+// unimplementedList returns the sorted, unique unimplemented key paths.
+func (d *decoder) unimplementedList() []string {
+	if len(d.unimpl) == 0 {
+		return nil
+	}
+	l := slices.Clone(d.unimpl)
+	sort.Strings(l)
+	return slices.Compact(l)
+}
+
+// fields walks a map node: known keys go to their handler, the others are unimplemented.
+// A null section is an empty section; anything else than a map is a problem.
+func (d *decoder) fields(path string, n *node, handlers map[string]func(p string, v *node)) bool {
+	d.track(path, n)
+	switch n.kind {
+	case nullNode:
+		return true
+	case mapNode:
+	default:
+		d.problem(path, n, "expected a map of settings, got %s", describe(n))
+		return false
+	}
+	for _, k := range n.keys {
+		p := joinPath(path, k)
+		if h, ok := handlers[k]; ok {
+			h(p, n.m[k])
+		} else {
+			d.unimplemented(p)
+		}
+	}
+	return true
+}
+
+// str reads a string; any scalar is accepted as its literal text. ok is false for null/absent.
+func (d *decoder) str(path string, n *node, want string) (string, bool) {
+	d.track(path, n)
+	switch n.kind {
+	case nullNode:
+		return "", false
+	case scalarNode:
+		return n.text, true
+	}
+	d.problem(path, n, "expected %s, got %s", want, describe(n))
+	return "", false
+}
+
+func (d *decoder) setStr(dst *string, want string) func(string, *node) {
+	return func(p string, v *node) {
+		if s, ok := d.str(p, v, want); ok {
+			*dst = s
+		}
+	}
+}
+
+// integer reads an integer: a YAML/JSON integer, an integral float or a string holding one.
+func (d *decoder) integer(path string, n *node, want string) (int64, bool) {
+	d.track(path, n)
+	if n.kind == nullNode {
+		return 0, false
+	}
+	if n.kind == scalarNode {
+		if i, ok := scalarInt(n.val); ok {
+			return i, true
+		}
+	}
+	d.problem(path, n, "expected %s, got %s", want, describe(n))
+	return 0, false
+}
+
+func scalarInt(v any) (int64, bool) {
+	switch x := v.(type) {
+	case int:
+		return int64(x), true
+	case int64:
+		return x, true
+	case uint64:
+		if x <= math.MaxInt64 {
+			return int64(x), true
+		}
+	case float64:
+		if x == math.Trunc(x) && math.Abs(x) < 1<<62 {
+			return int64(x), true
+		}
+	case string:
+		s := strings.TrimSpace(x)
+		if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return i, true
+		}
+		if f, err := strconv.ParseFloat(s, 64); err == nil && f == math.Trunc(f) && math.Abs(f) < 1<<62 {
+			return int64(f), true
+		}
+	}
+	return 0, false
+}
+
+func (d *decoder) setInt(dst *int, want string) func(string, *node) {
+	return func(p string, v *node) {
+		if i, ok := d.integer(p, v, want); ok {
+			*dst = int(i)
+		}
+	}
+}
+
+// boolean reads a boolean the way Patroni's parse_bool does: true/false, yes/no, on/off, 1/0.
+func (d *decoder) boolean(path string, n *node) (bool, bool) {
+	d.track(path, n)
+	if n.kind == nullNode {
+		return false, false
+	}
+	if n.kind == scalarNode {
+		if b, ok := scalarBool(n.val); ok {
+			return b, true
+		}
+	}
+	d.problem(path, n, "expected a boolean (true/false, yes/no, on/off), got %s", describe(n))
+	return false, false
+}
+
+func scalarBool(v any) (bool, bool) {
+	switch x := v.(type) {
+	case bool:
+		return x, true
+	case int:
+		if x == 0 || x == 1 {
+			return x == 1, true
+		}
+	case string:
+		switch strings.ToLower(strings.TrimSpace(x)) {
+		case "true", "yes", "on", "1", "y", "t":
+			return true, true
+		case "false", "no", "off", "0", "n", "f":
+			return false, true
+		}
+	}
+	return false, false
+}
+
+func (d *decoder) setBool(dst *bool) func(string, *node) {
+	return func(p string, v *node) {
+		if b, ok := d.boolean(p, v); ok {
+			*dst = b
+		}
+	}
+}
+
+// stringList reads a list of strings (e.g. pg_hba lines).
+func (d *decoder) stringList(path string, n *node, want string) []string {
+	d.track(path, n)
+	switch n.kind {
+	case nullNode:
+		return nil
+	case listNode:
+		out := make([]string, 0, len(n.list))
+		for i, it := range n.list {
+			p := indexPath(path, i)
+			switch it.kind {
+			case scalarNode:
+				out = append(out, it.text)
+			case nullNode:
+			default:
+				d.problem(p, it, "expected a string, got %s", describe(it))
+			}
+		}
+		return out
+	}
+	d.problem(path, n, "expected %s, got %s", want, describe(n))
+	return nil
+}
+
+// hostList reads a list of "host:port" or a comma-separated string of them.
+func (d *decoder) hostList(path string, n *node) []string {
+	d.track(path, n)
+	switch n.kind {
+	case nullNode:
+		return nil
+	case scalarNode:
+		return splitComma(n.text)
+	case listNode:
+		var out []string
+		for i, it := range n.list {
+			if it.kind != scalarNode {
+				if it.kind != nullNode {
+					d.problem(indexPath(path, i), it, `expected a string "host:port", got %s`, describe(it))
+				}
+				continue
+			}
+			out = append(out, splitComma(it.text)...)
+		}
+		return out
+	}
+	d.problem(path, n, `expected a list of "host:port" or a comma-separated string, got %s`, describe(n))
+	return nil
+}
+
+func splitComma(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
+// parameters reads a free-form map of PostgreSQL parameters; values are kept as given.
+func (d *decoder) parameters(path string, n *node) map[string]any {
+	d.track(path, n)
+	switch n.kind {
+	case nullNode:
+		return nil
+	case mapNode:
+	default:
+		d.problem(path, n, "expected a map of parameter names to values, got %s", describe(n))
+		return nil
+	}
+	out := make(map[string]any, len(n.keys))
+	for _, k := range n.keys {
+		v := n.m[k]
+		p := joinPath(path, k)
+		d.track(p, v)
+		switch v.kind {
+		case scalarNode:
+			out[k] = v.val
+		case nullNode:
+			// null removes a parameter (Patroni's merge semantics)
+		default:
+			d.problem(p, v, "expected a string, number or boolean, got %s", describe(v))
+		}
+	}
+	return out
+}
+
+func (d *decoder) auth(path string, n *node) Auth {
+	var a Auth
+	d.fields(path, n, map[string]func(string, *node){
+		"username": d.setStr(&a.Username, "a string"),
+		"password": d.setStr(&a.Password, "a string"),
+	})
+	return a
+}
+
+const wantHostPort = `a string "host:port"`
+
+// decodeConfig walks the whole local configuration.
+func decodeConfig(d *decoder, root *node) *Config {
+	c := &Config{}
+	dynamicSeen := false
+	handlers := map[string]func(string, *node){
+		"scope":      d.setStr(&c.Scope, "a string"),
+		"namespace":  d.setStr(&c.Namespace, "a string"),
+		"name":       d.setStr(&c.Name, "a string"),
+		"log":        func(p string, v *node) { d.log(p, v, &c.Log) },
+		"restapi":    func(p string, v *node) { d.restapi(p, v, &c.RestAPI) },
+		"postgresql": func(p string, v *node) { d.postgresql(p, v, &c.PostgreSQL) },
+		"tags":       func(p string, v *node) { c.Tags = d.tags(p, v) },
+		"bootstrap": func(p string, v *node) {
+			c.Bootstrap, dynamicSeen = d.bootstrap(p, v)
+		},
+	}
+	// etcd3 and etcd (accepted as etcd v3 too) are folded into one section; etcd3 wins.
+	var e3, e *Etcd
+	handlers["etcd3"] = func(p string, v *node) { e3 = d.etcd(p, v) }
+	handlers["etcd"] = func(p string, v *node) { e = d.etcd(p, v) }
+
+	if root.kind == nullNode {
+		root = newMapNode(root.src)
+	}
+	if root.kind != mapNode {
+		d.problem("(top level)", root, "expected a map of settings, got %s", describe(root))
+		return c
+	}
+	d.fields("", root, handlers)
+	c.Etcd3 = foldEtcd(e3, e)
+	if e3 == nil && e != nil {
+		c.etcdKey = "etcd"
+	}
+	if !dynamicSeen {
+		c.Bootstrap.DCS = DefaultDynamic()
+	}
+	return c
+}
+
+func (d *decoder) log(path string, n *node, l *Log) {
+	d.fields(path, n, map[string]func(string, *node){
+		"level": func(p string, v *node) {
+			if s, ok := d.str(p, v, "a string"); ok {
+				l.Level = strings.ToUpper(strings.TrimSpace(s))
+			}
+		},
+		"type": func(p string, v *node) {
+			if s, ok := d.str(p, v, "a string"); ok {
+				l.Type = strings.ToLower(strings.TrimSpace(s))
+			}
+		},
+	})
+}
+
+func (d *decoder) restapi(path string, n *node, r *RestAPI) {
+	d.fields(path, n, map[string]func(string, *node){
+		"listen":          d.setStr(&r.Listen, wantHostPort),
+		"connect_address": d.setStr(&r.ConnectAddress, wantHostPort),
+		"authentication": func(p string, v *node) {
+			if v.kind == nullNode {
+				return
+			}
+			a := d.auth(p, v)
+			r.Authentication = &a
+		},
+	})
+}
+
+func (d *decoder) etcd(path string, n *node) *Etcd {
+	e := &Etcd{}
+	var host, urls []string
+	var urlNode *node
+	d.fields(path, n, map[string]func(string, *node){
+		"host": func(p string, v *node) {
+			if s, ok := d.str(p, v, wantHostPort); ok {
+				host = splitComma(s)
+			}
+		},
+		"hosts": func(p string, v *node) { e.Hosts = d.hostList(p, v) },
+		"url": func(p string, v *node) {
+			if s, ok := d.str(p, v, `a string "http(s)://host:port"`); ok {
+				urls, urlNode = splitComma(s), v
+			}
+		},
+		"protocol": func(p string, v *node) {
+			if s, ok := d.str(p, v, `a string "http" or "https"`); ok {
+				e.Protocol = strings.ToLower(strings.TrimSpace(s))
+			}
+		},
+		"username": d.setStr(&e.Username, "a string"),
+		"password": d.setStr(&e.Password, "a string"),
+		"cacert":   d.setStr(&e.CACert, "a string (a file path)"),
+		"cert":     d.setStr(&e.Cert, "a string (a file path)"),
+		"key":      d.setStr(&e.Key, "a string (a file path)"),
+	})
+	all := append(e.Hosts, host...)
+	e.Hosts = nil
+	for _, h := range all {
+		e.Hosts = appendHost(d, path+".hosts", nil, e, h)
+	}
+	for _, u := range urls {
+		e.Hosts = appendHost(d, path+".url", urlNode, e, u)
+	}
+	return e
+}
+
+// appendHost adds one etcd endpoint to e.Hosts (deduplicated). An endpoint given as a URL
+// sets the protocol when none is set explicitly.
+func appendHost(d *decoder, path string, n *node, e *Etcd, h string) []string {
+	if strings.Contains(h, "://") {
+		u, err := url.Parse(h)
+		if err != nil || u.Host == "" {
+			d.problem(path, n, "%q is not a valid URL", h)
+			return e.Hosts
+		}
+		scheme := strings.ToLower(u.Scheme)
+		switch {
+		case e.Protocol == "":
+			e.Protocol = scheme
+		case e.Protocol != scheme:
+			d.problem(path, n, "scheme of %q conflicts with protocol %q", h, e.Protocol)
+		}
+		h = u.Host
+	}
+	if slices.Contains(e.Hosts, h) {
+		return e.Hosts
+	}
+	return append(e.Hosts, h)
+}
+
+func foldEtcd(e3, e *Etcd) *Etcd {
+	switch {
+	case e3 == nil:
+		return e
+	case e == nil:
+		return e3
+	}
+	out := *e3
+	out.Hosts = slices.Clone(e3.Hosts)
+	for _, h := range e.Hosts {
+		if !slices.Contains(out.Hosts, h) {
+			out.Hosts = append(out.Hosts, h)
+		}
+	}
+	for _, f := range []struct {
+		dst *string
+		src string
+	}{
+		{&out.Protocol, e.Protocol}, {&out.Username, e.Username}, {&out.Password, e.Password},
+		{&out.CACert, e.CACert}, {&out.Cert, e.Cert}, {&out.Key, e.Key},
+	} {
+		if *f.dst == "" {
+			*f.dst = f.src
+		}
+	}
+	return &out
+}
+
+// disallowedInitdb are the initdb options tusker (like Patroni) sets itself.
+var disallowedInitdb = []string{"pgdata", "nosync", "pwfile", "sync-only", "version"}
+
+func (d *decoder) bootstrap(path string, n *node) (Bootstrap, bool) {
+	b := Bootstrap{DCS: DefaultDynamic()}
+	seen := false
+	postInit := ""
+	d.fields(path, n, map[string]func(string, *node){
+		"dcs": func(p string, v *node) {
+			b.DCS, seen = decodeDynamic(d, p, v), true
+		},
+		"initdb":         func(p string, v *node) { b.Initdb = d.initdb(p, v) },
+		"pg_hba":         func(p string, v *node) { b.PgHBA = d.stringList(p, v, "a list of pg_hba.conf lines") },
+		"post_bootstrap": d.setStr(&b.PostBootstrap, "a string (a command)"),
+		"post_init":      d.setStr(&postInit, "a string (a command)"),
+		"method": func(p string, v *node) {
+			if s, ok := d.str(p, v, "a string"); ok && s != "initdb" {
+				d.unimplemented(p)
+			}
+		},
+	})
+	if b.PostBootstrap == "" {
+		b.PostBootstrap = postInit
+	}
+	return b, seen
+}
+
+func (d *decoder) initdb(path string, n *node) []string {
+	d.track(path, n)
+	var args []string
+	add := func(p string, name string, v *node, at *node) {
+		name = strings.TrimLeft(strings.TrimSpace(name), "-")
+		if name == "" {
+			d.problem(p, at, "empty initdb option")
+			return
+		}
+		if slices.Contains(disallowedInitdb, name) {
+			d.problem(p, at, "initdb option %q is not allowed (tusker sets it itself; not allowed: %s)",
+				name, strings.Join(disallowedInitdb, ", "))
+			return
+		}
+		switch {
+		case v == nil || v.kind == nullNode:
+			args = append(args, "--"+name)
+		case v.kind == scalarNode:
+			if b, ok := v.val.(bool); ok {
+				if b {
+					args = append(args, "--"+name)
+				}
+				return
+			}
+			args = append(args, "--"+name+"="+v.text)
+		default:
+			d.problem(p, v, "expected an option value (a string), got %s", describe(v))
+		}
+	}
+	switch n.kind {
+	case nullNode:
+		return nil
+	case listNode:
+		for i, it := range n.list {
+			p := indexPath(path, i)
+			switch {
+			case it.kind == scalarNode:
+				add(p, it.text, nil, it)
+			case it.kind == mapNode && len(it.keys) == 1:
+				add(p, it.keys[0], it.m[it.keys[0]], it)
+			case it.kind == mapNode:
+				d.problem(p, it, "expected one option (\"- name\" or \"- name: value\"), got a map with %d keys", len(it.keys))
+			default:
+				d.problem(p, it, "expected an option (\"- name\" or \"- name: value\"), got %s", describe(it))
+			}
+		}
+	case mapNode:
+		for _, k := range n.keys {
+			add(joinPath(path, k), k, n.m[k], n.m[k])
+		}
+	default:
+		d.problem(path, n, "expected a list of initdb options, got %s", describe(n))
+	}
+	return args
+}
+
+func (d *decoder) postgresql(path string, n *node, pg *PostgreSQL) {
+	d.fields(path, n, map[string]func(string, *node){
+		"listen":          d.setStr(&pg.Listen, `a string "host[,host...]:port"`),
+		"connect_address": d.setStr(&pg.ConnectAddress, wantHostPort),
+		"data_dir":        d.setStr(&pg.DataDir, "a string (a directory)"),
+		"bin_dir":         d.setStr(&pg.BinDir, "a string (a directory)"),
+		"config_dir":      d.setStr(&pg.ConfigDir, "a string (a directory)"),
+		"pgpass":          d.setStr(&pg.Pgpass, "a string (a file path)"),
+		"authentication": func(p string, v *node) {
+			d.fields(p, v, map[string]func(string, *node){
+				"superuser":   func(p string, v *node) { pg.Authentication.Superuser = d.auth(p, v) },
+				"replication": func(p string, v *node) { pg.Authentication.Replication = d.auth(p, v) },
+				"rewind":      func(p string, v *node) { pg.Authentication.Rewind = d.auth(p, v) },
+			})
+		},
+		"parameters":     func(p string, v *node) { pg.Parameters = d.parameters(p, v) },
+		"pg_hba":         func(p string, v *node) { pg.PgHBA = d.stringList(p, v, "a list of pg_hba.conf lines") },
+		"pg_ctl_timeout": d.setInt(&pg.PgCtlTimeout, "an integer number of seconds"),
+		"use_pg_rewind": func(p string, v *node) {
+			if b, ok := d.boolean(p, v); ok {
+				pg.UsePgRewind = &b
+			}
+		},
+		"remove_data_directory_on_rewind_failure":     d.setBool(&pg.RemoveDataDirectoryOnRewindFailure),
+		"remove_data_directory_on_diverged_timelines": d.setBool(&pg.RemoveDataDirectoryOnDivergedTimelines),
+	})
+}
+
+// patroniTagsNotImplemented are tags Patroni acts on and tusker does not yet; they are still
+// published with the other tags.
+var patroniTagsNotImplemented = []string{"nostream", "replicatefrom", "sync_priority"}
+
+func (d *decoder) tags(path string, n *node) Tags {
+	var t Tags
+	d.track(path, n)
+	switch n.kind {
+	case nullNode:
+		return t
+	case mapNode:
+	default:
+		d.problem(path, n, "expected a map of tags, got %s", describe(n))
+		return t
+	}
+	var nofailoverNode, priorityNode *node
+	for _, k := range n.keys {
+		v, p := n.m[k], joinPath(path, k)
+		switch k {
+		case "nofailover":
+			nofailoverNode = v
+			d.setBool(&t.NoFailover)(p, v)
+		case "noloadbalance":
+			d.setBool(&t.NoLoadBalance)(p, v)
+		case "clonefrom":
+			d.setBool(&t.CloneFrom)(p, v)
+		case "nosync":
+			d.setBool(&t.NoSync)(p, v)
+		case "failover_priority":
+			priorityNode = v
+			if i, ok := d.integer(p, v, "an integer >= 0"); ok {
+				if i < 0 {
+					d.problem(p, v, "must be an integer >= 0, got %d", i)
+				}
+				prio := int(i)
+				t.FailoverPriority = &prio
+			}
+		default:
+			if slices.Contains(patroniTagsNotImplemented, k) {
+				d.unimplemented(p)
+			}
+			if t.Extra == nil {
+				t.Extra = map[string]any{}
+			}
+			t.Extra[k] = v.toAny()
+		}
+	}
+	if nofailoverNode != nil && nofailoverNode.kind != nullNode &&
+		priorityNode != nil && priorityNode.kind != nullNode {
+		d.problem(joinPath(path, "failover_priority"), priorityNode,
+			"cannot be combined with tags.nofailover (set at most one of the two; failover_priority 0 means nofailover)")
+	}
+	return t
+}
+
+// decodeDynamic walks a dynamic configuration (bootstrap.dcs or the DCS /config value) over the
+// defaults; Raw receives the whole subtree.
+func decodeDynamic(d *decoder, path string, n *node) Dynamic {
+	dyn := DefaultDynamic()
+	if n.kind == mapNode {
+		dyn.Raw = n.toAny().(map[string]any)
+	}
+	const secs = "an integer number of seconds"
+	var primaryStart, masterStart *int
+	optInt := func(dst **int) func(string, *node) {
+		return func(p string, v *node) {
+			if i, ok := d.integer(p, v, secs); ok {
+				x := int(i)
+				*dst = &x
+			}
+		}
+	}
+	d.fields(path, n, map[string]func(string, *node){
+		"ttl":           d.setInt(&dyn.TTL, secs),
+		"loop_wait":     d.setInt(&dyn.LoopWait, secs),
+		"retry_timeout": d.setInt(&dyn.RetryTimeout, secs),
+		"maximum_lag_on_failover": func(p string, v *node) {
+			if i, ok := d.integer(p, v, "an integer number of bytes"); ok {
+				dyn.MaximumLagOnFailover = i
+			}
+		},
+		"check_timeline":        d.setBool(&dyn.CheckTimeline),
+		"primary_start_timeout": optInt(&primaryStart),
+		"master_start_timeout":  optInt(&masterStart), // Patroni's old name
+		"pause":                 d.setBool(&dyn.Pause),
+		"postgresql": func(p string, v *node) {
+			d.fields(p, v, map[string]func(string, *node){
+				"use_pg_rewind": d.setBool(&dyn.PostgreSQL.UsePgRewind),
+				"use_slots":     d.setBool(&dyn.PostgreSQL.UseSlots),
+				"parameters":    func(p string, v *node) { dyn.PostgreSQL.Parameters = d.parameters(p, v) },
+				"pg_hba": func(p string, v *node) {
+					dyn.PostgreSQL.PgHBA = d.stringList(p, v, "a list of pg_hba.conf lines")
+				},
+			})
+		},
+	})
+	switch {
+	case primaryStart != nil:
+		dyn.PrimaryStartTimeout = *primaryStart
+	case masterStart != nil:
+		dyn.PrimaryStartTimeout = *masterStart
+	}
+	return dyn
+}

@@ -1,0 +1,111 @@
+package config
+
+import (
+	"net"
+	"strconv"
+	"strings"
+)
+
+// Local defaults.
+const (
+	DefaultNamespace           = "/service"
+	DefaultSuperuserName       = "postgres"
+	DefaultReplicationUsername = "replicator"
+	DefaultPgCtlTimeout        = 60
+	DefaultLogLevel            = "INFO"
+	DefaultLogType             = "plain"
+	DefaultEtcdProtocol        = "http"
+	// PgpassPrefix is the default pgpass file name without the (sanitised) member name.
+	PgpassPrefix = "/tmp/pgpass-"
+)
+
+// ApplyDefaults fills the unset keys with their defaults (Load calls it; code that builds a
+// Config by hand may call it too). It never overwrites a value that is set.
+//
+//   - namespace "/service"
+//   - restapi.connect_address = restapi.listen unless the listen host is a wildcard (0.0.0.0, ::, *)
+//   - postgresql.connect_address = first non-wildcard host of postgresql.listen with its port
+//   - postgresql.config_dir = postgresql.data_dir
+//   - postgresql.pgpass = /tmp/pgpass-<name> (name made filesystem-safe)
+//   - postgresql.authentication.superuser.username "postgres", replication.username "replicator"
+//   - postgresql.pg_ctl_timeout 60 (0 means unset)
+//   - log.level INFO, log.type plain
+//   - etcd3.protocol http
+//   - bootstrap.dcs = DefaultDynamic() when it is entirely unset
+//
+// postgresql.bin_dir stays empty: it is resolved at run time.
+func (c *Config) ApplyDefaults() {
+	if c.Namespace == "" {
+		c.Namespace = DefaultNamespace
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = DefaultLogLevel
+	}
+	if c.Log.Type == "" {
+		c.Log.Type = DefaultLogType
+	}
+	if c.RestAPI.ConnectAddress == "" && c.RestAPI.Listen != "" {
+		if host, _, err := SplitHostPort(c.RestAPI.Listen); err == nil && !isWildcard(host) {
+			c.RestAPI.ConnectAddress = c.RestAPI.Listen
+		}
+	}
+	pg := &c.PostgreSQL
+	if pg.ConnectAddress == "" && pg.Listen != "" {
+		if hosts, port, err := c.ListenHosts(); err == nil {
+			for _, h := range hosts {
+				if !isWildcard(h) {
+					pg.ConnectAddress = net.JoinHostPort(h, strconv.Itoa(port))
+					break
+				}
+			}
+		}
+	}
+	if pg.ConfigDir == "" {
+		pg.ConfigDir = pg.DataDir
+	}
+	if pg.Pgpass == "" && c.Name != "" {
+		pg.Pgpass = PgpassPrefix + safeFileName(c.Name)
+	}
+	if pg.Authentication.Superuser.Username == "" {
+		pg.Authentication.Superuser.Username = DefaultSuperuserName
+	}
+	if pg.Authentication.Replication.Username == "" {
+		pg.Authentication.Replication.Username = DefaultReplicationUsername
+	}
+	if pg.PgCtlTimeout == 0 {
+		pg.PgCtlTimeout = DefaultPgCtlTimeout
+	}
+	if c.Etcd3 != nil && c.Etcd3.Protocol == "" {
+		c.Etcd3.Protocol = DefaultEtcdProtocol
+	}
+	dcs := &c.Bootstrap.DCS
+	if dcs.Raw == nil && dcs.TTL == 0 && dcs.LoopWait == 0 && dcs.RetryTimeout == 0 {
+		*dcs = DefaultDynamic()
+	}
+}
+
+// isWildcard reports whether a listen host means "all interfaces".
+func isWildcard(host string) bool {
+	switch strings.Trim(host, "[]") {
+	case "", "0.0.0.0", "::", "*":
+		return true
+	}
+	return false
+}
+
+// safeFileName replaces every character outside [A-Za-z0-9._-] by "_" (and "." / ".." wholly).
+func safeFileName(s string) string {
+	b := []byte(s)
+	for i, ch := range b {
+		switch {
+		case ch >= 'a' && ch <= 'z', ch >= 'A' && ch <= 'Z', ch >= '0' && ch <= '9', ch == '.', ch == '_', ch == '-':
+		default:
+			b[i] = '_'
+		}
+	}
+	out := string(b)
+	if strings.Trim(out, ".") == "" {
+		out = strings.Repeat("_", len(out))
+	}
+	return out
+}

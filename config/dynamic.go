@@ -1,0 +1,185 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// Defaults of the dynamic configuration. They are deliberately faster than Patroni's
+// (ttl 30, loop_wait 10, retry_timeout 10) while keeping loop_wait + 2*retry_timeout <= ttl.
+const (
+	DefaultTTL                  = 6
+	DefaultLoopWait             = 1
+	DefaultRetryTimeout         = 2
+	DefaultMaximumLagOnFailover = 1048576
+	DefaultPrimaryStartTimeout  = 300
+)
+
+// DefaultDynamic returns tusker's default dynamic configuration (Raw is empty).
+func DefaultDynamic() Dynamic {
+	return Dynamic{
+		TTL:                  DefaultTTL,
+		LoopWait:             DefaultLoopWait,
+		RetryTimeout:         DefaultRetryTimeout,
+		MaximumLagOnFailover: DefaultMaximumLagOnFailover,
+		PrimaryStartTimeout:  DefaultPrimaryStartTimeout,
+		PostgreSQL:           DynamicPostgreSQL{UseSlots: true, UsePgRewind: true},
+		Raw:                  map[string]any{},
+	}
+}
+
+// ParseDynamic parses the JSON value of the DCS "config" key over the defaults. It is as lax as
+// the YAML loader ("30" for 30, "on" for true, master_start_timeout for primary_start_timeout).
+// An empty value or "null" gives the defaults. On type problems it returns a *ValidationError
+// (problems named by key, e.g. "ttl: expected an integer number of seconds, got \"abc\"") together
+// with a best-effort Dynamic in which the offending keys keep their defaults. ParseDynamic does not
+// check ranges and the timing rule: call Validate for that.
+func ParseDynamic(raw []byte) (Dynamic, error) {
+	if len(strings.TrimSpace(string(raw))) == 0 {
+		return DefaultDynamic(), nil
+	}
+	n, err := fromJSON(raw)
+	if err != nil {
+		return DefaultDynamic(), fmt.Errorf("dynamic configuration: invalid JSON: %w", err)
+	}
+	switch n.kind {
+	case nullNode:
+		return DefaultDynamic(), nil
+	case mapNode:
+	default:
+		return DefaultDynamic(), fmt.Errorf("dynamic configuration: expected a JSON object, got %s", describe(n))
+	}
+	d := newDecoder()
+	dyn := decodeDynamic(d, "", n)
+	if len(d.problems) > 0 {
+		return dyn, &ValidationError{Source: "dynamic configuration", Problems: d.problems}
+	}
+	return dyn, nil
+}
+
+// Unimplemented lists the keys of Raw that tusker accepts but does not act on yet (for example
+// "synchronous_mode", "postgresql.recovery_conf"), sorted. User-defined parameter names are not
+// listed.
+func (d Dynamic) Unimplemented() []string {
+	dec := newDecoder()
+	decodeDynamic(dec, "", fromAny(d.Raw))
+	return dec.unimplementedList()
+}
+
+// JSON serialises the dynamic configuration for the DCS "config" key: Raw (so that keys tusker
+// does not know survive) with the typed fields written over it. master_start_timeout is replaced
+// by primary_start_timeout, and pause is only written when true (as Patroni does).
+func (d Dynamic) JSON() ([]byte, error) {
+	out := deepCopyMap(d.Raw)
+	out["ttl"] = d.TTL
+	out["loop_wait"] = d.LoopWait
+	out["retry_timeout"] = d.RetryTimeout
+	out["maximum_lag_on_failover"] = d.MaximumLagOnFailover
+	out["check_timeline"] = d.CheckTimeline
+	out["primary_start_timeout"] = d.PrimaryStartTimeout
+	delete(out, "master_start_timeout")
+	if d.Pause {
+		out["pause"] = true
+	} else {
+		delete(out, "pause")
+	}
+	pg, _ := out["postgresql"].(map[string]any)
+	if pg == nil {
+		pg = map[string]any{}
+	}
+	pg["use_pg_rewind"] = d.PostgreSQL.UsePgRewind
+	pg["use_slots"] = d.PostgreSQL.UseSlots
+	if len(d.PostgreSQL.Parameters) > 0 {
+		pg["parameters"] = maps.Clone(d.PostgreSQL.Parameters)
+	} else {
+		delete(pg, "parameters")
+	}
+	if len(d.PostgreSQL.PgHBA) > 0 {
+		pg["pg_hba"] = slices.Clone(d.PostgreSQL.PgHBA)
+	} else {
+		delete(pg, "pg_hba")
+	}
+	out["postgresql"] = pg
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil, fmt.Errorf("encode dynamic configuration: %w", err)
+	}
+	return b, nil
+}
+
+// MarshalJSON is JSON, so that json.Marshal of a Dynamic keeps the unknown keys too.
+func (d Dynamic) MarshalJSON() ([]byte, error) {
+	return d.JSON()
+}
+
+// UnmarshalJSON is ParseDynamic (including its laxness and its type errors).
+func (d *Dynamic) UnmarshalJSON(b []byte) error {
+	dyn, err := ParseDynamic(b)
+	if err != nil {
+		return err
+	}
+	*d = dyn
+	return nil
+}
+
+// Validate checks the ranges and the timing rule of the dynamic configuration. Each problem is
+// "key: message" with the key relative to the dynamic configuration (e.g. "loop_wait: ...");
+// the result is empty when the configuration is valid.
+func (d Dynamic) Validate() []string {
+	var p []string
+	add := func(key, format string, args ...any) {
+		p = append(p, key+": "+fmt.Sprintf(format, args...))
+	}
+	if d.TTL < 2 {
+		add("ttl", "must be at least 2 seconds, got %d", d.TTL)
+	}
+	if d.LoopWait < 1 {
+		add("loop_wait", "must be at least 1 second, got %d", d.LoopWait)
+	}
+	if d.RetryTimeout < 1 {
+		add("retry_timeout", "must be at least 1 second, got %d", d.RetryTimeout)
+	}
+	if d.TTL >= 2 && d.LoopWait >= 1 && d.RetryTimeout >= 1 && d.LoopWait+2*d.RetryTimeout > d.TTL {
+		add("loop_wait", "loop_wait + 2*retry_timeout must be <= ttl, got %d + 2*%d = %d > ttl %d "+
+			"(lower loop_wait or retry_timeout, or raise ttl)",
+			d.LoopWait, d.RetryTimeout, d.LoopWait+2*d.RetryTimeout, d.TTL)
+	}
+	if d.MaximumLagOnFailover < 0 {
+		add("maximum_lag_on_failover", "must be >= 0 bytes, got %d", d.MaximumLagOnFailover)
+	}
+	if d.PrimaryStartTimeout < 0 {
+		add("primary_start_timeout", "must be >= 0 seconds, got %d", d.PrimaryStartTimeout)
+	}
+	for _, k := range slices.Sorted(maps.Keys(d.PostgreSQL.Parameters)) {
+		switch d.PostgreSQL.Parameters[k].(type) {
+		case nil, map[string]any, []any:
+			add("postgresql.parameters."+k, "expected a string, number or boolean")
+		}
+	}
+	return p
+}
+
+func deepCopyMap(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = deepCopy(v)
+	}
+	return out
+}
+
+func deepCopy(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		return deepCopyMap(x)
+	case []any:
+		l := make([]any, len(x))
+		for i, it := range x {
+			l[i] = deepCopy(it)
+		}
+		return l
+	}
+	return v
+}

@@ -1,0 +1,213 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// ValidationError lists every problem found in a configuration, one per line, each starting with
+// the key path ("restapi.listen: ...", "bootstrap.dcs.loop_wait: ..."). Use errors.As to get the
+// list.
+type ValidationError struct {
+	// Source is where the configuration came from (file, directory, "PATRONI_CONFIGURATION",
+	// "environment", "dynamic configuration"); empty for Config.Validate.
+	Source   string
+	Problems []string
+}
+
+func (e *ValidationError) Error() string {
+	if e.Source == "" {
+		return strings.Join(e.Problems, "\n")
+	}
+	noun := "problem"
+	if len(e.Problems) != 1 {
+		noun = "problems"
+	}
+	return fmt.Sprintf("invalid configuration in %s (%d %s):\n  %s", e.Source, len(e.Problems), noun,
+		strings.Join(e.Problems, "\n  "))
+}
+
+// ReservedName cannot be used as a member name (Patroni uses it in synchronous_standby_names).
+const ReservedName = "__patroni_strict_sync_replica_placeholder__"
+
+// unsupportedDCS are Patroni's other DCS sections; tusker only speaks etcd v3 for now.
+var unsupportedDCS = []string{"consul", "exhibitor", "kubernetes", "raft", "zookeeper"}
+
+// Validate checks the whole configuration (after defaults) and returns a *ValidationError that
+// lists every problem, or nil.
+func (c *Config) Validate() error {
+	var problems []string
+	add := func(path, format string, args ...any) {
+		msg := path + ": " + fmt.Sprintf(format, args...)
+		if src := c.sources[path]; src != "" {
+			msg += " (" + src + ")"
+		}
+		problems = append(problems, msg)
+	}
+
+	// Global.
+	switch {
+	case strings.TrimSpace(c.Name) == "":
+		add("name", "required: the unique name of this member")
+	case c.Name == ReservedName:
+		add("name", "%q is reserved", ReservedName)
+	case strings.Contains(c.Name, "/"):
+		add("name", "%q must not contain \"/\" (it is a key in the DCS)", c.Name)
+	}
+	switch {
+	case strings.TrimSpace(c.Scope) == "":
+		add("scope", "required: the name of the cluster")
+	case strings.Contains(c.Scope, "/"):
+		add("scope", "%q must not contain \"/\" (it is a key in the DCS)", c.Scope)
+	}
+
+	// log.
+	if _, err := c.Log.SlogLevel(); err != nil {
+		add("log.level", "%v", err)
+	}
+	if t := strings.ToLower(c.Log.Type); t != "" && t != "plain" && t != "json" {
+		add("log.type", "expected plain or json, got %q", c.Log.Type)
+	}
+
+	// restapi.
+	if c.RestAPI.Listen == "" {
+		add("restapi.listen", `required: the "host:port" the REST API listens on`)
+	} else if _, _, err := SplitHostPort(c.RestAPI.Listen); err != nil {
+		add("restapi.listen", "%v", err)
+	}
+	c.checkConnectAddress(add, "restapi.connect_address", c.RestAPI.ConnectAddress, "restapi.listen",
+		validHostPort(c.RestAPI.Listen))
+	if a := c.RestAPI.Authentication; a != nil {
+		if a.Username == "" {
+			add("restapi.authentication.username", "required when restapi.authentication is set")
+		}
+		if a.Password == "" {
+			add("restapi.authentication.password", "required when restapi.authentication is set")
+		}
+	}
+
+	// DCS.
+	c.validateDCS(add)
+
+	// bootstrap.
+	for _, p := range c.Bootstrap.DCS.Validate() {
+		path, msg, _ := strings.Cut(p, ": ")
+		add("bootstrap.dcs."+path, "%s", msg)
+	}
+	for i, a := range c.Bootstrap.Initdb {
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") {
+			add(indexPath("bootstrap.initdb", i), "%q is not an initdb option (--name or --name=value)", a)
+		} else if slices.Contains(disallowedInitdb, name) {
+			add(indexPath("bootstrap.initdb", i), "initdb option %q is not allowed (tusker sets it itself)", name)
+		}
+	}
+
+	// postgresql.
+	pg := c.PostgreSQL
+	if strings.TrimSpace(pg.DataDir) == "" {
+		add("postgresql.data_dir", "required: the PostgreSQL data directory")
+	}
+	if pg.Listen == "" {
+		add("postgresql.listen", `required: "host[,host...]:port" PostgreSQL listens on`)
+	} else if _, _, err := parseListen(pg.Listen); err != nil {
+		add("postgresql.listen", "%v", err)
+	}
+	_, _, listenErr := parseListen(pg.Listen)
+	c.checkConnectAddress(add, "postgresql.connect_address", pg.ConnectAddress, "postgresql.listen", listenErr == nil)
+	if pg.Authentication.Superuser.Username == "" {
+		add("postgresql.authentication.superuser.username", "required")
+	}
+	if pg.Authentication.Replication.Username == "" {
+		add("postgresql.authentication.replication.username", "required")
+	}
+	if pg.Authentication.Rewind.Password != "" && pg.Authentication.Rewind.Username == "" {
+		add("postgresql.authentication.rewind.username", "required when rewind.password is set")
+	}
+	if pg.PgCtlTimeout < 1 {
+		add("postgresql.pg_ctl_timeout", "must be at least 1 second, got %d", pg.PgCtlTimeout)
+	}
+
+	// tags.
+	if p := c.Tags.FailoverPriority; p != nil {
+		if *p < 0 {
+			add("tags.failover_priority", "must be an integer >= 0, got %d", *p)
+		}
+		if c.Tags.NoFailover {
+			add("tags.failover_priority", "cannot be combined with tags.nofailover (set at most one of the two)")
+		}
+	}
+
+	if len(problems) == 0 {
+		return nil
+	}
+	return &ValidationError{Problems: problems}
+}
+
+func validHostPort(s string) bool {
+	_, _, err := SplitHostPort(s)
+	return err == nil
+}
+
+// checkConnectAddress checks a connect address. When it is empty because the listen address is
+// missing or invalid, only the listen address is reported.
+func (c *Config) checkConnectAddress(add func(string, string, ...any), path, addr, listenPath string, listenOK bool) {
+	if addr == "" {
+		if !listenOK {
+			return
+		}
+		add(path, `required: the "host:port" other members and clients use to reach this one `+
+			"(it defaults to %s only when that names a specific host, not 0.0.0.0, :: or *)", listenPath)
+		return
+	}
+	host, _, err := SplitHostPort(addr)
+	switch {
+	case err != nil:
+		add(path, "%v", err)
+	case isWildcard(host):
+		add(path, "%q must name a host others can connect to, not a wildcard address", addr)
+	}
+}
+
+func (c *Config) validateDCS(add func(string, string, ...any)) {
+	e := c.Etcd3
+	key := c.etcdKey
+	if key == "" {
+		key = "etcd3"
+	}
+	if e == nil {
+		named := false
+		for _, u := range c.Unimplemented {
+			if slices.Contains(unsupportedDCS, u) {
+				add(u, "this DCS is not supported yet by tusker (supported: etcd3)")
+				named = true
+			}
+		}
+		if !named {
+			add("etcd3", `required: a DCS section (tusker supports etcd3; "etcd" is accepted as an alias)`)
+		}
+		return
+	}
+	if len(e.Hosts) == 0 {
+		add(key+".hosts", `required: at least one etcd endpoint "host:port" (%s.host, %s.hosts or %s.url)`, key, key, key)
+	}
+	for i, h := range e.Hosts {
+		host, _, err := SplitHostPort(h)
+		switch {
+		case err != nil:
+			add(indexPath(key+".hosts", i), "%v", err)
+		case host == "":
+			add(indexPath(key+".hosts", i), "%q has no host", h)
+		}
+	}
+	if p := e.Protocol; p != "" && p != "http" && p != "https" {
+		add(key+".protocol", "expected http or https, got %q", p)
+	}
+	if (e.Cert == "") != (e.Key == "") {
+		add(key+".cert", "%s.cert and %s.key must be set together", key, key)
+	}
+	if e.Password != "" && e.Username == "" {
+		add(key+".username", "required when %s.password is set", key)
+	}
+}
