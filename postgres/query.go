@@ -1,0 +1,541 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// State is what the HA loop needs to know about the running instance.
+type State struct {
+	InRecovery          bool
+	Timeline            int
+	WALPosition         int64 // primary: pg_current_wal_flush_lsn(); replica: max(receive, replay)
+	ReceiveLSN          int64
+	ReplayLSN           int64
+	ReplayTimestamp     *time.Time
+	ReplayPaused        bool
+	Streaming           bool   // pg_stat_wal_receiver.status = 'streaming'
+	UpstreamHost        string // sender_host of the WAL receiver, if any
+	PostmasterStartTime time.Time
+	ServerVersion       int
+	Replication         []ReplicationRow // pg_stat_replication
+	PendingRestart      bool             // some pg_settings.pending_restart
+}
+
+// ReplicationRow is one row of pg_stat_replication.
+type ReplicationRow struct {
+	PID             int
+	Usename         string
+	ApplicationName string
+	ClientAddr      string
+	State           string
+	SyncState       string
+	SyncPriority    int
+	SentLSN         int64
+	WriteLSN        int64
+	FlushLSN        int64
+	ReplayLSN       int64
+}
+
+const stateSQL = `
+SELECT r.rec,
+  CASE WHEN NOT r.rec THEN ('x' || substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
+  CASE WHEN NOT r.rec THEN (pg_catalog.pg_current_wal_flush_lsn() - '0/0'::pg_lsn)::bigint END,
+  CASE WHEN r.rec THEN (pg_catalog.pg_last_wal_receive_lsn() - '0/0'::pg_lsn)::bigint END,
+  CASE WHEN r.rec THEN (pg_catalog.pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint END,
+  CASE WHEN r.rec THEN pg_catalog.pg_last_xact_replay_timestamp() END,
+  CASE WHEN r.rec THEN pg_catalog.pg_is_wal_replay_paused() ELSE false END,
+  w.status, w.received_tli, w.sender_host,
+  (SELECT timeline_id FROM pg_catalog.pg_control_checkpoint()),
+  pg_catalog.pg_postmaster_start_time(),
+  pg_catalog.current_setting('server_version_num')::int,
+  EXISTS (SELECT 1 FROM pg_catalog.pg_settings WHERE pending_restart)
+FROM (SELECT pg_catalog.pg_is_in_recovery() AS rec) r
+LEFT JOIN pg_catalog.pg_stat_wal_receiver w ON true`
+
+const replicationSQL = `
+SELECT pid, COALESCE(usename::text, ''), COALESCE(application_name, ''), COALESCE(host(client_addr), ''),
+  COALESCE(state, ''), COALESCE(sync_state, ''), COALESCE(sync_priority, 0),
+  COALESCE((sent_lsn - '0/0'::pg_lsn)::bigint, 0), COALESCE((write_lsn - '0/0'::pg_lsn)::bigint, 0),
+  COALESCE((flush_lsn - '0/0'::pg_lsn)::bigint, 0), COALESCE((replay_lsn - '0/0'::pg_lsn)::bigint, 0)
+FROM pg_catalog.pg_stat_replication ORDER BY application_name, pid`
+
+// localTarget is where local clients reach the running server: the unix socket directory, else
+// the first listen address, from postmaster.pid when it says, else from the configuration.
+func localTarget(cfg Config, l listenAddr) (string, int) {
+	if pf, err := readPidFile(cfg.DataDir); err == nil && pf.Port > 0 {
+		if pf.SocketDir != "" {
+			return pf.SocketDir, pf.Port
+		}
+		if pf.Listen != "" {
+			return localHost(pf.Listen), pf.Port
+		}
+	}
+	sock, ok := cfg.Parameters["unix_socket_directories"]
+	if !ok {
+		sock = defaultSocketDir()
+	}
+	sock = strings.TrimSpace(strings.Split(sock, ",")[0])
+	if strings.HasPrefix(sock, "/") {
+		return sock, l.port
+	}
+	return localHost(l.hosts[0]), l.port
+}
+
+// connConfig builds a pgx configuration; extra are more keyword/value pairs.
+func connConfig(cfg Config, host string, port int, a Auth, db string, extra ...string) (*pgx.ConnConfig, error) {
+	ssl := "prefer"
+	if strings.HasPrefix(host, "/") {
+		ssl = "disable"
+	}
+	kv := append([]string{"host", host, "port", strconv.Itoa(port), "user", a.Username, "dbname", db,
+		"sslmode", ssl, "passfile", cfg.Pgpass, "connect_timeout", "5"}, extra...)
+	cc, err := pgx.ParseConfig(conninfo(kv...))
+	if err != nil {
+		return nil, fmt.Errorf("connection settings for %s:%d: %w", host, port, err)
+	}
+	if a.Password != "" {
+		cc.Password = a.Password
+	}
+	if _, ok := cc.RuntimeParams["application_name"]; !ok {
+		cc.RuntimeParams["application_name"] = "tusker"
+	}
+	return cc, nil
+}
+
+// connect opens a superuser connection to the local server.
+func (p *Postgres) connect(ctx context.Context, db string) (*pgx.Conn, error) {
+	cfg, l := p.config()
+	host, port := localTarget(cfg, l)
+	cc, err := connConfig(cfg, host, port, cfg.Superuser, db)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to local postgres at %s:%d as %s: %w", host, port, cfg.Superuser.Username, err)
+	}
+	return conn, nil
+}
+
+// Connect opens a new superuser connection to the local server's "postgres" database; the caller
+// closes it.
+func (p *Postgres) Connect(ctx context.Context) (*pgx.Conn, error) {
+	if !p.Running() {
+		return nil, fmt.Errorf("connecting to local postgres: %w", ErrNotRunning)
+	}
+	return p.connect(ctx, "postgres")
+}
+
+// withConn runs fn on a fresh superuser connection.
+func (p *Postgres) withConn(ctx context.Context, what string, fn func(*pgx.Conn) error) error {
+	conn, err := p.Connect(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	defer closeConn(conn)
+	if err := fn(conn); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+func closeConn(conn *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = conn.Close(ctx)
+}
+
+// releaseConn closes the kept connection unless a State call holds it past ctx or 2s.
+func (p *Postgres) releaseConn(ctx context.Context) {
+	select {
+	case p.connSem <- struct{}{}:
+		p.dropConnLocked()
+		<-p.connSem
+		return
+	default:
+	}
+	t := time.NewTimer(2 * time.Second)
+	defer t.Stop()
+	select {
+	case p.connSem <- struct{}{}:
+		p.dropConnLocked()
+		<-p.connSem
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func (p *Postgres) dropConnLocked() {
+	if p.conn != nil {
+		closeConn(p.conn)
+		p.conn, p.connPID = nil, 0
+	}
+}
+
+// State queries the running instance in one round trip on a kept superuser connection. It fails
+// at once with ErrNotRunning when no postmaster runs, and reconnects after a restart.
+func (p *Postgres) State(ctx context.Context) (State, error) {
+	pid := p.PostmasterPID()
+	if pid <= 0 {
+		return State{}, fmt.Errorf("querying postgres state: %w", ErrNotRunning)
+	}
+	select {
+	case p.connSem <- struct{}{}:
+	case <-ctx.Done():
+		return State{}, fmt.Errorf("querying postgres state: %w", ctx.Err())
+	}
+	defer func() { <-p.connSem }()
+	if p.conn != nil && (p.conn.IsClosed() || p.connPID != pid) {
+		p.dropConnLocked()
+	}
+	if p.conn == nil {
+		conn, err := p.connect(ctx, "postgres")
+		if err != nil {
+			return State{}, fmt.Errorf("querying postgres state: %w", err)
+		}
+		p.conn, p.connPID = conn, pid
+	}
+	st, err := queryState(ctx, p.conn)
+	if err != nil {
+		p.dropConnLocked()
+		return State{}, fmt.Errorf("querying postgres state: %w", err)
+	}
+	return st, nil
+}
+
+func queryState(ctx context.Context, conn *pgx.Conn) (State, error) {
+	b := &pgx.Batch{}
+	b.Queue(stateSQL)
+	b.Queue(replicationSQL)
+	br := conn.SendBatch(ctx, b)
+	defer br.Close()
+
+	var (
+		st                                    State
+		tlPrimary, receivedTLI, checkpointTLI *int32
+		flush, recv, replay                   *int64
+		replayTS                              *time.Time
+		paused                                *bool
+		status, senderHost                    *string
+		version                               int32
+	)
+	err := br.QueryRow().Scan(&st.InRecovery, &tlPrimary, &flush, &recv, &replay, &replayTS, &paused,
+		&status, &receivedTLI, &senderHost, &checkpointTLI, &st.PostmasterStartTime, &version, &st.PendingRestart)
+	if err != nil {
+		return State{}, err
+	}
+	st.ServerVersion = int(version)
+	st.ReplayTimestamp = replayTS
+	if paused != nil {
+		st.ReplayPaused = *paused
+	}
+	if status != nil {
+		st.Streaming = *status == "streaming"
+	}
+	if senderHost != nil {
+		st.UpstreamHost = *senderHost
+	}
+	if recv != nil {
+		st.ReceiveLSN = *recv
+	}
+	if replay != nil {
+		st.ReplayLSN = *replay
+	}
+	if st.InRecovery {
+		st.WALPosition = max(st.ReceiveLSN, st.ReplayLSN)
+		if receivedTLI != nil && *receivedTLI > 0 {
+			st.Timeline = int(*receivedTLI)
+		} else if checkpointTLI != nil {
+			st.Timeline = int(*checkpointTLI)
+		}
+	} else {
+		if flush != nil {
+			st.WALPosition = *flush
+		}
+		if tlPrimary != nil {
+			st.Timeline = int(*tlPrimary)
+		}
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return State{}, err
+	}
+	for rows.Next() {
+		var r ReplicationRow
+		var pid, prio int32
+		if err := rows.Scan(&pid, &r.Usename, &r.ApplicationName, &r.ClientAddr, &r.State, &r.SyncState, &prio,
+			&r.SentLSN, &r.WriteLSN, &r.FlushLSN, &r.ReplayLSN); err != nil {
+			rows.Close()
+			return State{}, err
+		}
+		r.PID, r.SyncPriority = int(pid), int(prio)
+		st.Replication = append(st.Replication, r)
+	}
+	if err := rows.Err(); err != nil {
+		return State{}, err
+	}
+	return st, br.Close()
+}
+
+// quoteIdent quotes an SQL identifier.
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+// quoteLiteral quotes an SQL string literal independently of standard_conforming_strings.
+func quoteLiteral(s string) string {
+	if strings.Contains(s, `\`) {
+		return `E'` + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(s) + `'`
+	}
+	return `'` + strings.ReplaceAll(s, `'`, `''`) + `'`
+}
+
+// rewindGrants are the functions pg_rewind needs on the source server.
+var rewindGrants = []string{
+	"pg_catalog.pg_ls_dir(text, boolean, boolean)",
+	"pg_catalog.pg_stat_file(text, boolean)",
+	"pg_catalog.pg_read_binary_file(text)",
+	"pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
+}
+
+// CreateRoles creates or updates, on the running primary, the replication role (LOGIN
+// REPLICATION) and the rewind role (LOGIN plus EXECUTE on the functions pg_rewind uses). A role
+// with the superuser's name or an empty name is skipped. Passwords are kept out of the server log.
+func (p *Postgres) CreateRoles(ctx context.Context) error {
+	cfg, _ := p.config()
+	return p.withConn(ctx, "creating roles", func(conn *pgx.Conn) error {
+		var rec bool
+		if err := conn.QueryRow(ctx, "SELECT pg_catalog.pg_is_in_recovery()").Scan(&rec); err != nil {
+			return err
+		}
+		if rec {
+			return errors.New("server is in recovery, not a primary")
+		}
+		for _, s := range []string{"SET log_statement TO 'none'", "SET log_min_duration_statement TO -1",
+			"SET log_min_error_statement TO 'panic'"} {
+			if _, err := conn.Exec(ctx, s); err != nil {
+				return fmt.Errorf("%s: %w", s, err)
+			}
+		}
+		ensure := func(a Auth, replication bool) error {
+			var exists bool
+			if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)",
+				a.Username).Scan(&exists); err != nil {
+				return fmt.Errorf("looking up role %s: %w", a.Username, err)
+			}
+			verb := "CREATE"
+			if exists {
+				verb = "ALTER"
+			}
+			opts := "LOGIN"
+			if replication {
+				opts += " REPLICATION"
+			}
+			if a.Password != "" {
+				opts += " PASSWORD " + quoteLiteral(a.Password)
+			}
+			if _, err := conn.Exec(ctx, verb+" ROLE "+quoteIdent(a.Username)+" WITH "+opts); err != nil {
+				return fmt.Errorf("%s ROLE %s: %w", verb, a.Username, err)
+			}
+			cfg.Logger.Info("role ensured", "role", a.Username, "action", strings.ToLower(verb), "replication", replication)
+			return nil
+		}
+		su := cfg.Superuser.Username
+		if r := cfg.Replication; r.Username != "" && r.Username != su {
+			if err := ensure(r, true); err != nil {
+				return err
+			}
+		}
+		if r := cfg.Rewind; r.Username != "" && r.Username != su {
+			if err := ensure(r, r.Username == cfg.Replication.Username); err != nil {
+				return err
+			}
+			for _, f := range rewindGrants {
+				if _, err := conn.Exec(ctx, "GRANT EXECUTE ON FUNCTION "+f+" TO "+quoteIdent(r.Username)); err != nil {
+					return fmt.Errorf("granting %s to %s: %w", f, r.Username, err)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// Promote promotes the running standby (pg_promote, waiting) and returns once it is out of
+// recovery; the generated configuration becomes the primary's (no standby.signal, no
+// primary_conninfo) for later starts. A server already out of recovery is left alone. It does not
+// CHECKPOINT; do that next so that pg_rewind against this server sees the new timeline.
+func (p *Postgres) Promote(ctx context.Context) error {
+	err := p.withConn(ctx, "promoting postgres", func(conn *pgx.Conn) error {
+		for {
+			var rec bool
+			if err := conn.QueryRow(ctx, "SELECT pg_catalog.pg_is_in_recovery()").Scan(&rec); err != nil {
+				return err
+			}
+			if !rec {
+				return nil
+			}
+			wait := 60
+			if dl, ok := ctx.Deadline(); ok {
+				wait = max(1, min(wait, int(time.Until(dl).Seconds())))
+			}
+			var ok bool
+			if err := conn.QueryRow(ctx, "SELECT pg_catalog.pg_promote(true, $1)", wait).Scan(&ok); err != nil {
+				return err
+			}
+			if !ok {
+				p.log().Warn("promotion not finished yet; waiting", "waited_s", wait)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			default:
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	p.log().Info("postgres promoted")
+	if err := p.WriteConfig(StartOptions{Role: Primary}); err != nil {
+		return fmt.Errorf("promoted, but rewriting the configuration failed: %w", err)
+	}
+	return nil
+}
+
+// Reload rewrites the configuration for the current options and, if postgres runs, sends SIGHUP
+// to the postmaster (pg_reload_conf). When postgres is stopped the files are still rewritten.
+func (p *Postgres) Reload(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("reloading postgres: %w", err)
+	}
+	if err := p.WriteConfig(p.Options()); err != nil {
+		return fmt.Errorf("reloading postgres: %w", err)
+	}
+	return p.sighup()
+}
+
+func (p *Postgres) sighup() error {
+	pid := p.PostmasterPID()
+	if pid <= 0 {
+		return nil
+	}
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("reloading postgres (pid %d): %w", pid, err)
+	}
+	return nil
+}
+
+// Follow points the replica at a new upstream: it rewrites primary_conninfo and
+// primary_slot_name and reloads (PostgreSQL 13+ restarts the WAL receiver). A running primary is
+// refused. When postgres is stopped only the files are rewritten.
+func (p *Postgres) Follow(ctx context.Context, up Upstream) error {
+	opts := StartOptions{Role: Replica, Upstream: &up}
+	if err := opts.validate(); err != nil {
+		return fmt.Errorf("following %s: %w", up.Name, err)
+	}
+	if p.Running() {
+		err := p.withConn(ctx, "following "+up.Name, func(conn *pgx.Conn) error {
+			var rec bool
+			if err := conn.QueryRow(ctx, "SELECT pg_catalog.pg_is_in_recovery()").Scan(&rec); err != nil {
+				return err
+			}
+			if !rec {
+				return errors.New("postgres runs as a primary; stop it and start it as a replica")
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if err := p.WriteConfig(opts); err != nil {
+		return fmt.Errorf("following %s: %w", up.Name, err)
+	}
+	p.log().Info("following new upstream", "upstream", up.String())
+	return p.sighup()
+}
+
+// Checkpoint runs CHECKPOINT.
+func (p *Postgres) Checkpoint(ctx context.Context) error {
+	return p.withConn(ctx, "checkpoint", func(conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, "CHECKPOINT")
+		return err
+	})
+}
+
+var slotNameRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+
+// EnsureSlots creates the physical replication slots in want that are missing (reserving WAL at
+// once) and drops inactive, non-temporary physical slots that are not in want. Logical slots are
+// never touched.
+func (p *Postgres) EnsureSlots(ctx context.Context, want []string) error {
+	for _, s := range want {
+		if !slotNameRE.MatchString(s) {
+			return fmt.Errorf("ensuring replication slots: invalid slot name %q", s)
+		}
+	}
+	logger := p.log()
+	return p.withConn(ctx, "ensuring replication slots", func(conn *pgx.Conn) error {
+		type slot struct {
+			typ    string
+			active bool
+		}
+		have := map[string]slot{}
+		rows, err := conn.Query(ctx, "SELECT slot_name::text, slot_type, active FROM pg_catalog.pg_replication_slots WHERE NOT temporary")
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var n string
+			var s slot
+			if err := rows.Scan(&n, &s.typ, &s.active); err != nil {
+				rows.Close()
+				return err
+			}
+			have[n] = s
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		wanted := map[string]bool{}
+		var errs []error
+		for _, n := range want {
+			wanted[n] = true
+			s, ok := have[n]
+			if ok {
+				if s.typ != "physical" {
+					errs = append(errs, fmt.Errorf("slot %s exists but is %s", n, s.typ))
+				}
+				continue
+			}
+			if _, err := conn.Exec(ctx, "SELECT pg_catalog.pg_create_physical_replication_slot($1, true)", n); err != nil {
+				var pgErr *pgconn.PgError
+				if errors.As(err, &pgErr) && pgErr.Code == "42710" { // created meanwhile
+					continue
+				}
+				errs = append(errs, fmt.Errorf("creating slot %s: %w", n, err))
+				continue
+			}
+			logger.Info("created physical replication slot", "slot", n)
+		}
+		for n, s := range have {
+			if wanted[n] || s.typ != "physical" || s.active {
+				continue
+			}
+			if _, err := conn.Exec(ctx, "SELECT pg_catalog.pg_drop_replication_slot($1)", n); err != nil {
+				errs = append(errs, fmt.Errorf("dropping slot %s: %w", n, err))
+				continue
+			}
+			logger.Info("dropped physical replication slot", "slot", n)
+		}
+		return errors.Join(errs...)
+	})
+}
