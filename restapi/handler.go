@@ -1,0 +1,381 @@
+package restapi
+
+import (
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/tusker-ha/tusker/ha"
+)
+
+// endpoint is what a request path resolves to.
+type endpoint int
+
+const (
+	epNone endpoint = iota
+	// Health checks, resolved by Patroni's substring rules.
+	epPrimary
+	epLeader
+	epStandbyLeader
+	epReplica
+	epReadOnly
+	epHealth
+	epSync
+	epQuorum
+	epAsync
+	epReadOnlySync
+	epReadOnlyQuorum
+	// Resolved by the first path segment.
+	epPatroni
+	epLiveness
+	epReadiness
+	epCluster
+	epHistory
+	epManagement
+)
+
+// Header values shared by every response (net/http only reads them).
+var (
+	hdrServer      = []string{"tusker"}
+	hdrJSON        = []string{"application/json"}
+	hdrText        = []string{"text/plain; charset=utf-8"}
+	hdrZero        = []string{"0"}
+	hdrAllowHealth = []string{"GET, HEAD, OPTIONS"}
+)
+
+// management lists Patroni's endpoints that tusker does not serve yet, with the methods Patroni
+// accepts on them; they answer 501 rather than 404 so that a caller can tell the difference.
+var management = map[string]struct {
+	methods string
+	allow   []string
+}{
+	"switchover":   {"POST DELETE OPTIONS", []string{"POST, DELETE, OPTIONS"}},
+	"failover":     {"POST OPTIONS", []string{"POST, OPTIONS"}},
+	"restart":      {"POST DELETE OPTIONS", []string{"POST, DELETE, OPTIONS"}},
+	"reload":       {"POST OPTIONS", []string{"POST, OPTIONS"}},
+	"reinitialize": {"POST OPTIONS", []string{"POST, OPTIONS"}},
+	"config":       {"GET HEAD PATCH PUT OPTIONS", []string{"GET, HEAD, PATCH, PUT, OPTIONS"}},
+	"failsafe":     {"GET HEAD POST OPTIONS", []string{"GET, HEAD, POST, OPTIONS"}},
+	"metrics":      {"GET HEAD OPTIONS", []string{"GET, HEAD, OPTIONS"}},
+}
+
+// route resolves a path: dedicated endpoints by their first segment (as Patroni's do_<METHOD>_<segment>
+// dispatch), then health checks by Patroni's substring rules on the whole path ("/" is /primary,
+// "/master" is /primary, "/standby_leader" and "/standby-leader" are the same). What matches
+// nothing is 404 (Patroni answers 503 with its status there).
+func route(path string) (endpoint, string) {
+	seg := strings.TrimPrefix(path, "/")
+	if i := strings.IndexByte(seg, '/'); i >= 0 {
+		seg = seg[:i]
+	}
+	switch seg {
+	case "patroni":
+		return epPatroni, seg
+	case "liveness":
+		return epLiveness, seg
+	case "readiness":
+		return epReadiness, seg
+	case "cluster":
+		return epCluster, seg
+	case "history":
+		return epHistory, seg
+	case "":
+		if path == "/" || path == "" {
+			return epPrimary, seg
+		}
+	}
+	if _, ok := management[seg]; ok {
+		return epManagement, seg
+	}
+	switch {
+	case strings.Contains(path, "standby_leader"), strings.Contains(path, "standby-leader"):
+		return epStandbyLeader, seg
+	case strings.Contains(path, "leader"):
+		return epLeader, seg
+	case strings.Contains(path, "master"), strings.Contains(path, "primary"), strings.Contains(path, "read-write"):
+		return epPrimary, seg
+	case strings.Contains(path, "replica"):
+		return epReplica, seg
+	case strings.Contains(path, "read-only") && !strings.Contains(path, "sync") && !strings.Contains(path, "quorum"):
+		return epReadOnly, seg
+	case strings.Contains(path, "health"):
+		return epHealth, seg
+	}
+	switch path {
+	case "/sync", "/synchronous":
+		return epSync, seg
+	case "/quorum":
+		return epQuorum, seg
+	case "/async", "/asynchronous":
+		return epAsync, seg
+	case "/read-only-sync", "/read-only-synchronous":
+		return epReadOnlySync, seg
+	case "/read-only-quorum":
+		return epReadOnlyQuorum, seg
+	}
+	return epNone, seg
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.log.Enabled(r.Context(), slog.LevelDebug) {
+		s.dispatch(w, r)
+		return
+	}
+	start := time.Now()
+	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+	s.dispatch(rec, r)
+	s.log.Debug("API request", "remote", r.RemoteAddr, "method", r.Method, "uri", r.RequestURI,
+		"status", rec.code, "latency", time.Since(start))
+}
+
+func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
+	ep, seg := route(r.URL.Path)
+	switch ep {
+	case epNone:
+		writeText(w, r, http.StatusNotFound, "not found", nil)
+		return
+	case epManagement:
+		m := management[seg]
+		if strings.Contains(" "+m.methods+" ", " "+r.Method+" ") {
+			writeText(w, r, http.StatusNotImplemented, "not implemented yet", m.allow)
+		} else {
+			writeText(w, r, http.StatusMethodNotAllowed, "method not allowed", m.allow)
+		}
+		return
+	}
+	get := r.Method == http.MethodGet
+	if !get && r.Method != http.MethodHead && r.Method != http.MethodOptions {
+		writeText(w, r, http.StatusMethodNotAllowed, "method not allowed", hdrAllowHealth)
+		return
+	}
+
+	st := s.status()
+	switch ep {
+	case epPatroni:
+		if get {
+			snap := s.snapshotFor(st)
+			writeJSON(w, http.StatusOK, snap.patroni, snap.patroniLen)
+		} else {
+			writeCode(w, http.StatusOK)
+		}
+	case epCluster, epHistory:
+		if !get {
+			writeCode(w, http.StatusOK)
+			return
+		}
+		snap := s.snapshotFor(st)
+		if ep == epCluster {
+			b, l := s.clusterBody(snap)
+			writeJSON(w, http.StatusOK, b, l)
+		} else {
+			b, l := s.historyBody(snap)
+			writeJSON(w, http.StatusOK, b, l)
+		}
+	case epLiveness:
+		writeCode(w, s.liveness(st)) // Patroni sends the status line only, for GET too
+	case epReadiness:
+		writeCode(w, readiness(st, r.URL.RawQuery))
+	default:
+		code := healthCode(ep, st, r.URL.RawQuery)
+		if get {
+			snap := s.snapshotFor(st)
+			writeJSON(w, code, snap.patroni, snap.patroniLen)
+		} else {
+			writeCode(w, code) // HAProxy's OPTIONS/HEAD checks read the status line only
+		}
+	}
+}
+
+func writeCode(w http.ResponseWriter, code int) {
+	h := w.Header()
+	h["Server"] = hdrServer
+	h["Content-Length"] = hdrZero
+	w.WriteHeader(code)
+}
+
+func writeJSON(w http.ResponseWriter, code int, body []byte, length []string) {
+	h := w.Header()
+	h["Server"] = hdrServer
+	h["Content-Type"] = hdrJSON
+	h["Content-Length"] = length
+	w.WriteHeader(code)
+	_, _ = w.Write(body)
+}
+
+func writeText(w http.ResponseWriter, r *http.Request, code int, msg string, allow []string) {
+	h := w.Header()
+	h["Server"] = hdrServer
+	if allow != nil {
+		h["Allow"] = allow
+	}
+	if r.Method == http.MethodHead || r.Method == http.MethodOptions {
+		h["Content-Length"] = hdrZero
+		w.WriteHeader(code)
+		return
+	}
+	h["Content-Type"] = hdrText
+	h["X-Content-Type-Options"] = []string{"nosniff"}
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(msg + "\n"))
+}
+
+// healthCode is Patroni's generic health check (api.py do_GET) answered from the Status.
+func healthCode(ep endpoint, st *ha.Status, query string) int {
+	if st == nil {
+		return http.StatusServiceUnavailable
+	}
+	running := st.State == "running"
+	var leaderOK, primaryOK bool
+	const standbyLeaderOK = false // no standby clusters yet
+	switch {
+	case !st.DCSReachable && st.Pause:
+		// In maintenance mode without a DCS, trust what Postgres says.
+		leaderOK = running && (st.Role == "primary" || st.Role == "standby_leader")
+		primaryOK = running && st.Role == "primary"
+	case st.IsLeader:
+		leaderOK = running
+		primaryOK = running && st.Role == "primary"
+	}
+
+	ok := false
+	checkTags := true
+	switch ep {
+	case epStandbyLeader:
+		ok, checkTags = standbyLeaderOK, false
+	case epLeader:
+		ok, checkTags = leaderOK, false
+	case epPrimary:
+		ok, checkTags = primaryOK, false
+	case epReplica:
+		ok = replicaOK(st, query)
+	case epReadOnly:
+		ok = primaryOK || standbyLeaderOK || replicaOK(st, query)
+	case epHealth:
+		ok = running
+	case epSync, epQuorum:
+		ok = false // no synchronous replication yet: nobody is a sync or quorum standby
+	case epAsync:
+		ok = st.DCSReachable && replicaOK(st, query) // every standby is asynchronous
+	case epReadOnlySync, epReadOnlyQuorum:
+		ok = st.DCSReachable && (primaryOK || standbyLeaderOK)
+	}
+	if ok && checkTags && query != "" && !tagsMatch(st.Tags, query) {
+		ok = false
+	}
+	if ok {
+		return http.StatusOK
+	}
+	return http.StatusServiceUnavailable
+}
+
+// leaderOptime is Patroni's reference position for lag: the leader's optime from the status key
+// or the upstream's position the WAL receiver last heard of, whichever is newer.
+func leaderOptime(st *ha.Status) int64 { return max(st.LeaderOptime, st.LatestEndLSN) }
+
+// replicaOK is Patroni's replica_code == 200: a running replica without the noloadbalance tag,
+// within ?lag= of the leader and in ?replication_state= when they are given.
+func replicaOK(st *ha.Status, query string) bool {
+	if st.Role != "replica" || st.State != "running" || tagTrue(st.Tags["noloadbalance"]) {
+		return false
+	}
+	lagParam, stateParam := "", ""
+	for q := query; q != "" && (lagParam == "" || stateParam == ""); {
+		var k, v string
+		k, v, q = nextParam(q)
+		switch {
+		case v == "":
+		case k == "lag" && lagParam == "":
+			lagParam = v
+		case k == "replication_state" && stateParam == "":
+			stateParam = v
+		}
+	}
+	if lagParam != "" {
+		if lag, ok := parseLag(lagParam); ok {
+			lo := leaderOptime(st)
+			if lo != 0 && lo-st.ReplayedLocation > lag {
+				return false
+			}
+		}
+	}
+	return stateParam == "" || st.ReplicationState == stateParam
+}
+
+// readiness is Patroni's /readiness: the leader, or a running replica that streams and is within
+// ?lag= (default maximum_lag_on_failover) of the leader, replayed (?mode=apply, the default) or
+// received (?mode=write).
+func readiness(st *ha.Status, query string) int {
+	const notReady = http.StatusServiceUnavailable
+	if st == nil || st.State != "running" {
+		return notReady
+	}
+	if st.IsLeader {
+		return http.StatusOK
+	}
+	if st.ReplicationState != "streaming" {
+		return notReady
+	}
+	if !st.DCSReachable && st.LatestEndLSN == 0 {
+		return notReady // nothing to measure the lag against (and no failsafe mode yet)
+	}
+	maxLag := st.MaximumLagOnFailover
+	lagParam, modeParam := "", ""
+	for q := query; q != "" && (lagParam == "" || modeParam == ""); {
+		var k, v string
+		k, v, q = nextParam(q)
+		switch {
+		case v == "":
+		case k == "lag" && lagParam == "":
+			lagParam = v
+		case k == "mode" && modeParam == "":
+			modeParam = v
+		}
+	}
+	if l, ok := parseLag(lagParam); ok { // unparsable: the default, as in Patroni
+		maxLag = l
+	}
+	write := modeParam == "write" // anything else is apply
+	loc := st.ReplayedLocation
+	if write {
+		loc = receivedLocation(st)
+	}
+	if leaderOptime(st)-loc > maxLag {
+		return notReady
+	}
+	return http.StatusOK
+}
+
+// liveness is Patroni's /liveness: the HA loop completed a cycle within ttl (2*ttl unless this node
+// runs as primary), or the cluster is paused.
+func (s *Server) liveness(st *ha.Status) int {
+	if st == nil {
+		return http.StatusServiceUnavailable
+	}
+	if st.Pause {
+		return http.StatusOK
+	}
+	ttl := st.TTL
+	if ttl <= 0 {
+		ttl = 30 * time.Second // Patroni's default
+	}
+	if st.Role != "primary" || st.State != "running" {
+		ttl *= 2
+	}
+	if !st.LastLoop.IsZero() && s.now().Sub(st.LastLoop) < ttl {
+		return http.StatusOK
+	}
+	return http.StatusServiceUnavailable
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.code = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
