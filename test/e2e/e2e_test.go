@@ -189,7 +189,9 @@ func TestClusterLifecycle(t *testing.T) {
 }
 
 // stallReplication freezes the WAL receivers of the given replicas so that the primary can write
-// WAL they never get; it returns a function that thaws them.
+// WAL they never apply; the returned function kills them. (Thawing with SIGCONT would deliver what
+// the primary already sent into their socket buffers; a killed WAL receiver makes the replica's
+// postmaster restart, losing it.)
 func stallReplication(t *testing.T, replicas []*harness.Node) func() {
 	t.Helper()
 	ctx := context.Background()
@@ -205,7 +207,7 @@ func stallReplication(t *testing.T, replicas []*harness.Node) func() {
 	}
 	return func() {
 		for _, pid := range pids {
-			_ = syscall.Kill(pid, syscall.SIGCONT)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
 }
@@ -226,11 +228,11 @@ func TestRejoinAfterDivergence(t *testing.T) {
 	}
 
 	diverge := func(old *harness.Node) *harness.Node {
-		thaw := stallReplication(t, others(e.c, old))
+		lose := stallReplication(t, others(e.c, old))
 		insert(t, old, 100) // never reaches a replica
 		require.NoError(t, old.Exec(ctx, "SELECT pg_switch_wal()"))
 		old.KillNode()
-		thaw()
+		lose()
 		var next *harness.Node
 		require.NoError(t, harness.WaitFor(ctx, 60*time.Second, 100*time.Millisecond, func() error {
 			p, err := e.c.Primary(ctx)

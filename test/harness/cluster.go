@@ -40,6 +40,9 @@ type ClusterOptions struct {
 type Cluster struct {
 	Opts  ClusterOptions
 	Nodes []*Node
+	// SocketDir holds the nodes' Unix sockets: a short path, since a socket path may not exceed
+	// 107 bytes and test directories are long.
+	SocketDir string
 }
 
 // Node is one tusker process and its PostgreSQL.
@@ -100,7 +103,7 @@ postgresql:
       username: rewinder
       password: tusker-rewind
   parameters:
-    unix_socket_directories: '{{.Dir}}'
+    unix_socket_directories: '{{.SocketDir}}'
 {{.PGExtra}}
 {{.Extra}}
 `))
@@ -108,6 +111,14 @@ postgresql:
 // NewCluster writes the configuration of every node (n1, n2, ...) without starting anything.
 func NewCluster(o ClusterOptions) (*Cluster, error) {
 	c := &Cluster{Opts: o}
+	sock, err := os.MkdirTemp("/tmp", "tsk")
+	if err != nil {
+		return nil, err
+	}
+	c.SocketDir = sock
+	if o.Cred != nil {
+		_ = os.Chown(sock, int(o.Cred.Uid), int(o.Cred.Gid))
+	}
 	for i := 1; i <= o.Nodes; i++ {
 		name := fmt.Sprintf("n%d", i)
 		dir := filepath.Join(o.Dir, name)
@@ -141,7 +152,7 @@ func (c *Cluster) WriteConfig(n *Node, extra string) error {
 	var b strings.Builder
 	err := nodeConfig.Execute(&b, map[string]any{
 		"Scope": c.Opts.Scope, "Name": n.Name, "APIPort": n.APIPort, "PGPort": n.PGPort,
-		"EtcdHost": c.Opts.EtcdHost, "DataDir": n.DataDir, "PGBinDir": c.Opts.PGBinDir, "Dir": n.Dir,
+		"EtcdHost": c.Opts.EtcdHost, "SocketDir": c.SocketDir, "DataDir": n.DataDir, "PGBinDir": c.Opts.PGBinDir, "Dir": n.Dir,
 		"Extra": extra, "PGExtra": n.PGExtra,
 	})
 	if err != nil {
@@ -177,6 +188,7 @@ func (c *Cluster) Stop(timeout time.Duration) {
 		}
 		n.KillPostgres()
 	}
+	_ = os.RemoveAll(c.SocketDir)
 }
 
 // Node returns the node with this name.

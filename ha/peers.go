@@ -1,0 +1,109 @@
+package ha
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/tusker-ha/tusker/dcs"
+)
+
+// Prober asks one member for its state (GET <api_url> of Patroni's /patroni).
+type Prober interface {
+	Probe(ctx context.Context, apiURL string) (Peer, error)
+}
+
+// HTTPProber probes over HTTP with a shared keep-alive client.
+type HTTPProber struct{ Client *http.Client }
+
+var probeClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: time.Minute}}
+
+// patroniBody is the part of /patroni a leader race needs.
+type patroniBody struct {
+	State    string `json:"state"`
+	Role     string `json:"role"`
+	Timeline int    `json:"timeline"`
+	XLog     struct {
+		Location         int64 `json:"location"`
+		ReceivedLocation int64 `json:"received_location"`
+		ReplayedLocation int64 `json:"replayed_location"`
+	} `json:"xlog"`
+	Tags map[string]any `json:"tags"`
+}
+
+// Probe implements Prober.
+func (p HTTPProber) Probe(ctx context.Context, apiURL string) (Peer, error) {
+	c := p.Client
+	if c == nil {
+		c = probeClient
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, apiURL, nil)
+	if err != nil {
+		return Peer{}, fmt.Errorf("probing %s: %w", apiURL, err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return Peer{}, fmt.Errorf("probing %s: %w", apiURL, err)
+	}
+	defer resp.Body.Close()
+	var b patroniBody
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&b); err != nil {
+		return Peer{}, fmt.Errorf("probing %s: decoding /patroni: %w", apiURL, err)
+	}
+	peer := Peer{Reachable: true, Timeline: b.Timeline, Priority: 1}
+	if b.Role == "primary" || b.Role == "master" {
+		peer.Primary = b.State == "running"
+		peer.WAL = b.XLog.Location
+	} else {
+		peer.WAL = max(b.XLog.ReceivedLocation, b.XLog.ReplayedLocation)
+	}
+	if nf, _ := b.Tags["nofailover"].(bool); nf {
+		peer.NoFailover = true
+	}
+	if fp, ok := b.Tags["failover_priority"].(float64); ok {
+		peer.Priority = int(fp)
+		if fp <= 0 {
+			peer.NoFailover = true
+		}
+	}
+	return peer, nil
+}
+
+// probeTimeout is short: a dead member refuses at once, and a partitioned one must not hold the
+// race for long.
+func probeTimeout(retry time.Duration) time.Duration {
+	return min(max(retry/2, 500*time.Millisecond), 2*time.Second)
+}
+
+// probePeers asks every other member in parallel; unreachable ones come back with Reachable false.
+func (n *Node) probePeers(ctx context.Context, c *dcs.Cluster, retry time.Duration) []Peer {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout(retry))
+	defer cancel()
+	var wg sync.WaitGroup
+	out := make([]Peer, 0, len(c.Members))
+	var mu sync.Mutex
+	for _, m := range c.Members {
+		if m.Name == n.cfg.Name || m.Data.APIURL == "" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p, err := n.prober.Probe(ctx, m.Data.APIURL)
+			if err != nil {
+				n.log.Debug("peer probe failed", "member", m.Name, "err", err)
+				p = Peer{}
+			}
+			p.Name = m.Name
+			mu.Lock()
+			out = append(out, p)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
+}

@@ -1,0 +1,42 @@
+package ha
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/tusker-ha/tusker/config"
+	"github.com/tusker-ha/tusker/postgres"
+)
+
+// PostgresConfig derives the local PostgreSQL settings from the local and dynamic configuration.
+// Local parameters win over dynamic ones, as in Patroni; pg_hba comes from the local section, else
+// the dynamic one, else bootstrap.pg_hba.
+func PostgresConfig(c *config.Config, d config.Dynamic, log *slog.Logger) postgres.Config {
+	params := map[string]string{}
+	for k, v := range d.PostgreSQL.Parameters {
+		params[k] = config.ParameterString(v)
+	}
+	for k, v := range c.PostgreSQL.Parameters {
+		params[k] = config.ParameterString(v)
+	}
+	hba := c.PostgreSQL.PgHBA
+	if len(hba) == 0 {
+		hba = d.PostgreSQL.PgHBA
+	}
+	if len(hba) == 0 {
+		hba = c.Bootstrap.PgHBA
+	}
+	a := c.PostgreSQL.Authentication
+	return postgres.Config{
+		Name: c.Name, Scope: c.Scope,
+		DataDir: c.PostgreSQL.DataDir, BinDir: c.PostgreSQL.BinDir, ConfigDir: c.PostgreSQL.ConfigDir,
+		Listen: c.PostgreSQL.Listen, ConnectAddress: c.PostgreSQL.ConnectAddress,
+		Superuser:   postgres.Auth{Username: a.Superuser.Username, Password: a.Superuser.Password},
+		Replication: postgres.Auth{Username: a.Replication.Username, Password: a.Replication.Password},
+		Rewind:      postgres.Auth{Username: a.Rewind.Username, Password: a.Rewind.Password},
+		Parameters:  params, PgHBA: hba, Pgpass: c.PostgreSQL.Pgpass,
+		UseSlots:     d.PostgreSQL.UseSlots,
+		PgCtlTimeout: time.Duration(c.PostgreSQL.PgCtlTimeout) * time.Second,
+		Logger:       log,
+	}
+}
