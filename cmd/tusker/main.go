@@ -76,7 +76,7 @@ func run(args []string) int {
 		return 1
 	}
 
-	if os.Getpid() == 1 && os.Getenv(envPID1Child) == "" {
+	if initMode() {
 		return runAsInit()
 	}
 	if os.Geteuid() == 0 {

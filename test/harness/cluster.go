@@ -54,7 +54,8 @@ type Node struct {
 	LogPath    string
 	APIPort    int
 	PGPort     int
-	PGExtra    string // YAML lines (indented by two spaces) added to the postgresql section
+	PGExtra    string   // YAML lines (indented by two spaces) added to the postgresql section
+	Env        []string // extra environment for the tusker process
 	cred       *syscall.Credential
 	bin        string
 	cmd        *exec.Cmd
@@ -212,7 +213,7 @@ func (n *Node) Start() error {
 	}
 	cmd := exec.Command(n.bin, n.ConfigPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = os.Environ()
+	cmd.Env = append(os.Environ(), n.Env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: n.cred}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
