@@ -697,7 +697,7 @@ func readTimelineSwitch(dataDir string, tl int) (dcs.HistoryEntry, bool) {
 		return dcs.HistoryEntry{}, false
 	}
 	old, err1 := strconv.Atoi(strings.TrimSpace(f[0]))
-	lsn, err2 := ParseLSN(strings.TrimSpace(f[1]))
+	lsn, err2 := postgres.ParseLSN(strings.TrimSpace(f[1]))
 	if err1 != nil || err2 != nil {
 		return dcs.HistoryEntry{}, false
 	}
@@ -706,23 +706,6 @@ func readTimelineSwitch(dataDir string, tl int) (dcs.HistoryEntry, bool) {
 		e.Reason = strings.TrimSpace(f[2])
 	}
 	return e, true
-}
-
-// ParseLSN parses "X/Y" into a byte position.
-func ParseLSN(s string) (int64, error) {
-	hi, lo, ok := strings.Cut(s, "/")
-	if !ok {
-		return 0, fmt.Errorf("LSN %q: want X/Y", s)
-	}
-	h, err := strconv.ParseUint(hi, 16, 32)
-	if err != nil {
-		return 0, fmt.Errorf("LSN %q: %w", s, err)
-	}
-	l, err := strconv.ParseUint(lo, 16, 32)
-	if err != nil {
-		return 0, fmt.Errorf("LSN %q: %w", s, err)
-	}
-	return int64(h<<32 | l), nil
 }
 
 // upstreamOf resolves a member's PostgreSQL address from its conn_url.

@@ -1,0 +1,86 @@
+package dcs
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestKeysLayout(t *testing.T) {
+	k := NewKeys("", "batman")
+	require.Equal(t, "/service/batman/", k.Prefix)
+	require.Equal(t, "/service/batman/members/n1", k.Member("n1"))
+	require.Equal(t, "/db/x/leader", NewKeys("/db/", "x").Leader())
+}
+
+func TestDecodePatroniValuesAndSkipsGarbage(t *testing.T) {
+	k := NewKeys("/service", "c")
+	c := k.Decode([]KV{
+		{Key: "/service/c/initialize", Value: []byte("7300000000000000001")},
+		{Key: "/service/c/config", Value: []byte(`{"ttl":30}`), Version: 7},
+		{Key: "/service/c/leader", Value: []byte("n2"), Version: 9},
+		{Key: "/service/c/status", Value: []byte(`{"optime":67108960,"slots":{"n1":67108960}}`)},
+		{Key: "/service/c/history", Value: []byte(`[[1,25165984,"no recovery target specified","2026-11-21T00:00:00+00:00","n2"],[2,33554592,"x"]]`)},
+		{Key: "/service/c/failover", Value: []byte(`{"leader":"n2","member":"n1","scheduled_at":"2026-11-21T12:00:00+00:00"}`)},
+		{Key: "/service/c/members/n2", Value: []byte(`{"conn_url":"postgres://127.0.0.1:5433/postgres","api_url":"http://127.0.0.1:8009/patroni","state":"running","role":"primary","version":"3.0.2","xlog_location":67108960,"timeline":2}`)},
+		{Key: "/service/c/members/n1", Value: []byte(`{"state":"running","role":"replica","tags":{"nofailover":true}}`)},
+		{Key: "/service/c/members/bad", Value: []byte(`{"state":`)},
+		{Key: "/service/c/members/", Value: []byte(`{}`)},
+		{Key: "/service/c/sync", Value: []byte(`whatever`)},
+	})
+	require.Equal(t, "7300000000000000001", *c.Initialize)
+	require.Equal(t, int64(7), c.Config.Version)
+	require.Equal(t, "n2", c.LeaderName())
+	require.Equal(t, int64(67108960), c.Status.Optime)
+	require.Equal(t, []HistoryEntry{
+		{Timeline: 1, LSN: 25165984, Reason: "no recovery target specified", Timestamp: "2026-11-21T00:00:00+00:00", NewLeader: "n2"},
+		{Timeline: 2, LSN: 33554592, Reason: "x"},
+	}, c.History)
+	require.Equal(t, "n1", c.Failover.Member)
+	require.Equal(t, time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC), c.Failover.ScheduledAt.UTC())
+	require.Len(t, c.Members, 2)
+	require.Equal(t, "n1", c.Members[0].Name, "members sorted by name")
+	require.Equal(t, true, c.Member("n1").Data.Tags["nofailover"])
+	require.Equal(t, int64(67108960), *c.Member("n2").Data.XLogLocation)
+	require.ElementsMatch(t, []string{"/service/c/members/bad", "/service/c/members/"}, c.Invalid)
+}
+
+func TestDecodeRejectsMalformedLeaderStatusHistoryFailover(t *testing.T) {
+	k := NewKeys("/service", "c")
+	c := k.Decode([]KV{
+		{Key: "/service/c/leader", Value: []byte(`{"name":"n1"}`)},
+		{Key: "/service/c/status", Value: []byte(`[1]`)},
+		{Key: "/service/c/history", Value: []byte(`[[1]]`)},
+		{Key: "/service/c/failover", Value: []byte(`no-colon`)},
+	})
+	require.Nil(t, c.Leader)
+	require.Nil(t, c.Failover)
+	require.Empty(t, c.History)
+	require.Len(t, c.Invalid, 4)
+}
+
+func TestFailoverForms(t *testing.T) {
+	f, err := ParseFailover([]byte("n1:n2"))
+	require.NoError(t, err)
+	require.Equal(t, &Failover{Leader: "n1", Member: "n2"}, f)
+	f, err = ParseFailover([]byte("  "))
+	require.NoError(t, err)
+	require.Nil(t, f)
+	_, err = ParseFailover([]byte(`{"member":"n2","scheduled_at":"tomorrow"}`))
+	require.ErrorContains(t, err, "scheduled_at")
+
+	b, err := json.Marshal(Failover{Leader: "n1", Member: "n2"})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"leader":"n1","member":"n2"}`, string(b))
+}
+
+func TestHistoryEntryJSONIsPatroniListForm(t *testing.T) {
+	b, err := json.Marshal([]HistoryEntry{{Timeline: 1, LSN: 100, Reason: "r", Timestamp: "ts", NewLeader: "n2"}, {Timeline: 2, LSN: 200, Reason: "r"}})
+	require.NoError(t, err)
+	require.JSONEq(t, `[[1,100,"r","ts","n2"],[2,200,"r"]]`, string(b))
+	h, err := ParseHistory(b)
+	require.NoError(t, err)
+	require.Equal(t, "n2", h[0].NewLeader)
+}
