@@ -99,6 +99,7 @@ func (n *Node) Wake() {
 // the member key removed. It returns a non-nil error only for conditions that must stop tusker.
 func (n *Node) Run(ctx context.Context) error {
 	var fatal error
+	streak := 0
 	for ctx.Err() == nil {
 		start := time.Now()
 		plan, view := n.cycle(ctx)
@@ -106,11 +107,16 @@ func (n *Node) Run(ctx context.Context) error {
 			fatal = fmt.Errorf("%w: %s", ErrForeignData, plan.Reason)
 			break
 		}
+		// Right after taking or giving up the lock the next cycle runs at once (a promotion should
+		// not wait for loop_wait), but never more than twice in a row: an action that keeps failing
+		// must not turn the loop into a busy one.
 		immediate := plan.Has(AcquireLeader) || plan.Has(ReleaseLeader) || plan.Has(Fence) || plan.Has(Bootstrap)
 		n.publish(view, plan)
-		if immediate {
+		if immediate && streak < 2 {
+			streak++
 			continue
 		}
+		streak = 0
 		_, loopWait, _ := n.dyn.TimingDurations()
 		wait := loopWait - time.Since(start)
 		if wait < 50*time.Millisecond {
@@ -551,7 +557,9 @@ func (n *Node) startAction(ctx context.Context, name string, fn func(context.Con
 		start := time.Now()
 		err := fn(actx)
 		n.mu.Lock()
-		n.action, n.actionCancel = "", nil
+		// Clearing actionDone matters: a closed channel left in the loop's select would make it
+		// spin without waiting.
+		n.action, n.actionCancel, n.actionDone = "", nil, nil
 		n.mu.Unlock()
 		if err != nil {
 			n.log.Error(name+" failed", "err", err, "took", time.Since(start).Round(time.Millisecond))
