@@ -1,6 +1,8 @@
 package postgres
 
 import (
+	"github.com/tusker-ha/tusker/internal/proc"
+
 	"bufio"
 	"context"
 	"errors"
@@ -469,7 +471,7 @@ func (p *Postgres) Stop(ctx context.Context, mode StopMode) error {
 			return nil
 		}
 	}
-	kids := childPIDs(pid)
+	kids := proc.Children(pid)
 	logger.Error("postgres did not stop; killing the postmaster and its children", "children", len(kids), "reason", why)
 	_ = syscall.Kill(pid, syscall.SIGKILL)
 	for _, k := range kids {
@@ -507,35 +509,4 @@ func (p *Postgres) waitExit(cfg Config, pid int, done <-chan struct{}, stop1 <-c
 			return !isPostgresFor(pid, cfg.DataDir)
 		}
 	}
-}
-
-// childPIDs lists the processes whose parent is pid.
-func childPIDs(pid int) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var out []int
-	for _, e := range entries {
-		n, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) > 1 {
-			if pp, err := strconv.Atoi(f[1]); err == nil && pp == pid {
-				out = append(out, n)
-			}
-		}
-	}
-	return out
 }

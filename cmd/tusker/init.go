@@ -5,12 +5,12 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tusker-ha/tusker/internal/proc"
 )
 
 const (
@@ -92,7 +92,7 @@ func reap(daemon int) (code int, exited bool) {
 // postmaster gets SIGINT (a fast shutdown: clean, without waiting for clients).
 func drainOrphans() {
 	deadline := time.Now().Add(30 * time.Second)
-	for _, pid := range children() {
+	for _, pid := range proc.Children(os.Getpid()) {
 		_ = syscall.Kill(pid, syscall.SIGINT)
 	}
 	for time.Now().Before(deadline) {
@@ -105,34 +105,4 @@ func drainOrphans() {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-}
-
-// children lists the pids whose parent is this process.
-func children() []int {
-	me := os.Getpid()
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var out []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 || i+2 >= len(s) {
-			continue
-		}
-		f := strings.Fields(s[i+2:])
-		if len(f) > 1 && f[1] == strconv.Itoa(me) {
-			out = append(out, pid)
-		}
-	}
-	return out
 }

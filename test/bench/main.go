@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tusker-ha/tusker/internal/proc"
 	"github.com/tusker-ha/tusker/test/harness"
 )
 
@@ -162,16 +163,10 @@ func rssMB(pid int) float64 {
 	return -1
 }
 
-// cpuSeconds is utime+stime of a process from /proc/<pid>/stat (clock ticks of 1/100 s).
 func cpuSeconds(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := proc.ReadStat(pid)
 	if err != nil {
 		return 0
 	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	f := strings.Fields(s[i+2:])
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100
+	return st.CPUSeconds
 }

@@ -2,10 +2,8 @@ package e2e
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,32 +11,20 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tusker-ha/tusker/internal/proc"
 	"github.com/tusker-ha/tusker/test/harness"
 )
 
-// parentOf reads a process's parent pid from /proc (0 when the process is gone).
+// parentOf is a process's parent pid (0 when the process is gone).
 func parentOf(pid int) int {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	st, err := proc.ReadStat(pid)
 	if err != nil {
 		return 0
 	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ppid, _ := strconv.Atoi(f[1])
-	return ppid
+	return st.PPID
 }
 
-func childrenOf(pid int) []int {
-	ents, _ := os.ReadDir("/proc")
-	var out []int
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err == nil && parentOf(p) == pid {
-			out = append(out, p)
-		}
-	}
-	return out
-}
+func childrenOf(pid int) []int { return proc.Children(pid) }
 
 func controlState(t *testing.T, dataDir string) string {
 	out, err := exec.Command(filepath.Join(harness.PGBinDir(t), "pg_controldata"), dataDir).CombinedOutput()
