@@ -62,7 +62,6 @@ type Settings struct {
 	RemoveOnDivergedTimelines   bool
 	NoFailover                  bool
 	Priority                    int
-	CloneFrom                   bool
 }
 
 // View is everything Decide may look at: one immutable observation.

@@ -51,10 +51,12 @@ type Node struct {
 	lastCluster *dcs.Cluster
 	lastSeen    time.Time
 	lastReason  string
-	sysID       string
-	canRewind   *bool
-	lastPG      postgres.State
-	pgReady     bool
+	// dcsErrLogged rate-limits the DCS error log line during an outage.
+	dcsErrLogged time.Time
+	sysID        string
+	canRewind    *bool
+	lastPG       postgres.State
+	pgReady      bool
 
 	// Shared with actions running in goroutines.
 	mu           sync.Mutex
@@ -158,7 +160,6 @@ func (n *Node) settings() Settings {
 		RemoveOnDivergedTimelines: pgc.RemoveDataDirectoryOnDivergedTimelines,
 		NoFailover:                !n.cfg.Tags.Eligible(),
 		Priority:                  n.cfg.Tags.Priority(),
-		CloneFrom:                 n.cfg.Tags.CloneFrom,
 	}
 }
 
@@ -198,8 +199,9 @@ func (n *Node) observe(ctx context.Context) View {
 
 	cl, err := n.dcs.Cluster(ctx)
 	if err != nil {
-		if n.lastCluster == nil || time.Since(n.lastSeen) > 10*time.Second || n.lastReason != "dcs: "+err.Error() {
+		if time.Since(n.dcsErrLogged) > 10*time.Second {
 			n.log.Warn("reading the cluster from the DCS failed", "err", err)
+			n.dcsErrLogged = time.Now()
 		}
 		v.Cluster = n.lastCluster
 		if v.Cluster == nil {
@@ -208,6 +210,7 @@ func (n *Node) observe(ctx context.Context) View {
 	} else {
 		v.DCSOK = true
 		v.Cluster = cl
+		n.dcsErrLogged = time.Time{}
 		n.lastCluster, n.lastSeen = cl, time.Now()
 		for _, k := range cl.Invalid {
 			n.log.Debug("skipping a DCS key with an unparsable value", "key", k)
@@ -383,6 +386,8 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 			n.leaseGranted(start)
 			return nil
 		case errors.Is(err, dcs.ErrNotLeader):
+			// Decide's lost-leader-key rule, applied at once: once the lease is marked lost the
+			// next view no longer shows LeaseHeld, and writes must not wait a cycle.
 			n.leaseLost()
 			if n.pg.Running() {
 				n.pg.Fence()

@@ -273,24 +273,30 @@ func healthCode(ep endpoint, st *ha.Status, query string) int {
 // or the upstream's position the WAL receiver last heard of, whichever is newer.
 func leaderOptime(st *ha.Status) int64 { return max(st.LeaderOptime, st.LatestEndLSN) }
 
+// twoParams returns the first non-empty value of each of two query parameters (as Python's
+// parse_qs, which Patroni uses, keeps the first and drops empty values).
+func twoParams(query, a, b string) (va, vb string) {
+	for q := query; q != "" && (va == "" || vb == ""); {
+		var k, v string
+		k, v, q = nextParam(q)
+		switch {
+		case v == "":
+		case k == a && va == "":
+			va = v
+		case k == b && vb == "":
+			vb = v
+		}
+	}
+	return va, vb
+}
+
 // replicaOK is Patroni's replica_code == 200: a running replica without the noloadbalance tag,
 // within ?lag= of the leader and in ?replication_state= when they are given.
 func replicaOK(st *ha.Status, query string) bool {
 	if st.Role != "replica" || st.State != "running" || tagTrue(st.Tags["noloadbalance"]) {
 		return false
 	}
-	lagParam, stateParam := "", ""
-	for q := query; q != "" && (lagParam == "" || stateParam == ""); {
-		var k, v string
-		k, v, q = nextParam(q)
-		switch {
-		case v == "":
-		case k == "lag" && lagParam == "":
-			lagParam = v
-		case k == "replication_state" && stateParam == "":
-			stateParam = v
-		}
-	}
+	lagParam, stateParam := twoParams(query, "lag", "replication_state")
 	if lagParam != "" {
 		if lag, ok := parseLag(lagParam); ok {
 			lo := leaderOptime(st)
@@ -320,18 +326,7 @@ func readiness(st *ha.Status, query string) int {
 		return notReady // nothing to measure the lag against (and no failsafe mode yet)
 	}
 	maxLag := st.MaximumLagOnFailover
-	lagParam, modeParam := "", ""
-	for q := query; q != "" && (lagParam == "" || modeParam == ""); {
-		var k, v string
-		k, v, q = nextParam(q)
-		switch {
-		case v == "":
-		case k == "lag" && lagParam == "":
-			lagParam = v
-		case k == "mode" && modeParam == "":
-			modeParam = v
-		}
-	}
+	lagParam, modeParam := twoParams(query, "lag", "mode")
 	if l, ok := parseLag(lagParam); ok { // unparsable: the default, as in Patroni
 		maxLag = l
 	}

@@ -85,11 +85,10 @@ func run(tusker string, idle time.Duration) error {
 			candidates = append(candidates, n)
 		}
 	}
-	lastOld := time.Now()
 	if err := p.Exec(ctx, "INSERT INTO bench DEFAULT VALUES"); err != nil {
 		return err
 	}
-	lastOld = time.Now()
+	lastOld := time.Now()
 	killed := time.Now()
 	p.KillNode()
 	first, who, err := firstWrite(ctx, candidates, 60*time.Second)

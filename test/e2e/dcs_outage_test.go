@@ -20,11 +20,7 @@ func TestDCSOutageFencesThePrimary(t *testing.T) {
 	ctx := context.Background()
 	require.NoError(t, e.c.Start())
 	primary := e.waitHealthy(90 * time.Second)
-	require.NoError(t, primary.Exec(ctx, "CREATE TABLE t (id int PRIMARY KEY, v text)"))
-	insert(t, primary, 1)
-	for _, n := range others(e.c, primary) {
-		waitRow(t, n, 1)
-	}
+	seed(t, e.c, primary)
 
 	e.etcd.Stop()
 	require.NoError(t, harness.WaitFor(ctx, 60*time.Second, 100*time.Millisecond, func() error {

@@ -90,6 +90,16 @@ func insert(t *testing.T, n *harness.Node, id int) {
 	require.NoError(t, n.Exec(context.Background(), "INSERT INTO t VALUES ($1, $2)", id, fmt.Sprintf("row-%d", id)))
 }
 
+// seed creates table t on the primary with row 1 and waits until every other node has it.
+func seed(t *testing.T, c *harness.Cluster, primary *harness.Node) {
+	t.Helper()
+	require.NoError(t, primary.Exec(context.Background(), "CREATE TABLE t (id int PRIMARY KEY, v text)"))
+	insert(t, primary, 1)
+	for _, n := range others(c, primary) {
+		waitRow(t, n, 1)
+	}
+}
+
 func others(c *harness.Cluster, not ...*harness.Node) []*harness.Node {
 	var out []*harness.Node
 next:
@@ -130,11 +140,7 @@ func TestClusterLifecycle(t *testing.T) {
 	}))
 
 	// A row written on the primary is read on both replicas.
-	require.NoError(t, primary.Exec(ctx, "CREATE TABLE t (id int PRIMARY KEY, v text)"))
-	insert(t, primary, 1)
-	for _, n := range others(e.c, primary) {
-		waitRow(t, n, 1)
-	}
+	seed(t, e.c, primary)
 
 	// The primary's machine dies: a replica takes over and has the row.
 	old := primary
@@ -221,11 +227,7 @@ func TestRejoinAfterDivergence(t *testing.T) {
 	ctx := context.Background()
 	require.NoError(t, e.c.Start())
 	primary := e.waitHealthy(90 * time.Second)
-	require.NoError(t, primary.Exec(ctx, "CREATE TABLE t (id int PRIMARY KEY, v text)"))
-	insert(t, primary, 1)
-	for _, n := range others(e.c, primary) {
-		waitRow(t, n, 1)
-	}
+	seed(t, e.c, primary)
 
 	diverge := func(old *harness.Node) *harness.Node {
 		lose := stallReplication(t, others(e.c, old))
@@ -339,7 +341,20 @@ postgresql:
 		require.NoError(t, err)
 		_, err = cli.Put(ctx, "/service/e2e/failover", `[1,2,3]`)
 		require.NoError(t, err)
-		time.Sleep(3 * time.Second) // several loops read the garbage
+		// Wait until every node has read the DCS twice more since the garbage went in.
+		readBy := time.Now().Add(2 * time.Second).Unix()
+		require.NoError(t, harness.WaitFor(ctx, 30*time.Second, 200*time.Millisecond, func() error {
+			for _, n := range e.c.Nodes {
+				st, _, err := n.Patroni(ctx)
+				if err != nil {
+					return fmt.Errorf("%s: %w", n.Name, err)
+				}
+				if seen, _ := st["dcs_last_seen"].(float64); int64(seen) < readBy {
+					return fmt.Errorf("%s last read the DCS at %v", n.Name, st["dcs_last_seen"])
+				}
+			}
+			return nil
+		}))
 		require.NoError(t, e.c.Healthy(ctx))
 		p, err := e.c.Primary(ctx)
 		require.NoError(t, err)

@@ -60,7 +60,6 @@ type Node struct {
 	bin        string
 	cmd        *exec.Cmd
 	done       chan struct{}
-	exitErr    error
 }
 
 var nodeConfig = template.Must(template.New("node").Parse(`scope: {{.Scope}}
@@ -219,9 +218,9 @@ func (n *Node) Start() error {
 		logf.Close()
 		return fmt.Errorf("starting %s: %w", n.Name, err)
 	}
-	n.cmd, n.done, n.exitErr = cmd, make(chan struct{}), nil
+	n.cmd, n.done = cmd, make(chan struct{})
 	done := n.done
-	go func() { n.exitErr = cmd.Wait(); logf.Close(); close(done) }()
+	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -92,7 +93,7 @@ func reexec(binDir string) int {
 	// The go command's test log lives in a root-only directory; the child cannot write it.
 	var args []string
 	for _, a := range os.Args[1:] {
-		if hasPrefix(a, "-test.testlogfile=") {
+		if strings.HasPrefix(a, "-test.testlogfile=") {
 			continue
 		}
 		args = append(args, a)
@@ -110,8 +111,6 @@ func reexec(binDir string) int {
 	}
 	return 0
 }
-
-func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
 
 // CopyFile copies src to dst with mode.
 func CopyFile(src, dst string, mode os.FileMode) error {
