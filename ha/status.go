@@ -30,6 +30,9 @@ type Status struct {
 	LatestEndLSN        int64  // replica: pg_stat_wal_receiver.latest_end_lsn (the upstream's position); 0 when unknown
 	Replication         []Replication
 	PendingRestart      bool
+	// PendingRestartReason: parameter name -> its running and its configured value.
+	PendingRestartReason map[string]PendingChange
+	ScheduledRestart     *ScheduledRestart // nil when none is scheduled
 
 	// Cluster, as last read from the DCS.
 	IsLeader        bool // this member holds the leader key
@@ -37,8 +40,14 @@ type Status struct {
 	DCSReachable    bool
 	DCSLastSeen     time.Time // last successful DCS read
 	Pause           bool
-	LeaderOptime    int64 // the leader's WAL position from the status key
-	Cluster         *dcs.Cluster
+	// FailsafeActive: the DCS is unreachable and this primary stays primary because every member
+	// in the failsafe key confirmed it (failsafe_mode).
+	FailsafeActive  bool
+	FailsafeEnabled bool
+	// WatchdogFailed: watchdog.mode is required and the device could not be used.
+	WatchdogFailed bool
+	LeaderOptime   int64 // the leader's WAL position from the status key
+	Cluster        *dcs.Cluster
 
 	Tags map[string]any
 
@@ -57,4 +66,18 @@ type Replication struct {
 	State           string `json:"state"`
 	SyncState       string `json:"sync_state"`
 	SyncPriority    int    `json:"sync_priority"`
+}
+
+// PendingChange is one parameter whose new value needs a restart.
+type PendingChange struct {
+	OldValue string `json:"old_value"`
+	NewValue string `json:"new_value"`
+}
+
+// ScheduledRestart is a restart requested for later through POST /restart.
+type ScheduledRestart struct {
+	Schedule        time.Time
+	Role            string
+	PostgresVersion int
+	RestartPending  bool
 }
