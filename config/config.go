@@ -16,6 +16,7 @@ type Config struct {
 	Bootstrap  Bootstrap  `yaml:"bootstrap"`
 	PostgreSQL PostgreSQL `yaml:"postgresql"`
 	Tags       Tags       `yaml:"tags"`
+	Watchdog   Watchdog   `yaml:"watchdog"`
 
 	// Unimplemented lists (sorted, unique) the key paths present in the input that tusker accepts
 	// but does not act on yet, and unknown keys: the top-most such key only (for example "consul",
@@ -85,7 +86,11 @@ type Dynamic struct {
 	MaximumLagOnFailover int64 `json:"maximum_lag_on_failover"` // bytes, default 1048576
 	CheckTimeline        bool  `json:"check_timeline"`
 	PrimaryStartTimeout  int   `json:"primary_start_timeout"` // seconds, default 300
-	Pause                bool  `json:"pause"`
+	// PrimaryRaceBackoff delays the leader race while the local WAL position still advances
+	// (seconds, default 0).
+	PrimaryRaceBackoff int  `json:"primary_race_backoff"`
+	FailsafeMode       bool `json:"failsafe_mode"`
+	Pause              bool `json:"pause"`
 
 	PostgreSQL DynamicPostgreSQL `json:"postgresql"`
 
@@ -123,6 +128,36 @@ type PostgreSQL struct {
 	UsePgRewind                            *bool `yaml:"use_pg_rewind"`
 	RemoveDataDirectoryOnRewindFailure     bool  `yaml:"remove_data_directory_on_rewind_failure"`
 	RemoveDataDirectoryOnDivergedTimelines bool  `yaml:"remove_data_directory_on_diverged_timelines"`
+
+	Callbacks  Callbacks `yaml:"callbacks"`
+	PrePromote string    `yaml:"pre_promote"` // command; a non-zero exit blocks the promotion
+	BeforeStop string    `yaml:"before_stop"` // command run before postgres is stopped
+}
+
+// Callbacks are the commands run after postgres events, as "<cmd> <action> <role> <scope>".
+type Callbacks struct {
+	OnStart      string `yaml:"on_start"`
+	OnStop       string `yaml:"on_stop"`
+	OnRestart    string `yaml:"on_restart"`
+	OnReload     string `yaml:"on_reload"`
+	OnRoleChange string `yaml:"on_role_change"`
+}
+
+// Watchdog is the "watchdog" section.
+type Watchdog struct {
+	Mode         string `yaml:"mode"`          // off, automatic (default), required; normalised by Load
+	Device       string `yaml:"device"`        // default /dev/watchdog
+	SafetyMargin *int   `yaml:"safety_margin"` // seconds; -1 means ttl/2; see EffectiveSafetyMargin
+}
+
+// EffectiveSafetyMargin is safety_margin for a lease of ttl seconds. Unset, it is Patroni's 5 s,
+// but never more than ttl/2: with tusker's short default ttl (6 s) a 5 s margin would leave a 1 s
+// device timeout that an ordinary slow DCS call could miss, resetting a healthy machine.
+func (w Watchdog) EffectiveSafetyMargin(ttl int) int {
+	if w.SafetyMargin != nil {
+		return *w.SafetyMargin
+	}
+	return min(5, ttl/2)
 }
 
 // Authentication holds the three roles tusker uses.

@@ -306,6 +306,7 @@ func decodeConfig(d *decoder, root *node) *Config {
 		"restapi":    func(p string, v *node) { d.restapi(p, v, &c.RestAPI) },
 		"postgresql": func(p string, v *node) { d.postgresql(p, v, &c.PostgreSQL) },
 		"tags":       func(p string, v *node) { c.Tags = d.tags(p, v) },
+		"watchdog":   func(p string, v *node) { d.watchdog(p, v, &c.Watchdog) },
 		"bootstrap": func(p string, v *node) {
 			c.Bootstrap, dynamicSeen = d.bootstrap(p, v)
 		},
@@ -560,6 +561,49 @@ func (d *decoder) postgresql(path string, n *node, pg *PostgreSQL) {
 		},
 		"remove_data_directory_on_rewind_failure":     d.setBool(&pg.RemoveDataDirectoryOnRewindFailure),
 		"remove_data_directory_on_diverged_timelines": d.setBool(&pg.RemoveDataDirectoryOnDivergedTimelines),
+		"pre_promote": d.setStr(&pg.PrePromote, "a string (a command)"),
+		"before_stop": d.setStr(&pg.BeforeStop, "a string (a command)"),
+		"callbacks": func(p string, v *node) {
+			const cmd = "a string (a command)"
+			cb := &pg.Callbacks
+			d.fields(p, v, map[string]func(string, *node){
+				"on_start":       d.setStr(&cb.OnStart, cmd),
+				"on_stop":        d.setStr(&cb.OnStop, cmd),
+				"on_restart":     d.setStr(&cb.OnRestart, cmd),
+				"on_reload":      d.setStr(&cb.OnReload, cmd),
+				"on_role_change": d.setStr(&cb.OnRoleChange, cmd),
+			})
+		},
+	})
+}
+
+// watchdog reads the "watchdog" section. mode accepts Patroni's spellings, YAML booleans
+// included (false is off, true is automatic).
+func (d *decoder) watchdog(path string, n *node, w *Watchdog) {
+	d.fields(path, n, map[string]func(string, *node){
+		"mode": func(p string, v *node) {
+			s, ok := d.str(p, v, "off, automatic or required")
+			if !ok {
+				return
+			}
+			switch strings.ToLower(strings.TrimSpace(s)) {
+			case "off", "false", "no", "disabled", "disable":
+				w.Mode = "off"
+			case "automatic", "auto", "true", "yes", "on":
+				w.Mode = "automatic"
+			case "required", "require":
+				w.Mode = "required"
+			default:
+				d.problem(p, v, "expected off, automatic or required, got %q", s)
+			}
+		},
+		"device": d.setStr(&w.Device, "a string (a device path)"),
+		"safety_margin": func(p string, v *node) {
+			if i, ok := d.integer(p, v, "an integer number of seconds (-1 for ttl/2)"); ok {
+				x := int(i)
+				w.SafetyMargin = &x
+			}
+		},
 	})
 }
 
@@ -648,6 +692,8 @@ func decodeDynamic(d *decoder, path string, n *node) Dynamic {
 		"primary_start_timeout": optInt(&primaryStart),
 		"master_start_timeout":  optInt(&masterStart), // Patroni's old name
 		"pause":                 d.setBool(&dyn.Pause),
+		"failsafe_mode":         d.setBool(&dyn.FailsafeMode),
+		"primary_race_backoff":  d.setInt(&dyn.PrimaryRaceBackoff, secs),
 		"postgresql": func(p string, v *node) {
 			d.fields(p, v, map[string]func(string, *node){
 				"use_pg_rewind": d.setBool(&dyn.PostgreSQL.UsePgRewind),

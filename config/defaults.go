@@ -15,6 +15,8 @@ const (
 	DefaultLogLevel            = "INFO"
 	DefaultLogType             = "plain"
 	DefaultEtcdProtocol        = "http"
+	DefaultWatchdogMode        = "automatic"
+	DefaultWatchdogDevice      = "/dev/watchdog"
 	// PgpassPrefix is the default pgpass file name without the (sanitised) member name.
 	PgpassPrefix = "/tmp/pgpass-"
 )
@@ -31,6 +33,7 @@ const (
 //   - postgresql.pg_ctl_timeout 60 (0 means unset)
 //   - log.level INFO, log.type plain
 //   - etcd3.protocol http
+//   - watchdog.mode automatic, watchdog.device /dev/watchdog
 //   - bootstrap.dcs = DefaultDynamic() when it is entirely unset
 //
 // postgresql.bin_dir stays empty: it is resolved at run time.
@@ -74,6 +77,12 @@ func (c *Config) ApplyDefaults() {
 	}
 	if pg.PgCtlTimeout == 0 {
 		pg.PgCtlTimeout = DefaultPgCtlTimeout
+	}
+	if c.Watchdog.Mode == "" {
+		c.Watchdog.Mode = DefaultWatchdogMode
+	}
+	if c.Watchdog.Device == "" {
+		c.Watchdog.Device = DefaultWatchdogDevice
 	}
 	if c.Etcd3 != nil && c.Etcd3.Protocol == "" {
 		c.Etcd3.Protocol = DefaultEtcdProtocol

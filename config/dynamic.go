@@ -86,6 +86,16 @@ func (d Dynamic) JSON() ([]byte, error) {
 	} else {
 		delete(out, "pause")
 	}
+	if d.FailsafeMode {
+		out["failsafe_mode"] = true
+	} else {
+		delete(out, "failsafe_mode")
+	}
+	if d.PrimaryRaceBackoff != 0 {
+		out["primary_race_backoff"] = d.PrimaryRaceBackoff
+	} else {
+		delete(out, "primary_race_backoff")
+	}
 	pg, _ := out["postgresql"].(map[string]any)
 	if pg == nil {
 		pg = map[string]any{}
@@ -149,6 +159,9 @@ func (d Dynamic) Validate() []string {
 	}
 	if d.MaximumLagOnFailover < 0 {
 		add("maximum_lag_on_failover", "must be >= 0 bytes, got %d", d.MaximumLagOnFailover)
+	}
+	if d.PrimaryRaceBackoff < 0 {
+		add("primary_race_backoff", "must be >= 0 seconds, got %d", d.PrimaryRaceBackoff)
 	}
 	if d.PrimaryStartTimeout < 0 {
 		add("primary_start_timeout", "must be >= 0 seconds, got %d", d.PrimaryStartTimeout)

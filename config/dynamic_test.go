@@ -47,7 +47,7 @@ func TestParseDynamic(t *testing.T) {
 		PgHBA:       []string{"local all all trust"},
 	}, d.PostgreSQL)
 	assert.Equal(t, "quorum", d.Raw["synchronous_mode"])
-	assert.Equal(t, []string{"failsafe_mode", "postgresql.recovery_conf", "slots", "standby_cluster",
+	assert.Equal(t, []string{"postgresql.recovery_conf", "slots", "standby_cluster",
 		"synchronous_mode", "synchronous_node_count"}, d.Unimplemented())
 	assert.Empty(t, d.Validate(), "5 + 2*7 <= 20")
 }

@@ -132,6 +132,10 @@ func TestLoadPatroniFile(t *testing.T) {
 	assert.False(t, c.EffectiveUsePgRewind(dcs), "the local use_pg_rewind overrides the dynamic one")
 	assert.True(t, pg.RemoveDataDirectoryOnRewindFailure)
 	assert.False(t, pg.RemoveDataDirectoryOnDivergedTimelines)
+	assert.Equal(t, Callbacks{OnStart: "/usr/local/bin/callback.sh", OnRoleChange: "/usr/local/bin/callback.sh"}, pg.Callbacks)
+	assert.Equal(t, "automatic", c.Watchdog.Mode)
+	assert.Equal(t, "/dev/watchdog", c.Watchdog.Device)
+	assert.Equal(t, 5, c.Watchdog.EffectiveSafetyMargin(30))
 
 	assert.Equal(t, Tags{
 		CloneFrom: true,
@@ -140,7 +144,6 @@ func TestLoadPatroniFile(t *testing.T) {
 	assert.True(t, c.Tags.Eligible())
 
 	assert.Equal(t, []string{
-		"bootstrap.dcs.failsafe_mode",
 		"bootstrap.dcs.postgresql.recovery_conf",
 		"bootstrap.dcs.slots",
 		"bootstrap.dcs.synchronous_mode",
@@ -152,15 +155,13 @@ func TestLoadPatroniFile(t *testing.T) {
 		"log.traceback_level",
 		"postgresql.authentication.superuser.sslmode",
 		"postgresql.basebackup",
-		"postgresql.callbacks",
 		"postgresql.create_replica_methods",
 		"postgresql.proxy_address",
 		"restapi.certfile",
 		"restapi.keyfile",
 		"tags.nostream",
-		"watchdog",
 	}, c.Unimplemented)
-	assert.Equal(t, c.Unimplemented[:4], prefixAll("bootstrap.dcs.", dcs.Unimplemented()))
+	assert.Equal(t, c.Unimplemented[:3], prefixAll("bootstrap.dcs.", dcs.Unimplemented()))
 }
 
 func prefixAll(prefix string, l []string) []string {
@@ -832,4 +833,37 @@ func TestEnvLegacyAndUnimplementedVariables(t *testing.T) {
 	c, err = LoadWithEnv(p, []string{"PATRONI_LOGLEVEL=debug", "PATRONI_LOG_LEVEL=error"})
 	require.NoError(t, err)
 	assert.Equal(t, "ERROR", c.Log.Level)
+}
+
+func TestWatchdogAndHooks(t *testing.T) {
+	base := "scope: s\nname: n\nrestapi: {listen: 127.0.0.1:8008}\netcd3: {host: 127.0.0.1:2379}\n" +
+		"postgresql: {listen: 127.0.0.1:5432, data_dir: /d, pre_promote: /bin/fence, before_stop: '/bin/drain --now'}\n"
+	for _, tc := range []struct {
+		yaml, mode string
+		margin     int // for ttl 6
+		problem    string
+	}{
+		{yaml: "", mode: "automatic", margin: 3},
+		{yaml: "watchdog: {mode: off}", mode: "off", margin: 3},
+		{yaml: "watchdog: {mode: false}", mode: "off", margin: 3},
+		{yaml: "watchdog: {mode: true}", mode: "automatic", margin: 3},
+		{yaml: "watchdog: {mode: Required, safety_margin: -1}", mode: "required", margin: -1},
+		{yaml: "watchdog: {mode: sometimes}", problem: `watchdog.mode: expected off, automatic or required, got "sometimes"`},
+		{yaml: "watchdog: {safety_margin: soon}", problem: "watchdog.safety_margin: expected an integer"},
+	} {
+		t.Run(tc.yaml, func(t *testing.T) {
+			c, err := LoadWithEnv(writeFile(t, t.TempDir(), "c.yml", base+tc.yaml), nil)
+			if tc.problem != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.problem)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.mode, c.Watchdog.Mode)
+			assert.Equal(t, tc.margin, c.Watchdog.EffectiveSafetyMargin(6))
+			assert.Equal(t, "/bin/fence", c.PostgreSQL.PrePromote)
+			assert.Equal(t, "/bin/drain --now", c.PostgreSQL.BeforeStop)
+			assert.Empty(t, c.Unimplemented)
+		})
+	}
 }
