@@ -28,6 +28,7 @@ func (k Keys) Status() string            { return k.Prefix + "status" }
 func (k Keys) Failover() string          { return k.Prefix + "failover" }
 func (k Keys) History() string           { return k.Prefix + "history" }
 func (k Keys) Sync() string              { return k.Prefix + "sync" }
+func (k Keys) Failsafe() string          { return k.Prefix + "failsafe" }
 func (k Keys) Members() string           { return k.Prefix + "members/" }
 func (k Keys) Member(name string) string { return k.Prefix + "members/" + name }
 
@@ -81,6 +82,13 @@ func (k Keys) Decode(kvs []KV) *Cluster {
 				continue
 			}
 			c.History = h
+		case rel == "failsafe":
+			var fs map[string]string
+			if err := json.Unmarshal(kv.Value, &fs); err != nil {
+				c.Invalid = append(c.Invalid, kv.Key)
+				continue
+			}
+			c.Failsafe = fs
 		case strings.HasPrefix(rel, "members/"):
 			name := strings.TrimPrefix(rel, "members/")
 			var d MemberData

@@ -29,7 +29,9 @@ func TestDecodePatroniValuesAndSkipsGarbage(t *testing.T) {
 		{Key: "/service/c/members/bad", Value: []byte(`{"state":`)},
 		{Key: "/service/c/members/", Value: []byte(`{}`)},
 		{Key: "/service/c/sync", Value: []byte(`whatever`)},
+		{Key: "/service/c/failsafe", Value: []byte(`{"n1":"http://127.0.0.1:8008/patroni","n2":"http://127.0.0.1:8009/patroni"}`)},
 	})
+	require.Equal(t, "http://127.0.0.1:8009/patroni", c.Failsafe["n2"])
 	require.Equal(t, "7300000000000000001", *c.Initialize)
 	require.Equal(t, int64(7), c.Config.Version)
 	require.Equal(t, "n2", c.LeaderName())
@@ -54,11 +56,13 @@ func TestDecodeRejectsMalformedLeaderStatusHistoryFailover(t *testing.T) {
 		{Key: "/service/c/status", Value: []byte(`[1]`)},
 		{Key: "/service/c/history", Value: []byte(`[[1]]`)},
 		{Key: "/service/c/failover", Value: []byte(`no-colon`)},
+		{Key: "/service/c/failsafe", Value: []byte(`["n1"]`)},
 	})
+	require.Nil(t, c.Failsafe)
 	require.Nil(t, c.Leader)
 	require.Nil(t, c.Failover)
 	require.Empty(t, c.History)
-	require.Len(t, c.Invalid, 4)
+	require.Len(t, c.Invalid, 5)
 }
 
 func TestFailoverForms(t *testing.T) {

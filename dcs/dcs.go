@@ -56,6 +56,8 @@ type DCS interface {
 	// SetFailover writes the failover key (CAS like SetConfig); DeleteFailover removes it.
 	SetFailover(ctx context.Context, f Failover, version int64) error
 	DeleteFailover(ctx context.Context) error
+	// SetFailsafe writes the failsafe key ({member: api_url}); nil deletes it.
+	SetFailsafe(ctx context.Context, members map[string]string) error
 
 	// SetTTL changes the lease duration for the following lease grants and renewals.
 	SetTTL(ttl time.Duration)
@@ -75,6 +77,7 @@ type Cluster struct {
 	Failover   *Failover
 	Status     Status
 	History    []HistoryEntry
+	Failsafe   map[string]string // the failsafe key: member name -> api_url; nil when absent
 	// Invalid lists keys whose values could not be parsed; they were skipped.
 	Invalid []string
 }

@@ -440,6 +440,21 @@ func (b *Backend) SetFailover(ctx context.Context, f dcs.Failover, version int64
 	return b.cas(ctx, b.keys.Failover(), v, version)
 }
 
+// SetFailsafe writes the failsafe key, or deletes it when members is nil.
+func (b *Backend) SetFailsafe(ctx context.Context, members map[string]string) error {
+	if members == nil {
+		ctx, cancel := b.call(ctx)
+		defer cancel()
+		_, err := b.cli.Delete(ctx, b.keys.Failsafe())
+		return b.wrap("deleting "+b.keys.Failsafe(), err)
+	}
+	v, err := json.Marshal(members)
+	if err != nil {
+		return fmt.Errorf("encoding failsafe: %w", err)
+	}
+	return b.cas(ctx, b.keys.Failsafe(), v, -1)
+}
+
 // DeleteFailover removes the failover key.
 func (b *Backend) DeleteFailover(ctx context.Context) error {
 	ctx, cancel := b.call(ctx)

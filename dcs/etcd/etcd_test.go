@@ -116,6 +116,13 @@ func TestEtcdBackend(t *testing.T) {
 		require.NoError(t, a.DeleteFailover(ctx))
 		c, _ = a.Cluster(ctx)
 		require.Nil(t, c.Failover)
+
+		require.NoError(t, a.SetFailsafe(ctx, map[string]string{"a": "http://a/patroni"}))
+		c, _ = b.Cluster(ctx)
+		require.Equal(t, map[string]string{"a": "http://a/patroni"}, c.Failsafe)
+		require.NoError(t, a.SetFailsafe(ctx, nil))
+		c, _ = b.Cluster(ctx)
+		require.Nil(t, c.Failsafe)
 	})
 
 	t.Run("status and history round trip", func(t *testing.T) {
