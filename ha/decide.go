@@ -39,6 +39,12 @@ type Local struct {
 	CanRewind bool
 	// RewindFailed: the last pg_rewind against the current leader failed.
 	RewindFailed bool
+	// DownSince: when this leader's postgres was first seen not running (zero while it runs).
+	DownSince time.Time
+	// WALChangedAt: when the local WAL position last moved (primary_race_backoff).
+	WALChangedAt time.Time
+	// WatchdogUsable: the watchdog device can be activated (always true unless mode is required).
+	WatchdogUsable bool
 }
 
 // Peer is what a member reported on GET /patroni while this node raced for leadership.
@@ -50,6 +56,8 @@ type Peer struct {
 	Timeline   int
 	NoFailover bool
 	Priority   int
+	// WatchdogFailed: the member's watchdog is required and unusable.
+	WatchdogFailed bool
 }
 
 // Settings are the parts of the configuration that rules depend on.
@@ -62,6 +70,11 @@ type Settings struct {
 	RemoveOnDivergedTimelines   bool
 	NoFailover                  bool
 	Priority                    int
+	Pause                       bool
+	PrimaryStartTimeout         time.Duration
+	PrimaryRaceBackoff          time.Duration
+	FailsafeMode                bool
+	WatchdogRequired            bool
 }
 
 // View is everything Decide may look at: one immutable observation.
@@ -80,8 +93,19 @@ type View struct {
 	LeaseExpiry time.Time
 
 	Local Local
-	// Action is the long action in progress ("" for none).
-	Action string
+	// Action is the long action in progress ("" for none), started at ActionSince.
+	Action      string
+	ActionSince time.Time
+
+	// RaceBackoffUntil: this member does not race for the lock before then (after a failed
+	// pre_promote, or after it released the lock because its postgres crashed).
+	RaceBackoffUntil time.Time
+
+	// FailsafeConfirmed (leader, DCS unreachable): every member of the failsafe key accepted this
+	// cycle's POST /failsafe. FailsafeLeader (replica): the member that POSTed /failsafe to us
+	// within the last ttl ("" for none).
+	FailsafeConfirmed bool
+	FailsafeLeader    string
 
 	// Peers were probed this cycle (only when racing for leadership).
 	PeersProbed bool
@@ -108,6 +132,9 @@ const (
 	ClaimInitialize                   // write our system identifier into a missing initialize key
 	RefuseForeignData                 // the data directory belongs to another cluster: stop for good
 	ProbeRewind                       // check whether the stopped data directory diverged from Upstream
+	Handover                          // switchover: checkpoint, stop cleanly, release the lock once Upstream has all WAL
+	ClearFailover                     // delete the failover key
+	CancelAction                      // cancel the long action in progress
 )
 
 var kindNames = map[Kind]string{
@@ -115,6 +142,7 @@ var kindNames = map[Kind]string{
 	Bootstrap: "bootstrap", Clone: "clone", StartPrimary: "start primary", StartReplica: "start replica",
 	Follow: "follow", Promote: "promote", Demote: "demote", Rewind: "rewind", Reclone: "reclone",
 	ClaimInitialize: "claim initialize", RefuseForeignData: "refuse foreign data", ProbeRewind: "probe rewind",
+	Handover: "handover", ClearFailover: "clear failover", CancelAction: "cancel action",
 }
 
 func (k Kind) String() string { return kindNames[k] }
@@ -122,13 +150,16 @@ func (k Kind) String() string { return kindNames[k] }
 // Action is one step of a plan.
 type Action struct {
 	Kind     Kind
-	Upstream string // member name, for Clone, StartReplica, Follow, Rewind, Reclone, ProbeRewind
+	Upstream string // member name, for Clone, StartReplica, Follow, Rewind, Reclone, ProbeRewind, Handover
 }
 
-// Plan is Decide's answer: actions in order and one line saying why.
+// Plan is Decide's answer: actions in order and one line saying why. The actions run in order
+// and the first that fails ends the plan (losing the race for the lock counts as failing).
 type Plan struct {
 	Actions []Action
 	Reason  string
+	// WakeAt asks for the next cycle no later than this (a scheduled switchover); zero for none.
+	WakeAt time.Time
 }
 
 // Has reports whether the plan contains an action of kind k.
@@ -163,10 +194,23 @@ func Decide(v View) Plan {
 	c := v.Cluster
 	leader := c.LeaderName()
 	iAmLeader := leader == v.Me && v.LeaseHeld
+	s := v.Settings
 
 	// Rule lease-deadline: a leader whose lease is about to run out stops writes first, whatever
-	// else is going on. The others may take the lock at LeaseExpiry.
-	if v.LeaseHeld && !v.Now.Before(v.LeaseExpiry.Add(-FenceMargin(v.Settings))) {
+	// else is going on. The others may take the lock at LeaseExpiry. Two exceptions, both because
+	// nobody else may be promoted automatically at that point: maintenance mode (replicas never
+	// race while paused), and failsafe mode when every member confirmed this primary this cycle
+	// (they refuse to race for ttl after the confirmation).
+	if v.LeaseHeld && !v.Now.Before(v.LeaseExpiry.Add(-FenceMargin(s))) {
+		switch {
+		case s.Pause:
+			if v.DCSOK {
+				return plan("pause: leader lease ran out; renewing it, postgres left alone", act(RenewLeader))
+			}
+			return plan("pause: DCS unreachable and the leader lease ran out; postgres left alone")
+		case s.FailsafeMode && !v.DCSOK && v.FailsafeConfirmed:
+			return plan("failsafe mode: DCS unreachable, every member confirmed this primary: staying primary")
+		}
 		acts := []Action{act(Fence)}
 		if v.DCSOK {
 			acts = append(acts, act(ReleaseLeader))
@@ -186,7 +230,7 @@ func Decide(v View) Plan {
 
 	// Rule lost-leader-key: we thought we led, but the key says otherwise.
 	if v.LeaseHeld && leader != v.Me {
-		if v.Local.Running && v.Local.Primary {
+		if v.Local.Running && v.Local.Primary && !s.Pause {
 			return plan(fmt.Sprintf("leader key lost to %q: stopping postgres", leader), act(Fence))
 		}
 	}
@@ -194,6 +238,12 @@ func Decide(v View) Plan {
 	// Rule action-in-progress: while a long action runs, the leader only renews.
 	if v.Action != "" {
 		if iAmLeader {
+			// Rule primary-start-timeout: a primary that does not come back in time hands over.
+			if v.Action == "start" && startTimedOut(v) {
+				return plan(fmt.Sprintf("postgres not up %s after it went down (primary_start_timeout %s): releasing the lock for a failover",
+					v.Now.Sub(v.Local.DownSince).Round(time.Second), s.PrimaryStartTimeout),
+					act(CancelAction), act(Fence), act(ReleaseLeader))
+			}
 			return plan("leader, "+v.Action+" in progress: renewing the lease", act(RenewLeader))
 		}
 		if v.Action == Promote.String() && leader != v.Me {
@@ -207,6 +257,9 @@ func Decide(v View) Plan {
 	case DataDirInvalid:
 		return plan("data directory is not empty and is not a PostgreSQL data directory: not touching it")
 	case DataDirEmpty:
+		if s.Pause {
+			return plan("pause: data directory is empty; not bootstrapping or cloning (POST /reinitialize does)")
+		}
 		return decideEmpty(v)
 	}
 
@@ -225,6 +278,48 @@ func Decide(v View) Plan {
 		return decideStopped(v, leader, iAmLeader)
 	}
 	return decideRunning(v, leader, iAmLeader)
+}
+
+// startTimedOut: the leader's postgres has been down for primary_start_timeout and another member
+// could take over.
+func startTimedOut(v View) bool {
+	l := v.Local
+	if l.DownSince.IsZero() || v.Settings.Pause {
+		return false
+	}
+	return v.Now.Sub(l.DownSince) >= v.Settings.PrimaryStartTimeout && failoverPossible(v)
+}
+
+// failoverPossible: some other member, as its member key says, could be promoted: a running
+// replica allowed to fail over and within maximum_lag_on_failover of the last leader position.
+func failoverPossible(v View) bool {
+	for _, m := range v.Cluster.Members {
+		if m.Name == v.Me || m.Data.State != "running" || m.Data.Role == "primary" || !memberEligible(m) {
+			continue
+		}
+		pos := int64(0)
+		for _, p := range []*int64{m.Data.XLogLocation, m.Data.ReceiveLSN, m.Data.ReplayLSN} {
+			if p != nil && *p > pos {
+				pos = *p
+			}
+		}
+		if opt := v.Cluster.Status.Optime; opt > 0 && opt-pos > v.Settings.MaximumLagOnFailover {
+			continue
+		}
+		return true
+	}
+	return false
+}
+
+// memberEligible reads the nofailover and failover_priority tags of a member key.
+func memberEligible(m dcs.Member) bool {
+	if nf, _ := m.Data.Tags["nofailover"].(bool); nf {
+		return false
+	}
+	if p, ok := m.Data.Tags["failover_priority"].(float64); ok && p <= 0 {
+		return false
+	}
+	return true
 }
 
 func decideEmpty(v View) Plan {
@@ -259,8 +354,17 @@ func cloneSource(v View, leader string) string {
 func decideStopped(v View, leader string, iAmLeader bool) Plan {
 	l := v.Local
 	c := v.Cluster
+	s := v.Settings
 	if c.Initialize == nil && leader == "" {
 		return plan("data directory present but no initialize key: claiming the cluster with it", act(ClaimInitialize))
+	}
+	if s.Pause {
+		// Rule pause-stopped: nothing is started while paused; a leader without a running
+		// postgres gives the lock up so that a manual failover can name somebody else.
+		if iAmLeader {
+			return plan("pause: postgres is stopped; releasing the leader key, not starting it", act(ReleaseLeader))
+		}
+		return plan("pause: postgres is stopped; not starting it")
 	}
 	switch {
 	case leader == v.Me:
@@ -268,10 +372,16 @@ func decideStopped(v View, leader string, iAmLeader bool) Plan {
 			// Our previous incarnation's key: take it back through the lease before acting.
 			return plan("leader key carries my name from before a restart: taking it back", act(AcquireLeader))
 		}
-		if l.WasPrimary {
-			return plan("leader with postgres stopped: starting it as primary", act(RenewLeader), act(StartPrimary))
+		if !l.WasPrimary {
+			return plan("leader, but the stopped data directory is a standby's: releasing the lock", act(ReleaseLeader))
 		}
-		return plan("leader, but the stopped data directory is a standby's: releasing the lock", act(ReleaseLeader))
+		// Rule primary-start-timeout: with primary_start_timeout 0 a crashed primary hands over
+		// at once; otherwise it gets that long to come back.
+		if failoverPossible(v) && (s.PrimaryStartTimeout == 0 || startTimedOut(v)) {
+			return plan(fmt.Sprintf("postgres is down and primary_start_timeout is %s: releasing the lock for a failover", s.PrimaryStartTimeout),
+				act(ReleaseLeader))
+		}
+		return plan("leader with postgres stopped: starting it as primary", act(RenewLeader), act(StartPrimary))
 	case leader != "":
 		// Rule rejoin: never stream from a leader on a diverged timeline.
 		if leaderCheckpointPending(c, leader) {
@@ -283,7 +393,6 @@ func decideStopped(v View, leader string, iAmLeader bool) Plan {
 		if !*l.Diverged {
 			return plan(fmt.Sprintf("starting as a replica of %s", leader), actOn(StartReplica, leader))
 		}
-		s := v.Settings
 		switch {
 		case l.RewindFailed && s.RemoveOnRewindFailure:
 			return plan(fmt.Sprintf("pg_rewind failed: removing the data directory and cloning from %s", leader), actOn(Reclone, leader))
@@ -297,6 +406,12 @@ func decideStopped(v View, leader string, iAmLeader bool) Plan {
 			return plan(fmt.Sprintf("timeline diverged from %s; pg_rewind is off or impossible and remove_data_directory_on_diverged_timelines is off: not starting", leader))
 		}
 	default:
+		// Rule crash-handover: after giving up the lock because postgres crashed, stay down until
+		// somebody else leads (or the backoff ends): restarted, this member would still have the
+		// most WAL and make the others wait for it.
+		if v.Now.Before(v.RaceBackoffUntil) {
+			return plan("no leader yet after this member released the lock: waiting before starting postgres")
+		}
 		// No leader: start read-only, so that this member can be compared and race if it is the best.
 		return plan("no leader: starting postgres as a replica to join the race", actOn(StartReplica, ""))
 	}
@@ -309,10 +424,18 @@ func leaderCheckpointPending(c *dcs.Cluster, leader string) bool {
 
 func decideRunning(v View, leader string, iAmLeader bool) Plan {
 	l := v.Local
+	s := v.Settings
+	f := v.Cluster.Failover
 	switch {
 	case iAmLeader:
 		if !l.Primary {
+			if s.Pause && !(f != nil && f.Member == v.Me) {
+				return plan("pause: holding the leader key but not running as primary: releasing it", act(ReleaseLeader))
+			}
 			return plan("holding the leader key: promoting", act(RenewLeader), act(Promote))
+		}
+		if f != nil {
+			return leaderFailoverRequest(v, f)
 		}
 		return plan("I am the leader with the lock", act(RenewLeader))
 	case leader == v.Me:
@@ -320,6 +443,9 @@ func decideRunning(v View, leader string, iAmLeader bool) Plan {
 		return plan("leader key carries my name from before a restart: taking it back", act(AcquireLeader))
 	case leader != "":
 		if l.Primary {
+			if s.Pause {
+				return plan(fmt.Sprintf("pause: %s holds the leader key but this member runs as primary too; not demoting", leader))
+			}
 			return plan(fmt.Sprintf("%s holds the leader key: demoting", leader), act(Demote))
 		}
 		if l.Upstream != leader {
@@ -331,15 +457,139 @@ func decideRunning(v View, leader string, iAmLeader bool) Plan {
 	if l.Primary {
 		// Rule stale-primary: a primary on an older timeline than the cluster's history never
 		// takes the lock back.
-		if tl := historyTimeline(v.Cluster); tl > 0 && l.Timeline <= tl {
+		if tl := historyTimeline(v.Cluster); tl > 0 && l.Timeline <= tl && !s.Pause {
 			return plan(fmt.Sprintf("running as primary on timeline %d but the cluster moved to %d: demoting", l.Timeline, tl+1), act(Demote))
 		}
 		return plan("no leader and I am a running primary: taking the lock", act(AcquireLeader))
 	}
+	if f != nil && (f.ScheduledAt == nil || !f.ScheduledAt.After(v.Now)) {
+		if p, ok := manualFailoverNoLeader(v, f); ok {
+			return p
+		}
+	}
+	if s.Pause {
+		return plan("pause: no leader, but replicas are not promoted automatically")
+	}
+	if v.FailsafeLeader != "" {
+		return plan(fmt.Sprintf("no leader key, but %s confirmed it is primary through failsafe mode: not racing", v.FailsafeLeader))
+	}
 	if ok, why := healthiest(v); !ok {
 		return plan("no leader; not racing: " + why)
 	}
-	return plan("no leader and I am the healthiest member: acquiring the lock", act(AcquireLeader))
+	return promotePlan(v, "no leader and I am the healthiest member: taking the lock and promoting")
+}
+
+// promotePlan takes the lock and starts the promotion in the same cycle; a pending failover key
+// is cleared once the lock is ours.
+func promotePlan(v View, reason string) Plan {
+	acts := []Action{act(AcquireLeader), act(Promote)}
+	if v.Cluster.Failover != nil {
+		acts = append(acts, act(ClearFailover))
+	}
+	return plan(reason, acts...)
+}
+
+// leaderFailoverRequest is the leader's side of a switchover or failover request (the failover
+// key): wait for its time, check that the candidate can take over, then hand over.
+func leaderFailoverRequest(v View, f *dcs.Failover) Plan {
+	s := v.Settings
+	if f.Leader != "" && f.Leader != v.Me {
+		return plan(fmt.Sprintf("switchover request names %s as the leader, not me: removing it", f.Leader),
+			act(RenewLeader), act(ClearFailover))
+	}
+	if f.ScheduledAt != nil {
+		at := *f.ScheduledAt
+		switch {
+		case s.Pause:
+			return plan("pause: a scheduled switchover waits until maintenance mode ends", act(RenewLeader))
+		case at.After(v.Now):
+			p := plan(fmt.Sprintf("switchover scheduled at %s", at.Format(time.RFC3339)), act(RenewLeader))
+			p.WakeAt = at
+			return p
+		case v.Now.Sub(at) > max(s.LoopWait*3/2, 5*time.Second):
+			// Late by more than one and a half loops (at least 5 s, for a tusker that was busy):
+			// a stale request is dropped rather than acted on by surprise.
+			return plan(fmt.Sprintf("switchover scheduled at %s is stale: removing it", at.Format(time.RFC3339)),
+				act(RenewLeader), act(ClearFailover))
+		}
+	}
+	if !v.PeersProbed {
+		return plan("switchover requested: checking the candidates", act(RenewLeader))
+	}
+	target, why := handoverTarget(v, f)
+	if target == "" {
+		return plan("switchover not possible: "+why+": removing the request", act(RenewLeader), act(ClearFailover))
+	}
+	return plan(fmt.Sprintf("switchover to %s: stopping cleanly and handing the lock over", target),
+		act(RenewLeader), actOn(Handover, target))
+}
+
+// handoverTarget picks the member the leader hands over to: the named candidate, or the best
+// reachable eligible replica (most WAL, then failover_priority).
+func handoverTarget(v View, f *dcs.Failover) (string, string) {
+	best, why := "", "no other members"
+	var bestPeer Peer
+	for _, p := range v.Peers {
+		if p.Name == v.Me || (f.Member != "" && p.Name != f.Member) {
+			continue
+		}
+		switch {
+		case !p.Reachable:
+			why = p.Name + " is not reachable"
+		case p.NoFailover:
+			why = p.Name + " is not allowed to promote (nofailover)"
+		case p.WatchdogFailed:
+			why = p.Name + " is not watchdog capable"
+		case p.Primary:
+			why = p.Name + " runs as a primary"
+		case best == "" || p.WAL > bestPeer.WAL || (p.WAL == bestPeer.WAL && p.Priority > bestPeer.Priority):
+			best, bestPeer = p.Name, p
+		}
+	}
+	if f.Member != "" && best == "" && why == "no other members" {
+		why = "candidate " + f.Member + " does not exist"
+	}
+	return best, why
+}
+
+// manualFailoverNoLeader is a replica's side of a failover key while nobody holds the lock: the
+// named candidate takes it; the others wait for a healthy candidate, or race without the former
+// leader. ok is false when the normal race applies.
+func manualFailoverNoLeader(v View, f *dcs.Failover) (Plan, bool) {
+	s, l := v.Settings, v.Local
+	opt := v.Cluster.Status.Optime
+	if f.Member == v.Me {
+		switch {
+		case s.NoFailover:
+			return plan("named as the failover candidate, but tagged nofailover"), true
+		case s.WatchdogRequired && !l.WatchdogUsable:
+			return plan("named as the failover candidate, but the required watchdog is not usable"), true
+		case f.Leader != "" && opt > 0 && l.WAL < opt:
+			// A switchover: the old primary stopped cleanly at opt. Promoting short of it would
+			// lose committed transactions; the normal race decides instead.
+			return Plan{}, false
+		case !l.Ready:
+			return plan("named as the failover candidate: waiting for postgres to be ready"), true
+		}
+		return promotePlan(v, "manual failover/switchover to me: taking the lock and promoting"), true
+	}
+	if f.Leader == v.Me {
+		return plan("former leader of a switchover: not racing"), true
+	}
+	if f.Member != "" {
+		for _, p := range v.Peers {
+			if p.Name == f.Member && p.Reachable && !p.NoFailover && !p.WatchdogFailed && (f.Leader == "" || opt == 0 || p.WAL >= opt) {
+				return plan(fmt.Sprintf("waiting for the failover candidate %s to take over", f.Member)), true
+			}
+		}
+		if !v.PeersProbed {
+			return plan(fmt.Sprintf("failover to %s requested: checking it", f.Member)), true
+		}
+	}
+	if s.Pause && f.Leader == "" {
+		return plan("pause: the failover candidate cannot take over and replicas are not promoted automatically"), true
+	}
+	return Plan{}, false
 }
 
 // historyTimeline is the newest timeline the history key says was left behind (0 if none).
@@ -361,8 +611,19 @@ func healthiest(v View) (bool, string) {
 	if s.NoFailover {
 		return false, "tagged nofailover"
 	}
+	if v.Now.Before(v.RaceBackoffUntil) {
+		return false, fmt.Sprintf("backing off until %s", v.RaceBackoffUntil.Format(time.RFC3339))
+	}
 	if !l.Ready {
 		return false, "postgres is not ready"
+	}
+	if s.WatchdogRequired && !l.WatchdogUsable {
+		return false, "watchdog is required but not usable"
+	}
+	if s.FailsafeMode && v.Cluster.Failsafe != nil {
+		if _, ok := v.Cluster.Failsafe[v.Me]; !ok {
+			return false, "not in the failsafe key"
+		}
 	}
 	if opt := v.Cluster.Status.Optime; opt > 0 && opt-l.WAL > s.MaximumLagOnFailover {
 		return false, fmt.Sprintf("lagging %d bytes behind the last leader position, more than maximum_lag_on_failover %d",
@@ -373,8 +634,15 @@ func healthiest(v View) (bool, string) {
 			return false, fmt.Sprintf("on timeline %d, older than the cluster's %d", l.Timeline, tl+1)
 		}
 	}
+	if s.PrimaryRaceBackoff > 0 && !l.WALChangedAt.IsZero() && v.Now.Sub(l.WALChangedAt) < s.PrimaryRaceBackoff {
+		return false, "WAL position still advancing (primary_race_backoff)"
+	}
 	if !v.PeersProbed {
 		return false, "members not probed yet"
+	}
+	var former string
+	if f := v.Cluster.Failover; f != nil {
+		former = f.Leader
 	}
 	for _, p := range v.Peers {
 		if p.Name == v.Me || !p.Reachable {
@@ -383,7 +651,7 @@ func healthiest(v View) (bool, string) {
 		if p.Primary {
 			return false, fmt.Sprintf("primary %s is still alive", p.Name)
 		}
-		if p.NoFailover {
+		if p.NoFailover || p.WatchdogFailed || p.Name == former {
 			continue
 		}
 		if p.WAL > l.WAL {

@@ -13,7 +13,7 @@ var t0 = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
 
 func settings() Settings {
 	return Settings{TTL: 6 * time.Second, LoopWait: time.Second, RetryTimeout: 2 * time.Second,
-		MaximumLagOnFailover: 1 << 20, UsePgRewind: true, Priority: 1}
+		MaximumLagOnFailover: 1 << 20, UsePgRewind: true, Priority: 1, PrimaryStartTimeout: 300 * time.Second}
 }
 
 func str(s string) *string { return &s }
@@ -174,6 +174,30 @@ func TestRuleHealthiestMemberRaces(t *testing.T) {
 		{"lag within maximum_lag_on_failover", func(v *View) { v.Cluster.Status.Optime = 1000 + 1<<19 }, true},
 		{"not probed yet", func(v *View) { v.PeersProbed = false }, false},
 		{"postgres not ready", func(v *View) { v.Local.Ready = false }, false},
+		{"watchdog required but unusable", func(v *View) { v.Settings.WatchdogRequired = true }, false},
+		{"watchdog required and usable", func(v *View) { v.Settings.WatchdogRequired, v.Local.WatchdogUsable = true, true }, true},
+		{"a peer whose required watchdog failed does not block", func(v *View) {
+			v.Peers = []Peer{{Name: "c", Reachable: true, WAL: 5000, WatchdogFailed: true}}
+		}, true},
+		{"backing off after a failed pre_promote", func(v *View) { v.RaceBackoffUntil = t0.Add(time.Second) }, false},
+		{"primary_race_backoff: WAL still moving", func(v *View) {
+			v.Settings.PrimaryRaceBackoff = 2 * time.Second
+			v.Local.WALChangedAt = t0.Add(-time.Second)
+		}, false},
+		{"primary_race_backoff: WAL settled", func(v *View) {
+			v.Settings.PrimaryRaceBackoff = 2 * time.Second
+			v.Local.WALChangedAt = t0.Add(-3 * time.Second)
+		}, true},
+		{"failsafe mode: not in the failsafe key", func(v *View) {
+			v.Settings.FailsafeMode = true
+			v.Cluster.Failsafe = map[string]string{"a": "x", "c": "y"}
+		}, false},
+		{"failsafe mode: in the failsafe key", func(v *View) {
+			v.Settings.FailsafeMode = true
+			v.Cluster.Failsafe = map[string]string{"a": "x", "b": "y"}
+		}, true},
+		{"failsafe: a primary confirmed itself recently", func(v *View) { v.FailsafeLeader = "a" }, false},
+		{"pause: replicas never race", func(v *View) { v.Settings.Pause = true }, false},
 		{"check_timeline refuses an old timeline", func(v *View) {
 			v.Settings.CheckTimeline = true
 			v.Cluster.History = []dcs.HistoryEntry{{Timeline: 1, LSN: 500}}
@@ -187,6 +211,12 @@ func TestRuleHealthiestMemberRaces(t *testing.T) {
 			require.Equal(t, tc.races, p.Has(AcquireLeader), p.Reason)
 		})
 	}
+}
+
+func TestRuleRaceWinnerPromotesInTheSameCycle(t *testing.T) {
+	v := view("b", cluster("", member("b", "replica")), runningReplica(1000))
+	v.PeersProbed = true
+	require.Equal(t, []Kind{AcquireLeader, Promote}, kinds(Decide(v)))
 }
 
 func TestRulePromoteWhenHoldingTheLock(t *testing.T) {
@@ -282,4 +312,213 @@ func TestRuleExistingDataWithoutInitializeIsClaimed(t *testing.T) {
 	l := Local{DataDir: DataDirValid, SysID: "7300000000000000001", WasPrimary: true}
 	v := view("a", &dcs.Cluster{}, l)
 	require.Equal(t, []Kind{ClaimInitialize}, kinds(Decide(v)))
+}
+
+// withWAL gives a member key WAL positions, as a running replica publishes them.
+func withWAL(m dcs.Member, wal int64) dcs.Member {
+	m.Data.XLogLocation = &wal
+	return m
+}
+
+func stoppedPrimary() Local {
+	return Local{DataDir: DataDirValid, SysID: "7300000000000000001", WasPrimary: true, Timeline: 1}
+}
+
+func TestRulePrimaryStartTimeout(t *testing.T) {
+	stopped := func(pst time.Duration, downFor time.Duration, replica dcs.Member) View {
+		v := view("a", cluster("a", member("a", "primary"), replica), stoppedPrimary())
+		v.LeaseHeld, v.LeaseExpiry = true, t0.Add(5*time.Second)
+		v.Settings.PrimaryStartTimeout = pst
+		v.Local.DownSince = t0.Add(-downFor)
+		return v
+	}
+	healthy := withWAL(member("b", "replica"), 100)
+
+	p := Decide(stopped(0, 0, healthy))
+	require.Equal(t, []Kind{ReleaseLeader}, kinds(p), "primary_start_timeout 0: hand over at once: %s", p.Reason)
+
+	p = Decide(stopped(30*time.Second, time.Second, healthy))
+	require.Equal(t, []Kind{RenewLeader, StartPrimary}, kinds(p), "within the timeout: restart it")
+
+	p = Decide(stopped(30*time.Second, 31*time.Second, healthy))
+	require.Equal(t, []Kind{ReleaseLeader}, kinds(p), "past the timeout: hand over")
+
+	nofailover := healthy
+	nofailover.Data.Tags = map[string]any{"nofailover": true}
+	p = Decide(stopped(0, time.Hour, nofailover))
+	require.Equal(t, []Kind{RenewLeader, StartPrimary}, kinds(p), "nobody can take over: keep restarting")
+
+	lagging := stopped(0, time.Hour, healthy)
+	lagging.Cluster.Status.Optime = 100 + 2<<20
+	require.Equal(t, []Kind{RenewLeader, StartPrimary}, kinds(Decide(lagging)), "the only replica lags too much")
+
+	// The start is in progress and takes too long: cancel it, fence, release.
+	v := stopped(30*time.Second, 31*time.Second, healthy)
+	v.Action = "start"
+	require.Equal(t, []Kind{CancelAction, Fence, ReleaseLeader}, kinds(Decide(v)))
+	v.Local.DownSince = t0.Add(-time.Second)
+	require.Equal(t, []Kind{RenewLeader}, kinds(Decide(v)))
+}
+
+func TestRuleCrashHandoverWaitsForANewLeader(t *testing.T) {
+	v := view("a", cluster("", member("a", "primary"), member("b", "replica")), stoppedPrimary())
+	v.RaceBackoffUntil = t0.Add(time.Second)
+	require.Empty(t, kinds(Decide(v)), "stays down so that it does not outrun the replicas")
+	v.RaceBackoffUntil = t0.Add(-time.Second)
+	require.Equal(t, []Kind{StartReplica}, kinds(Decide(v)), "nobody took over: join the race")
+}
+
+func TestRulePause(t *testing.T) {
+	paused := func(v View) View { v.Settings.Pause = true; return v }
+
+	v := paused(leaderView("a", runningPrimary(100)))
+	v.LeaseExpiry = t0 // lease ran out
+	require.Equal(t, []Kind{RenewLeader}, kinds(Decide(v)), "pause: a lease problem never fences")
+	v.DCSOK = false
+	require.Empty(t, kinds(Decide(v)))
+
+	v = paused(view("a", cluster("a", member("a", "primary"), member("b", "replica")), stoppedPrimary()))
+	v.LeaseHeld, v.LeaseExpiry = true, t0.Add(5*time.Second)
+	v.Settings.PrimaryStartTimeout = 0
+	require.Equal(t, []Kind{ReleaseLeader}, kinds(Decide(v)), "pause: a stopped leader releases the key and does not start postgres")
+
+	v = paused(view("b", cluster("a", member("a", "primary")), Local{DataDir: DataDirValid, SysID: "7300000000000000001"}))
+	require.Empty(t, kinds(Decide(v)), "pause: a stopped replica stays stopped")
+
+	v = paused(view("b", cluster("a", member("a", "primary")), Local{}))
+	require.Empty(t, kinds(Decide(v)), "pause: no automatic clone")
+
+	v = paused(view("b", cluster("a", member("a", "primary")), runningPrimary(100)))
+	require.Empty(t, kinds(Decide(v)), "pause: a second primary is not demoted")
+
+	v = paused(view("b", cluster("", member("b", "replica")), runningReplica(100)))
+	v.PeersProbed = true
+	require.Empty(t, kinds(Decide(v)), "pause: no automatic promotion")
+
+	v.Cluster.Failover = &dcs.Failover{Member: "b"}
+	require.Equal(t, []Kind{AcquireLeader, Promote, ClearFailover}, kinds(Decide(v)), "pause: a manual failover still works")
+
+	v = paused(view("b", cluster("", member("b", "primary")), runningPrimary(100)))
+	require.Equal(t, []Kind{AcquireLeader}, kinds(Decide(v)), "pause: a running primary takes a free lock")
+
+	v = paused(leaderView("b", runningReplica(100)))
+	require.Equal(t, []Kind{ReleaseLeader}, kinds(Decide(v)), "pause: a leader that is not primary gives the key up")
+}
+
+func probed(v View, peers ...Peer) View {
+	v.PeersProbed, v.Peers = true, peers
+	return v
+}
+
+func TestRuleSwitchoverOnTheLeader(t *testing.T) {
+	sw := func(f dcs.Failover, peers ...Peer) View {
+		v := leaderView("a", runningPrimary(1000))
+		v.Cluster.Failover = &f
+		return probed(v, peers...)
+	}
+	good := Peer{Name: "b", Reachable: true, WAL: 1000, Priority: 1}
+
+	p := Decide(sw(dcs.Failover{Leader: "a", Member: "b"}, good))
+	require.Equal(t, []Action{act(RenewLeader), actOn(Handover, "b")}, p.Actions, p.Reason)
+
+	p = Decide(sw(dcs.Failover{Leader: "a"}, Peer{Name: "c", Reachable: true, WAL: 900}, good))
+	require.Equal(t, []Action{act(RenewLeader), actOn(Handover, "b")}, p.Actions, "no candidate: the most advanced")
+
+	p = Decide(sw(dcs.Failover{Member: "b"}, good))
+	require.Equal(t, actOn(Handover, "b"), p.Actions[1], "a failover with a live leader is a switchover")
+
+	for name, tc := range map[string]struct {
+		f    dcs.Failover
+		peer Peer
+		why  string
+	}{
+		"unreachable":   {dcs.Failover{Leader: "a", Member: "b"}, Peer{Name: "b"}, "b is not reachable"},
+		"nofailover":    {dcs.Failover{Leader: "a", Member: "b"}, Peer{Name: "b", Reachable: true, NoFailover: true}, "not allowed to promote"},
+		"watchdog":      {dcs.Failover{Leader: "a", Member: "b"}, Peer{Name: "b", Reachable: true, WatchdogFailed: true}, "not watchdog capable"},
+		"unknown":       {dcs.Failover{Leader: "a", Member: "zz"}, good, "candidate zz does not exist"},
+		"other leader":  {dcs.Failover{Leader: "x", Member: "b"}, good, "names x as the leader"},
+		"nobody at all": {dcs.Failover{Leader: "a"}, Peer{Name: "b"}, "b is not reachable"},
+	} {
+		p := Decide(sw(tc.f, tc.peer))
+		require.Equal(t, []Kind{RenewLeader, ClearFailover}, kinds(p), name)
+		require.Contains(t, p.Reason, tc.why, name)
+	}
+
+	at := t0.Add(time.Minute)
+	p = Decide(sw(dcs.Failover{Leader: "a", Member: "b", ScheduledAt: &at}, good))
+	require.Equal(t, []Kind{RenewLeader}, kinds(p))
+	require.Equal(t, at, p.WakeAt, "wake up exactly at the scheduled time")
+
+	at = t0.Add(-time.Minute)
+	p = Decide(sw(dcs.Failover{Leader: "a", Member: "b", ScheduledAt: &at}, good))
+	require.Equal(t, []Kind{RenewLeader, ClearFailover}, kinds(p), "stale: %s", p.Reason)
+
+	at = t0.Add(-500 * time.Millisecond)
+	p = Decide(sw(dcs.Failover{Leader: "a", Member: "b", ScheduledAt: &at}, good))
+	require.Equal(t, actOn(Handover, "b"), p.Actions[1], "due")
+
+	v := sw(dcs.Failover{Leader: "a", Member: "b"}, good)
+	v.PeersProbed = false
+	require.Equal(t, []Kind{RenewLeader}, kinds(Decide(v)), "probe before deciding")
+
+	at = t0.Add(-500 * time.Millisecond)
+	v = sw(dcs.Failover{Leader: "a", Member: "b", ScheduledAt: &at}, good)
+	v.Settings.Pause = true
+	require.Equal(t, []Kind{RenewLeader}, kinds(Decide(v)), "pause: scheduled switchovers wait")
+}
+
+func TestRuleSwitchoverCandidateTakesOver(t *testing.T) {
+	noLeader := func(me string, f dcs.Failover, wal int64, peers ...Peer) View {
+		c := cluster("", member("a", "primary"), member("b", "replica"), member("c", "replica"))
+		c.Failover = &f
+		c.Status.Optime = 1000
+		return probed(view(me, c, runningReplica(wal)), peers...)
+	}
+	sw := dcs.Failover{Leader: "a", Member: "b"}
+
+	p := Decide(noLeader("b", sw, 1000))
+	require.Equal(t, []Kind{AcquireLeader, Promote, ClearFailover}, kinds(p), p.Reason)
+
+	p = Decide(noLeader("b", sw, 900, Peer{Name: "c", Reachable: true, WAL: 1000}))
+	require.Equal(t, []Kind{}, kinds(p), "a candidate short of the old primary's final position does not promote: %s", p.Reason)
+	require.Contains(t, p.Reason, "c is ahead")
+
+	p = Decide(noLeader("c", sw, 1000, Peer{Name: "b", Reachable: true, WAL: 1000}))
+	require.Empty(t, kinds(p), "others wait for a healthy candidate")
+	require.Contains(t, p.Reason, "waiting for the failover candidate b")
+
+	p = Decide(noLeader("c", sw, 1000, Peer{Name: "b", Reachable: true, WAL: 900}))
+	require.Equal(t, []Kind{AcquireLeader, Promote, ClearFailover}, kinds(p), "a candidate that is behind: the normal race")
+
+	p = Decide(noLeader("c", sw, 1000, Peer{Name: "b"}))
+	require.Equal(t, []Kind{AcquireLeader, Promote, ClearFailover}, kinds(p), "an unreachable candidate: the normal race")
+
+	p = Decide(noLeader("a", sw, 1000))
+	require.Empty(t, kinds(p), "the former leader does not race")
+
+	failover := dcs.Failover{Member: "b"}
+	p = Decide(noLeader("b", failover, 10))
+	require.Equal(t, []Kind{AcquireLeader, Promote, ClearFailover}, kinds(p), "a manual failover without a leader ignores lag")
+
+	v := noLeader("b", sw, 1000)
+	v.Settings.NoFailover = true
+	require.Empty(t, kinds(Decide(v)))
+
+	future := t0.Add(time.Hour)
+	p = Decide(noLeader("c", dcs.Failover{Leader: "a", Member: "b", ScheduledAt: &future}, 1000, Peer{Name: "b", Reachable: true, WAL: 1000}))
+	require.Equal(t, []Kind{AcquireLeader, Promote, ClearFailover}, kinds(p), "a future request is not in force yet")
+}
+
+func TestRuleFailsafe(t *testing.T) {
+	v := leaderView("a", runningPrimary(100))
+	v.DCSOK = false
+	v.LeaseExpiry = t0
+	v.Settings.FailsafeMode = true
+	require.Equal(t, []Kind{Fence}, kinds(Decide(v)), "failsafe without every member's confirmation fences")
+	v.FailsafeConfirmed = true
+	p := Decide(v)
+	require.Empty(t, kinds(p), "every member confirmed: stays primary")
+	require.Contains(t, p.Reason, "failsafe")
+	v.Settings.FailsafeMode = false
+	require.Equal(t, []Kind{Fence}, kinds(Decide(v)), "confirmations count only in failsafe mode")
 }
