@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -15,9 +16,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tusker-ha/tusker/callbacks"
 	"github.com/tusker-ha/tusker/config"
 	"github.com/tusker-ha/tusker/dcs"
 	"github.com/tusker-ha/tusker/postgres"
+	"github.com/tusker-ha/tusker/watchdog"
 )
 
 // ErrForeignData ends Run when the data directory belongs to another cluster.
@@ -34,6 +37,9 @@ type Options struct {
 	Prober Prober
 }
 
+// errLostRace ends a plan when another member took the lock first.
+var errLostRace = errors.New("another member took the leader lock first")
+
 // Node runs the HA loop of one member: observe, decide, act, publish.
 type Node struct {
 	cfg     *config.Config
@@ -45,6 +51,13 @@ type Node struct {
 
 	status atomic.Pointer[Status]
 	wake   chan struct{}
+	// name and scope never change: management calls read them from other goroutines.
+	name, scope string
+	cb          *callbacks.Runner
+	wd          *watchdog.Watchdog
+	// cfgUpdates carries a re-read local configuration (SIGHUP) to the loop.
+	cfgUpdates chan *config.Config
+	reloadReq  atomic.Bool // POST /reload: reload postgres on the next cycle
 
 	// Loop-owned state (only the loop goroutine touches these).
 	dyn         config.Dynamic
@@ -57,6 +70,13 @@ type Node struct {
 	canRewind    *bool
 	lastPG       postgres.State
 	pgReady      bool
+	downSince    time.Time // leader: postgres first seen down
+	lastWAL      int64
+	walChangedAt time.Time
+	adopted      bool   // the first observation of postgres was made
+	adoptRunning bool   // ... and found it running: on_start is still due
+	lastRole     string // role reported to on_role_change callbacks
+	pgConf       postgres.Config
 
 	// Shared with actions running in goroutines.
 	mu           sync.Mutex
@@ -65,8 +85,16 @@ type Node struct {
 	fenceTimer   *time.Timer
 	fenceGen     uint64
 	action       string
+	actionSince  time.Time
 	actionCancel context.CancelFunc
 	actionDone   chan struct{}
+	actionErr    error // how the last action ended
+	raceBackoff  time.Time
+	failsafeFrom string    // replica: the primary that POSTed /failsafe
+	failsafeAt   time.Time // ... and when
+	failsafeOn   bool      // leader: failsafe confirmations are keeping it primary
+	restartAt    *ScheduledRestart
+	runCtx       context.Context // the loop's context, for actions started by management calls
 	upstream     string
 	diverged     map[string]bool // leader name -> rewind check result
 	rewindFailed map[string]bool
@@ -81,9 +109,30 @@ func NewNode(o Options) *Node {
 	if o.Prober == nil {
 		o.Prober = HTTPProber{}
 	}
-	return &Node{cfg: o.Config, dcs: o.DCS, pg: o.PG, log: o.Logger, version: o.Version, prober: o.Prober,
-		wake: make(chan struct{}, 1), dyn: o.Config.Bootstrap.DCS,
-		diverged: map[string]bool{}, rewindFailed: map[string]bool{}}
+	c := o.Config
+	n := &Node{cfg: c, dcs: o.DCS, pg: o.PG, log: o.Logger, version: o.Version, prober: o.Prober,
+		wake: make(chan struct{}, 1), dyn: c.Bootstrap.DCS, name: c.Name, scope: c.Scope,
+		cfgUpdates: make(chan *config.Config, 1),
+		diverged:   map[string]bool{}, rewindFailed: map[string]bool{}}
+	n.cb = callbacks.New(o.Logger, nil)
+	mode, err := watchdog.ParseMode(c.Watchdog.Mode)
+	if err != nil {
+		mode = watchdog.Automatic
+	}
+	n.wd = watchdog.New(watchdog.Config{Mode: mode, Device: c.Watchdog.Device,
+		SafetyMargin: c.Watchdog.EffectiveSafetyMargin(n.dyn.TTL)}, o.Logger)
+	return n
+}
+
+// UpdateConfig hands a re-read local configuration (SIGHUP) to the loop, which applies it once
+// no long action is running.
+func (n *Node) UpdateConfig(c *config.Config) {
+	select {
+	case <-n.cfgUpdates:
+	default:
+	}
+	n.cfgUpdates <- c
+	n.Wake()
 }
 
 // Status is the latest published status (nil before the first cycle).
@@ -100,6 +149,10 @@ func (n *Node) Wake() {
 // Run loops until ctx ends, then shuts down: postgres stopped cleanly, the leader key released,
 // the member key removed. It returns a non-nil error only for conditions that must stop tusker.
 func (n *Node) Run(ctx context.Context) error {
+	n.mu.Lock()
+	n.runCtx = ctx
+	n.mu.Unlock()
+	n.pgConf = PostgresConfig(n.cfg, n.dyn, n.log)
 	var fatal error
 	streak := 0
 	for ctx.Err() == nil {
@@ -121,8 +174,14 @@ func (n *Node) Run(ctx context.Context) error {
 		streak = 0
 		_, loopWait, _ := n.dyn.TimingDurations()
 		wait := loopWait - time.Since(start)
-		if wait < 50*time.Millisecond {
-			wait = 50 * time.Millisecond
+		if !plan.WakeAt.IsZero() {
+			wait = min(wait, time.Until(plan.WakeAt))
+		}
+		if at := n.scheduledRestartAt(); !at.IsZero() {
+			wait = min(wait, time.Until(at))
+		}
+		if wait < 10*time.Millisecond {
+			wait = 10 * time.Millisecond
 		}
 		timer := time.NewTimer(wait)
 		select {
@@ -152,6 +211,11 @@ func (n *Node) settings() Settings {
 	ttl, lw, rt := n.dyn.TimingDurations()
 	pgc := n.cfg.PostgreSQL
 	return Settings{
+		Pause:               n.dyn.Pause,
+		PrimaryStartTimeout: time.Duration(n.dyn.PrimaryStartTimeout) * time.Second,
+		PrimaryRaceBackoff:  time.Duration(n.dyn.PrimaryRaceBackoff) * time.Second,
+		FailsafeMode:        n.dyn.FailsafeMode,
+		WatchdogRequired:    n.wd.Mode() == watchdog.Required,
 		TTL: ttl, LoopWait: lw, RetryTimeout: rt,
 		MaximumLagOnFailover:      n.dyn.MaximumLagOnFailover,
 		CheckTimeline:             n.dyn.CheckTimeline,
@@ -165,6 +229,7 @@ func (n *Node) settings() Settings {
 
 // cycle is one observe-decide-act round.
 func (n *Node) cycle(ctx context.Context) (Plan, View) {
+	n.applyLocalChanges(ctx)
 	view := n.observe(ctx)
 	plan := Decide(view)
 	if plan.Reason != n.lastReason {
@@ -219,15 +284,35 @@ func (n *Node) observe(ctx context.Context) View {
 	}
 	v.Settings = n.settings()
 
+	ttl, _, _ := n.dyn.TimingDurations()
 	n.mu.Lock()
 	v.LeaseHeld, v.LeaseExpiry = n.leaseHeld, n.leaseExpiry
-	v.Action = n.action
+	v.Action, v.ActionSince = n.action, n.actionSince
+	v.RaceBackoffUntil = n.raceBackoff
+	if n.failsafeFrom != "" && time.Since(n.failsafeAt) < ttl {
+		v.FailsafeLeader = n.failsafeFrom
+	}
 	upstream := n.upstream
 	n.mu.Unlock()
 
 	v.Local = n.observeLocal(ctx, rt, v.Cluster)
 	v.Local.Upstream = upstream
+	v.Local.WatchdogUsable = n.watchdogUsable()
 	leader := v.Cluster.LeaderName()
+
+	// Bookkeeping for primary_start_timeout and primary_race_backoff.
+	if leader == n.cfg.Name && v.Local.DataDir == DataDirValid && !v.Local.Ready {
+		if n.downSince.IsZero() {
+			n.downSince = time.Now()
+		}
+	} else if v.Local.Ready {
+		n.downSince = time.Time{}
+	}
+	v.Local.DownSince = n.downSince
+	if v.Local.WAL != n.lastWAL {
+		n.lastWAL, n.walChangedAt = v.Local.WAL, time.Now()
+	}
+	v.Local.WALChangedAt = n.walChangedAt
 	n.mu.Lock()
 	if d, ok := n.diverged[leader]; ok && leader != "" {
 		v.Local.Diverged = &d
@@ -235,14 +320,42 @@ func (n *Node) observe(ctx context.Context) View {
 	v.Local.RewindFailed = n.rewindFailed[leader]
 	n.mu.Unlock()
 
-	// Probe the others only when it matters: no leader, and we might race.
-	if v.DCSOK && leader == "" && v.Action == "" && v.Local.Running && !v.Local.Primary && v.Settings.NoFailover == false {
+	// Probe the others only when it matters: no leader and we might race (the named candidate of
+	// a switchover does not need to: it takes over at once), or a switchover is due on the leader.
+	f := v.Cluster.Failover
+	due := f != nil && (f.ScheduledAt == nil || !f.ScheduledAt.After(time.Now()))
+	racing := leader == "" && v.Local.Running && !v.Local.Primary && !v.Settings.NoFailover &&
+		!(due && f.Member == n.cfg.Name) && (!v.Settings.Pause || due)
+	handing := leader == n.cfg.Name && v.LeaseHeld && due && v.Local.Primary
+	if v.DCSOK && v.Action == "" && (racing || handing) {
 		v.Peers = n.probePeers(ctx, v.Cluster, rt)
 		v.PeersProbed = true
 	}
+
+	// Failsafe mode: a leader cut off from the DCS asks every member to confirm it.
+	if !v.DCSOK && v.LeaseHeld && v.Settings.FailsafeMode && v.Local.Primary && n.lastCluster != nil {
+		start := time.Now()
+		req := FailsafeRequest{Name: n.cfg.Name, ConnURL: n.connURL(), APIURL: n.apiURL()}
+		if n.confirmFailsafe(ctx, n.lastCluster.Failsafe, req, rt) {
+			v.FailsafeConfirmed = true
+			// Every member accepted at or after start and will not race before start+ttl: the
+			// lease is as good as renewed from start.
+			n.leaseGranted(start)
+			n.keepaliveWatchdog()
+			n.mu.Lock()
+			v.LeaseHeld, v.LeaseExpiry = n.leaseHeld, n.leaseExpiry
+			n.mu.Unlock()
+		}
+	}
+	n.mu.Lock()
+	n.failsafeOn = v.FailsafeConfirmed
+	n.mu.Unlock()
 	v.Now = time.Now()
 	return v
 }
+
+func (n *Node) connURL() string { return "postgres://" + n.cfg.PostgreSQL.ConnectAddress + "/postgres" }
+func (n *Node) apiURL() string  { return "http://" + n.cfg.RestAPI.ConnectAddress + "/patroni" }
 
 // applyDynamic adopts the dynamic configuration from the config key when it parses and is valid.
 func (n *Node) applyDynamic(cl *dcs.Cluster) {
@@ -261,7 +374,19 @@ func (n *Node) applyDynamic(cl *dcs.Cluster) {
 	if d.TTL != n.dyn.TTL {
 		n.dcs.SetTTL(time.Duration(d.TTL) * time.Second)
 	}
+	switch {
+	case d.Pause && !n.dyn.Pause:
+		n.log.Warn("PAUSE: maintenance mode on: tusker will not change postgres automatically")
+		n.disableWatchdog()
+	case !d.Pause && n.dyn.Pause:
+		n.log.Info("maintenance mode off: resuming automatic management")
+		// Checks made while paused may no longer hold (Patroni's sanity checks on resume).
+		n.forgetRejoin()
+	}
 	n.dyn = d
+	if n.adopted {
+		n.reloadPostgres(context.Background(), false)
+	}
 }
 
 func (n *Node) observeLocal(ctx context.Context, rt time.Duration, cl *dcs.Cluster) Local {
@@ -277,6 +402,9 @@ func (n *Node) observeLocal(ctx context.Context, rt time.Duration, cl *dcs.Clust
 	}
 	l.DataDir = DataDirValid
 	l.Running = n.pg.Running()
+	if !n.adopted {
+		n.adopted, n.adoptRunning = true, l.Running
+	}
 	if !l.Running || n.sysID == "" {
 		qctx, cancel := context.WithTimeout(ctx, rt)
 		cd, err := n.pg.ControlData(qctx)
@@ -310,6 +438,15 @@ func (n *Node) observeLocal(ctx context.Context, rt time.Duration, cl *dcs.Clust
 		return l
 	}
 	n.lastPG, n.pgReady = st, true
+	if n.adoptRunning {
+		// A postgres that was already running when tusker started: on_start fires once for it,
+		// as Patroni does.
+		n.adoptRunning = false
+		if !st.InRecovery {
+			n.setRole("primary")
+		}
+		n.fire("on_start")
+	}
 	l.Ready = true
 	l.Primary = !st.InRecovery
 	l.Timeline = st.Timeline
@@ -320,14 +457,24 @@ func (n *Node) observeLocal(ctx context.Context, rt time.Duration, cl *dcs.Clust
 // lease bookkeeping --------------------------------------------------------------------------
 
 func (n *Node) leaseGranted(start time.Time) {
+	n.leaseGrantedAt(start, 0)
+}
+
+// leaseGrantedAt records a lease counted from start; with gen != 0 only if no release or loss
+// happened since gen was read (a renewal in flight while a switchover released the key must not
+// resurrect the lease).
+func (n *Node) leaseGrantedAt(start time.Time, gen uint64) {
 	ttl, _, _ := n.dyn.TimingDurations()
 	margin := FenceMargin(n.settings())
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if gen != 0 && gen != n.fenceGen {
+		return
+	}
 	n.leaseHeld = true
 	n.leaseExpiry = start.Add(ttl)
 	n.fenceGen++
-	gen := n.fenceGen
+	timerGen := n.fenceGen
 	if n.fenceTimer != nil {
 		n.fenceTimer.Stop()
 	}
@@ -335,11 +482,15 @@ func (n *Node) leaseGranted(start time.Time) {
 	// accepting writes before the lease can expire for the other members.
 	n.fenceTimer = time.AfterFunc(time.Until(n.leaseExpiry.Add(-margin)), func() {
 		n.mu.Lock()
-		fire := n.fenceGen == gen && n.leaseHeld
+		fire := n.fenceGen == timerGen && n.leaseHeld
 		if fire {
 			n.leaseHeld = false
 		}
 		n.mu.Unlock()
+		if fire && n.dyn.Pause {
+			n.log.Warn("pause: leader lease about to expire without renewal; postgres left running")
+			return
+		}
 		if fire {
 			n.log.Error("leader lease about to expire without renewal: stopping postgres now")
 			n.pg.Fence()
@@ -369,6 +520,45 @@ func (n *Node) acquire(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
+func (n *Node) leaseGeneration() uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.fenceGen
+}
+
+// renew refreshes the lease. ErrNotLeader means the key is gone or someone else's. A running
+// primary whose key merely vanished (its lease ran out during a DCS outage that failsafe mode
+// rode out) takes it back atomically; if that fails, another member holds it and we fence.
+func (n *Node) renew(ctx context.Context) error {
+	start := time.Now()
+	gen := n.leaseGeneration()
+	err := n.dcs.RenewLeader(ctx)
+	switch {
+	case err == nil:
+		n.leaseGrantedAt(start, gen)
+		n.keepaliveWatchdog()
+		return nil
+	case errors.Is(err, dcs.ErrNotLeader):
+		if n.pg.Running() && n.pgReady && !n.lastPG.InRecovery {
+			if ok, aerr := n.acquire(ctx); aerr == nil && ok {
+				n.log.Warn("leader key had expired; took it back", "err", err)
+				n.keepaliveWatchdog()
+				return nil
+			}
+		}
+		// Decide's lost-leader-key rule, applied at once: once the lease is marked lost the
+		// next view no longer shows LeaseHeld, and writes must not wait a cycle.
+		n.leaseLost()
+		if n.pg.Running() && !n.dyn.Pause {
+			n.pg.Fence()
+		}
+		n.Wake()
+		return err
+	default:
+		return err // the lease-deadline rule and the fence timer handle a lasting failure
+	}
+}
+
 // actions ------------------------------------------------------------------------------------
 
 func (n *Node) execute(ctx context.Context, a Action, v View) error {
@@ -379,33 +569,36 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 		n.pg.Fence()
 		return nil
 	case RenewLeader:
-		start := time.Now()
-		err := n.dcs.RenewLeader(ctx)
-		switch {
-		case err == nil:
-			n.leaseGranted(start)
-			return nil
-		case errors.Is(err, dcs.ErrNotLeader):
-			// Decide's lost-leader-key rule, applied at once: once the lease is marked lost the
-			// next view no longer shows LeaseHeld, and writes must not wait a cycle.
-			n.leaseLost()
-			if n.pg.Running() {
-				n.pg.Fence()
-			}
-			n.Wake()
-			return err
-		default:
-			return err // the lease-deadline rule and the fence timer handle a lasting failure
-		}
+		return n.renew(ctx)
 	case AcquireLeader:
 		ok, err := n.acquire(ctx)
-		if err == nil && ok {
-			n.log.Info("acquired the leader lock")
+		if err != nil {
+			return err
 		}
-		return err
+		if !ok {
+			return errLostRace
+		}
+		n.log.Info("acquired the leader lock")
+		return nil
 	case ReleaseLeader:
 		n.leaseLost()
+		if v.Local.DataDir == DataDirValid && !v.Local.Running && !n.dyn.Pause {
+			// A crashed primary hands over: it stays down until somebody else leads, or for a
+			// ttl when nobody can (Decide's crash-handover rule).
+			ttl, _, _ := n.dyn.TimingDurations()
+			n.mu.Lock()
+			n.raceBackoff = time.Now().Add(ttl)
+			n.mu.Unlock()
+		}
 		return n.dcs.ReleaseLeader(ctx)
+	case ClearFailover:
+		return n.dcs.DeleteFailover(ctx)
+	case CancelAction:
+		n.cancelAction()
+		return nil
+	case Handover:
+		up := a.Upstream
+		return n.startAction(ctx, "switchover", func(ctx context.Context) error { return n.handover(ctx, v, up) })
 	case ClaimInitialize:
 		if n.sysID == "" {
 			return errors.New("claiming initialize: system identifier unknown")
@@ -450,7 +643,15 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 	case StartPrimary:
 		n.forgetRejoin()
 		return n.startAction(ctx, "start", func(ctx context.Context) error {
-			return n.pg.Start(ctx, postgres.StartOptions{Role: postgres.Primary})
+			if err := n.activateWatchdog(); err != nil {
+				return fmt.Errorf("starting as primary: %w", err)
+			}
+			if err := n.pg.Start(ctx, postgres.StartOptions{Role: postgres.Primary}); err != nil {
+				return err
+			}
+			n.setRole("primary")
+			n.fire("on_start")
+			return nil
 		})
 	case StartReplica:
 		var up *postgres.Upstream
@@ -481,7 +682,13 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 		n.forgetRejoin()
 		return n.startAction(ctx, "demote", func(ctx context.Context) error {
 			n.pg.Fence()
-			return n.pg.Stop(ctx, postgres.StopImmediate)
+			n.disableWatchdog()
+			if err := n.pg.Stop(ctx, postgres.StopImmediate); err != nil {
+				return err
+			}
+			n.setRole("demoted")
+			n.fire("on_role_change")
+			return nil
 		})
 	case ProbeRewind:
 		up, err := n.upstreamOf(v.Cluster, a.Upstream)
@@ -542,6 +749,13 @@ func (n *Node) startReplica(ctx context.Context, up *postgres.Upstream) error {
 	} else {
 		n.setUpstream("")
 	}
+	prev := n.callbackRole()
+	n.setRole("replica")
+	if prev == "primary" || prev == "demoted" {
+		n.fire("on_role_change")
+	} else {
+		n.fire("on_start")
+	}
 	return nil
 }
 
@@ -554,7 +768,7 @@ func (n *Node) startAction(ctx context.Context, name string, fn func(context.Con
 	}
 	actx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	n.action, n.actionCancel, n.actionDone = name, cancel, done
+	n.action, n.actionSince, n.actionCancel, n.actionDone = name, time.Now(), cancel, done
 	n.mu.Unlock()
 	go func() {
 		defer close(done)
@@ -564,7 +778,7 @@ func (n *Node) startAction(ctx context.Context, name string, fn func(context.Con
 		n.mu.Lock()
 		// Clearing actionDone matters: a closed channel left in the loop's select would make it
 		// spin without waiting.
-		n.action, n.actionCancel, n.actionDone = "", nil, nil
+		n.action, n.actionCancel, n.actionDone, n.actionErr = "", nil, nil, err
 		n.mu.Unlock()
 		if err != nil {
 			n.log.Error(name+" failed", "err", err, "took", time.Since(start).Round(time.Millisecond))
@@ -649,6 +863,9 @@ func (n *Node) doBootstrap(ctx context.Context) error {
 // promote turns the local replica into the primary, checkpoints (so that the old primary can
 // pg_rewind against us) and records the timeline switch in the history key.
 func (n *Node) promote(ctx context.Context) error {
+	if err := n.prePromote(ctx); err != nil {
+		return err
+	}
 	f := false
 	n.mu.Lock()
 	n.checkpointed = &f
@@ -658,6 +875,8 @@ func (n *Node) promote(ctx context.Context) error {
 		return err
 	}
 	n.setUpstream("")
+	n.setRole("primary")
+	n.fire("on_role_change")
 	n.log.Info("promoted to primary")
 	if err := n.pg.Checkpoint(ctx); err != nil {
 		n.log.Warn("checkpoint after promote failed", "err", err)
@@ -696,6 +915,96 @@ func (n *Node) recordHistory(ctx context.Context) {
 	if err := n.dcs.SetHistory(qctx, hist); err != nil {
 		n.log.Warn("writing the history key failed", "err", err)
 	}
+}
+
+// handover is the leader's side of a switchover: checkpoint (so that the shutdown checkpoint is
+// quick), stop cleanly, publish the final WAL position, wait (briefly) until the target has
+// received it, then release the lock so that the target, woken by its watch on the leader key,
+// takes over at once.
+func (n *Node) handover(ctx context.Context, v View, target string) error {
+	ttl, _, rt := n.dyn.TimingDurations()
+	start := time.Now()
+	cctx, cancel := context.WithTimeout(ctx, max(2*rt, 10*time.Second))
+	if err := n.pg.Checkpoint(cctx); err != nil {
+		n.log.Warn("switchover: checkpoint before stopping failed", "err", err)
+	}
+	cancel()
+	n.beforeStop(ctx)
+	n.disableWatchdog()
+	stopAt := time.Now()
+	if err := n.pg.Stop(ctx, postgres.StopFast); err != nil {
+		return fmt.Errorf("switchover: stopping postgres: %w", err)
+	}
+	n.setRole("demoted")
+	n.setUpstream("")
+	n.forgetRejoin()
+	n.mu.Lock()
+	// Stay down until the new leader is known (Decide's crash-handover rule), then rejoin.
+	n.raceBackoff = time.Now().Add(ttl)
+	n.mu.Unlock()
+	n.fire("on_stop")
+
+	final := int64(0)
+	dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), rt)
+	defer dcancel()
+	if cd, err := n.pg.ControlData(dctx); err == nil && cd.State == "shut down" {
+		final = cd.CheckpointLSN
+		if err := n.dcs.SetStatus(dctx, dcs.Status{Optime: final}); err != nil {
+			n.log.Warn("switchover: publishing the final WAL position failed", "err", err)
+		}
+	}
+	// Postgres' walsenders wait at shutdown until connected standbys have flushed everything, so
+	// the target normally has it already; if it does not, give it a moment (it may be
+	// reconnecting), then hand over anyway: the candidate checks the position itself and the
+	// normal race picks the most advanced member instead.
+	if m := v.Cluster.Member(target); m != nil && final > 0 {
+		deadline := time.Now().Add(min(ttl/2, 5*time.Second))
+		for time.Now().Before(deadline) {
+			pctx, pcancel := context.WithTimeout(dctx, probeTimeout(rt))
+			p, err := n.prober.Probe(pctx, m.Data.APIURL)
+			pcancel()
+			if err == nil && p.WAL > final {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	n.leaseLost()
+	if err := n.dcs.ReleaseLeader(dctx); err != nil {
+		return fmt.Errorf("switchover: releasing the leader key: %w", err)
+	}
+	n.log.Info("switchover: leader key released", "to", target, "final_lsn", postgres.FormatLSN(final),
+		"stop_took", time.Since(stopAt).Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// prePromote arms the watchdog and runs pre_promote. When either refuses, the lock is released
+// and this member stays out of the race for a ttl (Patroni's rule), so that another can win.
+func (n *Node) prePromote(ctx context.Context) error {
+	err := n.activateWatchdog()
+	if err == nil && n.cfg.PostgreSQL.PrePromote != "" {
+		_, _, rt := n.dyn.TimingDurations()
+		// Bounded: the lease is renewed by the loop meanwhile, but a hung fencing script must not
+		// keep the cluster without a primary for long.
+		hctx, cancel := context.WithTimeout(ctx, max(2*rt, 10*time.Second))
+		err = callbacks.Hook(hctx, n.log, "pre_promote", n.cfg.PostgreSQL.PrePromote, nil)
+		cancel()
+	}
+	if err == nil {
+		return nil
+	}
+	ttl, _, rt := n.dyn.TimingDurations()
+	n.mu.Lock()
+	n.raceBackoff = time.Now().Add(ttl)
+	n.mu.Unlock()
+	n.leaseLost()
+	n.disableWatchdog()
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rt)
+	defer cancel()
+	if rerr := n.dcs.ReleaseLeader(rctx); rerr != nil {
+		n.log.Warn("releasing the leader key after a refused promotion failed", "err", rerr)
+	}
+	return fmt.Errorf("promotion refused, leader key released: %w", err)
 }
 
 // readTimelineSwitch reads the last line of pg_wal/<timeline>.history: "<old tl>\t<lsn>\t<reason>".
@@ -756,6 +1065,7 @@ func (n *Node) publish(v View, p Plan) {
 	ttl, _, rt := n.dyn.TimingDurations()
 	n.mu.Lock()
 	leaseHeld, action, checkpointed := n.leaseHeld, n.action, n.checkpointed
+	failsafeOn, restartAt := n.failsafeOn, n.restartAt
 	n.mu.Unlock()
 	isLeader := leaseHeld && v.Cluster.LeaderName() == n.cfg.Name
 	running := n.pg.Running()
@@ -768,6 +1078,8 @@ func (n *Node) publish(v View, p Plan) {
 		DCSReachable: v.DCSOK, DCSLastSeen: n.lastSeen, Pause: n.dyn.Pause,
 		LeaderOptime: v.Cluster.Status.Optime, Cluster: v.Cluster, Tags: n.cfg.Tags.Map(),
 		TTL: ttl, MaximumLagOnFailover: n.dyn.MaximumLagOnFailover, LastLoop: time.Now(),
+		FailsafeEnabled: n.dyn.FailsafeMode, FailsafeActive: failsafeOn && !v.DCSOK,
+		WatchdogFailed: n.wd.Failed(), ScheduledRestart: restartAt,
 	}
 	if v.Local.DataDir == DataDirValid {
 		st.Role = "replica"
@@ -776,8 +1088,8 @@ func (n *Node) publish(v View, p Plan) {
 		}
 	}
 	md := dcs.MemberData{
-		ConnURL: "postgres://" + n.cfg.PostgreSQL.ConnectAddress + "/postgres",
-		APIURL:  "http://" + n.cfg.RestAPI.ConnectAddress + "/patroni",
+		ConnURL: n.connURL(),
+		APIURL:  n.apiURL(),
 		State:   st.State, Role: st.Role, Version: n.version, Timeline: v.Local.Timeline,
 		Tags: st.Tags, CheckpointAfterPromote: checkpointed,
 	}
@@ -790,6 +1102,9 @@ func (n *Node) publish(v View, p Plan) {
 		st.Timeline = pg.Timeline
 		md.Timeline = pg.Timeline
 		md.PendingRestart = pg.PendingRestart
+		if pg.PendingRestart {
+			st.PendingRestartReason = n.pendingRestartReason(rt)
+		}
 		wal := pg.WALPosition
 		md.XLogLocation = &wal
 		if pg.InRecovery {
@@ -824,9 +1139,26 @@ func (n *Node) publish(v View, p Plan) {
 	}
 }
 
+// pendingRestartReason pairs the running value of each parameter waiting for a restart with the
+// configured one (Patroni's pending_restart_reason).
+func (n *Node) pendingRestartReason(rt time.Duration) map[string]PendingChange {
+	ctx, cancel := context.WithTimeout(context.Background(), rt)
+	defer cancel()
+	running, err := n.pg.PendingRestartSettings(ctx)
+	if err != nil || len(running) == 0 {
+		return nil
+	}
+	out := make(map[string]PendingChange, len(running))
+	for name, old := range running {
+		out[name] = PendingChange{OldValue: old, NewValue: n.pgConf.Parameters[name]}
+	}
+	return out
+}
+
 // leaderHousekeeping keeps the status key and the replicas' slots in step.
 func (n *Node) leaderHousekeeping(ctx context.Context, v View) {
 	pg := n.lastPG
+	n.maintainFailsafe(ctx, v.Cluster)
 	if v.Cluster.Status.Optime != pg.WALPosition {
 		if err := n.dcs.SetStatus(ctx, dcs.Status{Optime: pg.WALPosition}); err != nil {
 			n.log.Warn("writing the status key failed", "err", err)
@@ -843,6 +1175,29 @@ func (n *Node) leaderHousekeeping(ctx context.Context, v View) {
 	}
 	if err := n.pg.EnsureSlots(ctx, want); err != nil {
 		n.log.Warn("managing replication slots failed", "err", err)
+	}
+}
+
+// maintainFailsafe keeps the failsafe key listing every member (failsafe_mode) or removes it.
+func (n *Node) maintainFailsafe(ctx context.Context, c *dcs.Cluster) {
+	if !n.dyn.FailsafeMode {
+		if c.Failsafe != nil {
+			_ = n.dcs.SetFailsafe(ctx, nil)
+		}
+		return
+	}
+	want := map[string]string{}
+	for _, m := range c.Members {
+		if m.Data.APIURL != "" {
+			want[m.Name] = m.Data.APIURL
+		}
+	}
+	want[n.cfg.Name] = n.apiURL()
+	if maps.Equal(want, c.Failsafe) {
+		return
+	}
+	if err := n.dcs.SetFailsafe(ctx, want); err != nil {
+		n.log.Warn("writing the failsafe key failed", "err", err)
 	}
 }
 
@@ -870,14 +1225,24 @@ func pgState(action string, running, ready bool) string {
 // postgres stopped, so the replicas have received everything it wrote.
 func (n *Node) shutdown() {
 	n.cancelAction()
+	defer n.cb.Close()
+	if n.dyn.Pause {
+		// Maintenance mode: postgres keeps running and the leader key stays (it expires with the
+		// lease unless a restarted tusker renews it first); replicas do not race while paused.
+		n.leaseLost()
+		n.disableWatchdog()
+		n.log.Info("pause: shutting down tusker, leaving postgres running")
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if n.pg.Running() {
 		n.log.Info("shutting down: stopping postgres")
-		if err := n.pg.Stop(ctx, postgres.StopFast); err != nil {
+		if err := n.stopPostgres(ctx, postgres.StopFast, true); err != nil {
 			n.log.Error("stopping postgres failed", "err", err)
 		}
 	}
+	n.disableWatchdog()
 	_, _, rt := n.dyn.TimingDurations()
 	dctx, dcancel := context.WithTimeout(context.Background(), rt)
 	defer dcancel()

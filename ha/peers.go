@@ -1,11 +1,14 @@
 package ha
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,7 +35,8 @@ type patroniBody struct {
 		ReceivedLocation int64 `json:"received_location"`
 		ReplayedLocation int64 `json:"replayed_location"`
 	} `json:"xlog"`
-	Tags map[string]any `json:"tags"`
+	Tags           map[string]any `json:"tags"`
+	WatchdogFailed bool           `json:"watchdog_failed"`
 }
 
 // Probe implements Prober.
@@ -54,7 +58,7 @@ func (p HTTPProber) Probe(ctx context.Context, apiURL string) (Peer, error) {
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&b); err != nil {
 		return Peer{}, fmt.Errorf("probing %s: decoding /patroni: %w", apiURL, err)
 	}
-	peer := Peer{Reachable: true, Timeline: b.Timeline, Priority: 1}
+	peer := Peer{Reachable: true, Timeline: b.Timeline, Priority: 1, WatchdogFailed: b.WatchdogFailed}
 	if b.Role == "primary" || b.Role == "master" {
 		peer.Primary = b.State == "running"
 		peer.WAL = b.XLog.Location
@@ -106,4 +110,70 @@ func (n *Node) probePeers(ctx context.Context, c *dcs.Cluster, retry time.Durati
 	}
 	wg.Wait()
 	return out
+}
+
+// memberURL turns a member's api_url (".../patroni") into the URL of another endpoint.
+func memberURL(apiURL, endpoint string) string {
+	return strings.TrimSuffix(apiURL, "/patroni") + "/" + endpoint
+}
+
+// postFailsafe sends the primary's POST /failsafe to one member and returns the LSN it reports.
+func postFailsafe(ctx context.Context, apiURL string, req FailsafeRequest) (int64, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return 0, fmt.Errorf("encoding the failsafe request: %w", err)
+	}
+	url := memberURL(apiURL, "failsafe")
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, fmt.Errorf("POST %s: %w", url, err)
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	resp, err := probeClient.Do(hr)
+	if err != nil {
+		return 0, fmt.Errorf("POST %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("POST %s: %d %s", url, resp.StatusCode, bytes.TrimSpace(msg))
+	}
+	lsn, _ := strconv.ParseInt(resp.Header.Get("lsn"), 10, 64)
+	return lsn, nil
+}
+
+// confirmFailsafe asks every member of the failsafe key but this one to accept it as the
+// primary, in parallel, with one retry each. It reports whether all of them accepted.
+func (n *Node) confirmFailsafe(ctx context.Context, members map[string]string, req FailsafeRequest, retry time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*probeTimeout(retry))
+	defer cancel()
+	var wg sync.WaitGroup
+	var failed sync.Map
+	for name, api := range members {
+		if name == req.Name {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			for try := 0; try < 2; try++ {
+				tctx, tcancel := context.WithTimeout(ctx, probeTimeout(retry))
+				_, err = postFailsafe(tctx, api, req)
+				tcancel()
+				if err == nil {
+					return
+				}
+			}
+			failed.Store(name, err)
+		}()
+	}
+	wg.Wait()
+	ok := true
+	failed.Range(func(k, v any) bool {
+		ok = false
+		n.log.Warn("failsafe: a member did not confirm this primary", "member", k, "err", v)
+		return true
+	})
+	return ok
 }

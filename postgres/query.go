@@ -386,17 +386,25 @@ func (p *Postgres) Promote(ctx context.Context) error {
 			if dl, ok := ctx.Deadline(); ok {
 				wait = max(1, min(wait, int(time.Until(dl).Seconds())))
 			}
+			// pg_promote(wait => true) polls ten times a second; polling ourselves every 10 ms
+			// takes up to 90 ms off every promotion (the write gap of a switchover).
 			var ok bool
-			if err := conn.QueryRow(ctx, "SELECT pg_catalog.pg_promote(true, $1)", wait).Scan(&ok); err != nil {
+			if err := conn.QueryRow(ctx, "SELECT pg_catalog.pg_promote(false)").Scan(&ok); err != nil {
 				return err
 			}
-			if !ok {
-				p.log().Warn("promotion not finished yet; waiting", "waited_s", wait)
+			deadline := time.Now().Add(time.Duration(wait) * time.Second)
+			for rec && time.Now().Before(deadline) {
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(10 * time.Millisecond):
+				}
+				if err := conn.QueryRow(ctx, "SELECT pg_catalog.pg_is_in_recovery()").Scan(&rec); err != nil {
+					return err
+				}
 			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			default:
+			if rec {
+				p.log().Warn("promotion not finished yet; waiting", "waited_s", wait)
 			}
 		}
 	})
@@ -538,4 +546,29 @@ func (p *Postgres) EnsureSlots(ctx context.Context, want []string) error {
 		}
 		return errors.Join(errs...)
 	})
+}
+
+// PendingRestartSettings lists the parameters whose changed value needs a restart, with the value
+// postgres runs with (pg_settings.setting, with its unit when it has one).
+func (p *Postgres) PendingRestartSettings(ctx context.Context) (map[string]string, error) {
+	out := map[string]string{}
+	err := p.withConn(ctx, "reading pending_restart settings", func(conn *pgx.Conn) error {
+		rows, err := conn.Query(ctx, "SELECT name, setting, COALESCE(unit, '') FROM pg_catalog.pg_settings WHERE pending_restart")
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var name, setting, unit string
+			if err := rows.Scan(&name, &setting, &unit); err != nil {
+				return err
+			}
+			if unit != "" && unit[0] >= '0' && unit[0] <= '9' {
+				unit = "" // "8kB" style units multiply the setting; leave the raw number
+			}
+			out[name] = setting + unit
+		}
+		return rows.Err()
+	})
+	return out, err
 }

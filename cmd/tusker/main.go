@@ -83,7 +83,7 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "tusker: refusing to run as root: PostgreSQL does not run as root; run tusker as the user that owns the data directory (e.g. postgres)")
 		return 1
 	}
-	return daemon(cfg)
+	return daemon(cfg, path)
 }
 
 func anyPatroniEnv() bool {
@@ -108,7 +108,7 @@ func newLogger(cfg *config.Config) *slog.Logger {
 	return slog.New(h).With("member", cfg.Name, "scope", cfg.Scope)
 }
 
-func daemon(cfg *config.Config) int {
+func daemon(cfg *config.Config, path string) int {
 	log := newLogger(cfg)
 	slog.SetDefault(log)
 	log.Info("starting tusker", "version", version, "config", cfg.Source)
@@ -149,6 +149,28 @@ func daemon(cfg *config.Config) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+
+	// SIGHUP re-reads the configuration (as Patroni does) and reloads postgres. A configuration
+	// that no longer loads is reported and the running one kept.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				nc, err := config.Load(path)
+				if err != nil {
+					log.Error("SIGHUP: the configuration does not load; keeping the running one", "err", err)
+					continue
+				}
+				log.Info("SIGHUP: configuration re-read", "config", nc.Source)
+				node.UpdateConfig(nc)
+			}
+		}
+	}()
 
 	api := restapi.New(restapi.Config{Listen: cfg.RestAPI.Listen, Logger: log}, node.Status)
 	apiErr := make(chan error, 1)
