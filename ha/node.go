@@ -1079,7 +1079,7 @@ func (n *Node) publish(v View, p Plan) {
 		LeaderOptime: v.Cluster.Status.Optime, Cluster: v.Cluster, Tags: n.cfg.Tags.Map(),
 		TTL: ttl, MaximumLagOnFailover: n.dyn.MaximumLagOnFailover, LastLoop: time.Now(),
 		FailsafeEnabled: n.dyn.FailsafeMode, FailsafeActive: failsafeOn && !v.DCSOK,
-		WatchdogFailed: n.wd.Failed(), ScheduledRestart: restartAt,
+		WatchdogFailed: n.wd.Failed() || !n.watchdogUsable(), ScheduledRestart: restartAt,
 	}
 	if v.Local.DataDir == DataDirValid {
 		st.Role = "replica"
