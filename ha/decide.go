@@ -332,6 +332,9 @@ func decideEmpty(v View) Plan {
 		if v.Settings.NoFailover {
 			return plan("no data and no cluster, but tagged nofailover: waiting for another member to bootstrap")
 		}
+		if v.Settings.WatchdogRequired && !v.Local.WatchdogUsable {
+			return plan("no data and no cluster, but the required watchdog is not usable: waiting for another member to bootstrap")
+		}
 		return plan("no data and no cluster: racing to bootstrap a new one", act(Bootstrap))
 	default:
 		return plan("no data: waiting for the leader to bootstrap the cluster")

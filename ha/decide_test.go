@@ -522,3 +522,11 @@ func TestRuleFailsafe(t *testing.T) {
 	v.Settings.FailsafeMode = false
 	require.Equal(t, []Kind{Fence}, kinds(Decide(v)), "confirmations count only in failsafe mode")
 }
+
+func TestRuleWatchdogRequiredNeverBootstraps(t *testing.T) {
+	v := view("a", &dcs.Cluster{}, Local{})
+	v.Settings.WatchdogRequired = true
+	require.Empty(t, kinds(Decide(v)))
+	v.Local.WatchdogUsable = true
+	require.Equal(t, []Kind{Bootstrap}, kinds(Decide(v)))
+}

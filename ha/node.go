@@ -825,6 +825,9 @@ func (n *Node) hasLease() bool {
 }
 
 func (n *Node) doBootstrap(ctx context.Context) error {
+	if err := n.activateWatchdog(); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
 	if err := n.pg.Initdb(ctx, n.cfg.Bootstrap.Initdb); err != nil {
 		return err
 	}
@@ -833,6 +836,20 @@ func (n *Node) doBootstrap(ctx context.Context) error {
 	}
 	if err := n.pg.CreateRoles(ctx); err != nil {
 		return err
+	}
+	if cmd := n.cfg.Bootstrap.PostBootstrap; cmd != "" {
+		// Patroni's contract: one argument, a connection string for the superuser, with the
+		// password in PGPASSFILE.
+		host, port, _ := config.SplitHostPort(n.cfg.PostgreSQL.ConnectAddress)
+		dsn := fmt.Sprintf("dbname=postgres user=%s host=%s port=%d",
+			n.cfg.PostgreSQL.Authentication.Superuser.Username, host, port)
+		env := []string{"PGPASSFILE=" + n.cfg.PostgreSQL.Pgpass}
+		if err := n.pg.WritePassfile(); err != nil {
+			return fmt.Errorf("bootstrap: post_bootstrap: %w", err)
+		}
+		if err := callbacks.Hook(ctx, n.log, "post_bootstrap", cmd, env, dsn); err != nil {
+			return fmt.Errorf("bootstrap: post_bootstrap: %w", err)
+		}
 	}
 	cd, err := n.pg.ControlData(ctx)
 	if err != nil {

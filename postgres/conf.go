@@ -445,3 +445,10 @@ func (p *Postgres) WriteConfig(opts StartOptions) error {
 	p.mu.Unlock()
 	return nil
 }
+
+// WritePassfile writes the passfile (superuser, replication and rewind passwords) for commands
+// tusker runs on postgres' behalf, such as bootstrap.post_bootstrap.
+func (p *Postgres) WritePassfile() error {
+	cfg, _ := p.config()
+	return p.writePassfile(cfg)
+}
