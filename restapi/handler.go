@@ -44,8 +44,9 @@ var (
 	hdrAllowHealth = []string{"GET, HEAD, OPTIONS"}
 )
 
-// management lists Patroni's endpoints that tusker does not serve yet, with the methods Patroni
-// accepts on them; they answer 501 rather than 404 so that a caller can tell the difference.
+// management lists Patroni's management endpoints with the methods each accepts (see
+// serveManagement). Without a Config.Manager they answer 501 rather than 404 so that a caller can
+// tell the difference; /metrics answers 501 in any case (not served yet).
 var management = map[string]struct {
 	methods string
 	allow   []string
@@ -136,12 +137,7 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 		writeText(w, r, http.StatusNotFound, "not found", nil)
 		return
 	case epManagement:
-		m := management[seg]
-		if strings.Contains(" "+m.methods+" ", " "+r.Method+" ") {
-			writeText(w, r, http.StatusNotImplemented, "not implemented yet", m.allow)
-		} else {
-			writeText(w, r, http.StatusMethodNotAllowed, "method not allowed", m.allow)
-		}
+		s.serveManagement(w, r, seg)
 		return
 	}
 	get := r.Method == http.MethodGet

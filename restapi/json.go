@@ -57,21 +57,34 @@ func contentLength(b []byte) []string { return []string{strconv.Itoa(len(b))} }
 
 // patroniStatus is the /patroni body, field for field and in the order Patroni writes it.
 type patroniStatus struct {
-	State               string         `json:"state"`
-	PostmasterStartTime string         `json:"postmaster_start_time,omitempty"`
-	Role                string         `json:"role"`
-	ServerVersion       int            `json:"server_version,omitempty"`
-	XLog                any            `json:"xlog,omitempty"` // *xlogPrimary or *xlogReplica
-	Timeline            int            `json:"timeline,omitempty"`
-	ReplicationState    string         `json:"replication_state,omitempty"`
-	Replication         []replication  `json:"replication,omitempty"`
-	Pause               bool           `json:"pause,omitempty"`
-	ClusterUnlocked     bool           `json:"cluster_unlocked,omitempty"`
-	DCSLastSeen         int64          `json:"dcs_last_seen"`
-	Tags                map[string]any `json:"tags,omitempty"`
-	SystemIdentifier    string         `json:"database_system_identifier,omitempty"`
-	PendingRestart      bool           `json:"pending_restart,omitempty"`
-	Patroni             patroniInfo    `json:"patroni"`
+	State               string                      `json:"state"`
+	PostmasterStartTime string                      `json:"postmaster_start_time,omitempty"`
+	Role                string                      `json:"role"`
+	ServerVersion       int                         `json:"server_version,omitempty"`
+	XLog                any                         `json:"xlog,omitempty"` // *xlogPrimary or *xlogReplica
+	Timeline            int                         `json:"timeline,omitempty"`
+	ReplicationState    string                      `json:"replication_state,omitempty"`
+	Replication         []replication               `json:"replication,omitempty"`
+	Pause               bool                        `json:"pause,omitempty"`
+	ClusterUnlocked     bool                        `json:"cluster_unlocked,omitempty"`
+	FailsafeActive      bool                        `json:"failsafe_mode_is_active,omitempty"`
+	DCSLastSeen         int64                       `json:"dcs_last_seen"`
+	Tags                map[string]any              `json:"tags,omitempty"`
+	SystemIdentifier    string                      `json:"database_system_identifier,omitempty"`
+	PendingRestart      bool                        `json:"pending_restart,omitempty"`
+	PendingReason       map[string]ha.PendingChange `json:"pending_restart_reason,omitempty"`
+	Patroni             patroniInfo                 `json:"patroni"`
+	ScheduledRestart    *scheduledRestart           `json:"scheduled_restart,omitempty"`
+	WatchdogFailed      bool                        `json:"watchdog_failed,omitempty"`
+}
+
+// scheduledRestart is a restart scheduled through POST /restart, with the conditions it was
+// asked with.
+type scheduledRestart struct {
+	Schedule        string `json:"schedule"`
+	PostgresVersion string `json:"postgres_version,omitempty"`
+	Role            string `json:"role,omitempty"`
+	RestartPending  bool   `json:"restart_pending,omitempty"`
 }
 
 type patroniInfo struct {
@@ -136,8 +149,21 @@ func (s *Server) patroniBody(st *ha.Status) []byte {
 		Pause:            st.Pause,
 		ClusterUnlocked:  st.ClusterUnlocked,
 		SystemIdentifier: st.SystemIdentifier,
-		PendingRestart:   st.PendingRestart,
+		PendingRestart:   st.PendingRestart || len(st.PendingRestartReason) > 0,
+		FailsafeActive:   st.FailsafeActive,
+		WatchdogFailed:   st.WatchdogFailed,
 		Patroni:          patroniInfo{Version: st.Version, Scope: st.Scope, Name: st.Name},
+	}
+	if len(st.PendingRestartReason) > 0 {
+		p.PendingReason = st.PendingRestartReason
+	}
+	if sr := st.ScheduledRestart; sr != nil {
+		p.ScheduledRestart = &scheduledRestart{
+			Schedule:        pyISOTime(sr.Schedule),
+			PostgresVersion: formatPostgresVersion(sr.PostgresVersion),
+			Role:            sr.Role,
+			RestartPending:  sr.RestartPending,
+		}
 	}
 	if !st.DCSLastSeen.IsZero() {
 		p.DCSLastSeen = st.DCSLastSeen.Unix()

@@ -255,3 +255,72 @@ func TestSnapshotCache(t *testing.T) {
 		t.Error("an old Status evicted the cache of the current one")
 	}
 }
+
+// TestPatroniJSONManagementFields covers the fields the management endpoints add to /patroni.
+func TestPatroniJSONManagementFields(t *testing.T) {
+	st := stopped()
+	st.PendingRestartReason = map[string]ha.PendingChange{
+		"max_connections": {OldValue: "100", NewValue: "200"},
+		"shared_buffers":  {OldValue: "128MB", NewValue: "1GB"},
+	}
+	st.ScheduledRestart = &ha.ScheduledRestart{
+		Schedule: time.Date(2024, 1, 2, 18, 0, 0, 0, time.FixedZone("", 2*3600)), Role: "primary",
+		PostgresVersion: 160004, RestartPending: true,
+	}
+	st.FailsafeActive = true
+	st.WatchdogFailed = true
+
+	minimal := stopped()
+	minimal.ScheduledRestart = &ha.ScheduledRestart{Schedule: time.Date(2024, 1, 2, 16, 0, 0, 500000000, time.UTC)}
+	minimal.PendingRestartReason = map[string]ha.PendingChange{}
+
+	old := stopped()
+	old.ScheduledRestart = &ha.ScheduledRestart{Schedule: scheduled, PostgresVersion: 90624}
+
+	tests := []struct {
+		name string
+		st   *ha.Status
+		want string
+	}{
+		{"all fields", st, `{
+			"state": "stopped",
+			"role": "primary",
+			"failsafe_mode_is_active": true,
+			"dcs_last_seen": 1704207845,
+			"database_system_identifier": "7408277255830290455",
+			"pending_restart": true,
+			"pending_restart_reason": {
+				"max_connections": {"old_value": "100", "new_value": "200"},
+				"shared_buffers": {"old_value": "128MB", "new_value": "1GB"}
+			},
+			"patroni": {"version": "0.1.0", "scope": "demo", "name": "n1"},
+			"scheduled_restart": {"schedule": "2024-01-02T18:00:00+02:00", "postgres_version": "16.4", "role": "primary", "restart_pending": true},
+			"watchdog_failed": true
+		}`},
+		{"schedule only, empty reasons", minimal, `{
+			"state": "stopped",
+			"role": "primary",
+			"dcs_last_seen": 1704207845,
+			"database_system_identifier": "7408277255830290455",
+			"patroni": {"version": "0.1.0", "scope": "demo", "name": "n1"},
+			"scheduled_restart": {"schedule": "2024-01-02T16:00:00.500000+00:00"}
+		}`},
+		{"version before 10", old, `{
+			"state": "stopped",
+			"role": "primary",
+			"dcs_last_seen": 1704207845,
+			"database_system_identifier": "7408277255830290455",
+			"patroni": {"version": "0.1.0", "scope": "demo", "name": "n1"},
+			"scheduled_restart": {"schedule": "2024-01-02T16:00:00+00:00", "postgres_version": "9.6.24"}
+		}`},
+	}
+	for _, tt := range tests {
+		s, _ := newTestServer(tt.st)
+		for _, path := range []string{"/patroni", "/health", "/replica"} {
+			rec := do(t, s, http.MethodGet, path)
+			if got, want := rec.Body.String(), compactJSON(t, tt.want); got != want {
+				t.Errorf("%s: GET %s\n got %s\nwant %s", tt.name, path, got, want)
+			}
+		}
+	}
+}

@@ -1,9 +1,10 @@
 // Package restapi serves tusker's REST API, compatible with Patroni's: the health checks that
 // HAProxy and Kubernetes probes call (/primary, /replica, /read-only, /health, /liveness,
-// /readiness...), /patroni, /cluster and /history.
+// /readiness...), /patroni, /cluster and /history, and the management endpoints (/switchover,
+// /failover, /restart, /reload, /reinitialize, /config, /failsafe) through an ha.Manager.
 //
-// Every request answers from the latest ha.Status the HA loop published: a handler never runs SQL,
-// never talks to the DCS and never waits for the loop. The JSON bodies are marshalled once per
+// Every health and monitoring request answers from the latest ha.Status the HA loop published: its
+// handler never runs SQL, never talks to the DCS and never waits for the loop. The JSON bodies are marshalled once per
 // published Status and reused by every request until the next one.
 package restapi
 
@@ -24,7 +25,7 @@ import (
 const (
 	readHeaderTimeout = 5 * time.Second
 	readTimeout       = 10 * time.Second
-	writeTimeout      = 30 * time.Second // management endpoints (later) wait up to 20 s for a switchover
+	writeTimeout      = 30 * time.Second // management requests extend theirs (managementTimeout)
 	idleTimeout       = 60 * time.Second
 	maxHeaderBytes    = 64 << 10
 	shutdownTimeout   = 5 * time.Second
@@ -35,8 +36,12 @@ type Config struct {
 	Listen string // host:port
 	Logger *slog.Logger
 
-	// Now is the clock for /liveness; default time.Now.
+	// Now is the clock for /liveness and for checking scheduled times; default time.Now.
 	Now func() time.Time
+
+	// Manager carries out the management endpoints (/switchover, /failover, /restart, /reload,
+	// /reinitialize, /config, /failsafe). When nil they answer 501.
+	Manager ha.Manager
 
 	// Name, Scope and Version identify this node in the "patroni" object of /patroni while no
 	// Status has been published yet (afterwards the Status' own fields are used). Optional.
@@ -52,6 +57,9 @@ type Server struct {
 
 	handler           http.Handler
 	readHeaderTimeout time.Duration            // readHeaderTimeout; tests shorten it
+	readTimeout       time.Duration            // readTimeout; tests shorten it
+	writeTimeout      time.Duration            // writeTimeout; tests shorten it
+	managementTimeout time.Duration            // managementTimeout; tests shorten it
 	cache             atomic.Pointer[snapshot] // bodies for the latest Status seen by a request
 	initial           *snapshot                // bodies used while status() returns nil
 }
@@ -59,7 +67,11 @@ type Server struct {
 // New returns a server answering from status, which must be cheap (an atomic pointer load) and
 // returns nil until the HA loop has published its first Status.
 func New(cfg Config, status func() *ha.Status) *Server {
-	s := &Server{cfg: cfg, log: cfg.Logger, now: cfg.Now, status: status, readHeaderTimeout: readHeaderTimeout}
+	s := &Server{
+		cfg: cfg, log: cfg.Logger, now: cfg.Now, status: status,
+		readHeaderTimeout: readHeaderTimeout, readTimeout: readTimeout, writeTimeout: writeTimeout,
+		managementTimeout: managementTimeout,
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -84,8 +96,8 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: s.readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
+		ReadTimeout:       s.readTimeout,
+		WriteTimeout:      s.writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
