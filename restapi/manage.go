@@ -1,6 +1,7 @@
 package restapi
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
@@ -47,6 +48,11 @@ func (s *Server) serveManagement(w http.ResponseWriter, r *http.Request, seg str
 	}
 	if r.Method == http.MethodOptions {
 		writeMessage(w, r, http.StatusOK, "", m.allow)
+		return
+	}
+	if msg := s.authorize(r); msg != "" {
+		w.Header().Set("WWW-Authenticate", `Basic realm="Patroni"`)
+		writeMessage(w, r, http.StatusUnauthorized, msg, nil)
 		return
 	}
 	switch seg {
@@ -485,4 +491,24 @@ func writeJSONBody(w http.ResponseWriter, r *http.Request, code int, body []byte
 		return
 	}
 	writeJSON(w, code, body, contentLength(body))
+}
+
+// authorize checks restapi.authentication on the endpoints that change something (Patroni's
+// check_access): every method but GET, HEAD and OPTIONS. It returns "" when the request may go
+// on, else Patroni's 401 message. The comparison is constant-time.
+func (s *Server) authorize(r *http.Request) string {
+	a := s.cfg.Auth
+	if a == nil || r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return ""
+	}
+	user, pass, ok := r.BasicAuth()
+	if !ok {
+		return "no auth header received"
+	}
+	u := subtle.ConstantTimeCompare([]byte(user), []byte(a.Username))
+	p := subtle.ConstantTimeCompare([]byte(pass), []byte(a.Password))
+	if u&p != 1 {
+		return "not authenticated"
+	}
+	return ""
 }

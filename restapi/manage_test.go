@@ -842,3 +842,28 @@ func TestParseHelpers(t *testing.T) {
 		}
 	}
 }
+
+// TestBasicAuthOnChangingEndpoints: with restapi.authentication set, every request that changes
+// something needs the credentials; reads stay open (Patroni's check_access).
+func TestBasicAuthOnChangingEndpoints(t *testing.T) {
+	m := &fakeManager{res: ha.Result{Code: 202, Message: "reload scheduled"}}
+	s := New(Config{Manager: m, Auth: &BasicAuth{Username: "admin", Password: "s3cret"}}, func() *ha.Status { return primary() })
+	do := func(method, path, user, pass string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, path, nil)
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, req)
+		return rec
+	}
+	rec := do("POST", "/reload", "", "")
+	assertText(t, rec, 401, "no auth header received")
+	assert.Equal(t, `Basic realm="Patroni"`, rec.Header().Get("WWW-Authenticate"))
+	assertText(t, do("POST", "/reload", "admin", "wrong"), 401, "not authenticated")
+	assertText(t, do("DELETE", "/switchover", "nobody", "s3cret"), 401, "not authenticated")
+	assert.Empty(t, m.callNames(), "nothing reached the manager without credentials")
+	assertText(t, do("POST", "/reload", "admin", "s3cret"), 202, "reload scheduled")
+	assert.NotEqual(t, 401, do("GET", "/config", "", "").Code, "reads need no credentials")
+	assert.Equal(t, 200, do("GET", "/patroni", "", "").Code)
+}

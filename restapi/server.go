@@ -43,10 +43,17 @@ type Config struct {
 	// /reinitialize, /config, /failsafe). When nil they answer 501.
 	Manager ha.Manager
 
+	// Auth, when set, is required (HTTP Basic) on every management request that changes
+	// something (restapi.authentication).
+	Auth *BasicAuth
+
 	// Name, Scope and Version identify this node in the "patroni" object of /patroni while no
 	// Status has been published yet (afterwards the Status' own fields are used). Optional.
 	Name, Scope, Version string
 }
+
+// BasicAuth is a username and password.
+type BasicAuth struct{ Username, Password string }
 
 // Server is the REST API server. Its handler is safe for concurrent use.
 type Server struct {

@@ -172,7 +172,11 @@ func daemon(cfg *config.Config, path string) int {
 		}
 	}()
 
-	api := restapi.New(restapi.Config{Listen: cfg.RestAPI.Listen, Logger: log}, node.Status)
+	apiCfg := restapi.Config{Listen: cfg.RestAPI.Listen, Logger: log, Manager: node}
+	if a := cfg.RestAPI.Authentication; a != nil && a.Username != "" {
+		apiCfg.Auth = &restapi.BasicAuth{Username: a.Username, Password: a.Password}
+	}
+	api := restapi.New(apiCfg, node.Status)
 	apiErr := make(chan error, 1)
 	apiCtx, apiStop := context.WithCancel(context.Background())
 	defer apiStop()
