@@ -895,6 +895,19 @@ func (n *Node) promote(ctx context.Context) error {
 	n.setRole("primary")
 	n.fire("on_role_change")
 	n.log.Info("promoted to primary")
+	// The other members reconnect at once; their slots must be there when they do (otherwise
+	// each waits wal_retrieve_retry_interval before trying again).
+	if n.dyn.PostgreSQL.UseSlots && n.lastCluster != nil {
+		var want []string
+		for _, m := range n.lastCluster.Members {
+			if m.Name != n.cfg.Name {
+				want = append(want, postgres.SlotName(m.Name))
+			}
+		}
+		if err := n.pg.EnsureSlots(ctx, want); err != nil {
+			n.log.Warn("creating replication slots after promotion failed", "err", err)
+		}
+	}
 	if err := n.pg.Checkpoint(ctx); err != nil {
 		n.log.Warn("checkpoint after promote failed", "err", err)
 	}
@@ -952,6 +965,7 @@ func (n *Node) handover(ctx context.Context, v View, target string) error {
 	if err := n.pg.Stop(ctx, postgres.StopFast); err != nil {
 		return fmt.Errorf("switchover: stopping postgres: %w", err)
 	}
+	n.fire("on_stop") // told the role postgres had when it stopped
 	n.setRole("demoted")
 	n.setUpstream("")
 	n.forgetRejoin()
@@ -959,7 +973,6 @@ func (n *Node) handover(ctx context.Context, v View, target string) error {
 	// Stay down until the new leader is known (Decide's crash-handover rule), then rejoin.
 	n.raceBackoff = time.Now().Add(ttl)
 	n.mu.Unlock()
-	n.fire("on_stop")
 
 	final := int64(0)
 	dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), rt)

@@ -141,9 +141,12 @@ func TestSwitchoverFailoverAndCallbacks(t *testing.T) {
 	code, msg = call(t, p, "POST", "/switchover", map[string]any{"leader": p.Name, "candidate": cand.Name, "scheduled_at": at})
 	require.Equal(t, 202, code, msg)
 	require.Equal(t, "Switchover scheduled", msg)
-	code, msg = call(t, p, "GET", "/cluster", nil)
-	require.Equal(t, 200, code)
-	require.Contains(t, msg, `"scheduled_switchover"`)
+	waitFor(t, 10*time.Second, "scheduled_switchover in /cluster", func() error {
+		if code, msg := call(t, p, "GET", "/cluster", nil); code != 200 || !strings.Contains(msg, `"scheduled_switchover"`) {
+			return fmt.Errorf("%d %s", code, msg)
+		}
+		return nil
+	})
 	code, msg = call(t, p, "DELETE", "/switchover", nil)
 	require.Equal(t, 200, code, msg)
 	require.Equal(t, "scheduled switchover deleted", msg)
