@@ -598,7 +598,7 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 		return nil
 	case Handover:
 		up := a.Upstream
-		return n.startAction(ctx, "switchover", func(ctx context.Context) error { return n.handover(ctx, v, up) })
+		return n.startAction(ctx, "switchover", func(ctx context.Context) error { return n.handover(ctx, up) })
 	case ClaimInitialize:
 		if n.sysID == "" {
 			return errors.New("claiming initialize: system identifier unknown")
@@ -948,10 +948,9 @@ func (n *Node) recordHistory(ctx context.Context) {
 }
 
 // handover is the leader's side of a switchover: checkpoint (so that the shutdown checkpoint is
-// quick), stop cleanly, publish the final WAL position, wait (briefly) until the target has
-// received it, then release the lock so that the target, woken by its watch on the leader key,
-// takes over at once.
-func (n *Node) handover(ctx context.Context, v View, target string) error {
+// quick), stop cleanly, publish the final WAL position, then release the lock so that the target,
+// woken by its watch on the leader key, takes over at once.
+func (n *Node) handover(ctx context.Context, target string) error {
 	ttl, _, rt := n.dyn.TimingDurations()
 	start := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, max(2*rt, 10*time.Second))
@@ -983,22 +982,10 @@ func (n *Node) handover(ctx context.Context, v View, target string) error {
 			n.log.Warn("switchover: publishing the final WAL position failed", "err", err)
 		}
 	}
-	// Postgres' walsenders wait at shutdown until connected standbys have flushed everything, so
-	// the target normally has it already; if it does not, give it a moment (it may be
-	// reconnecting), then hand over anyway: the candidate checks the position itself and the
-	// normal race picks the most advanced member instead.
-	if m := v.Cluster.Member(target); m != nil && final > 0 {
-		deadline := time.Now().Add(min(ttl/2, 5*time.Second))
-		for time.Now().Before(deadline) {
-			pctx, pcancel := context.WithTimeout(dctx, probeTimeout(rt))
-			p, err := n.prober.Probe(pctx, m.Data.APIURL)
-			pcancel()
-			if err == nil && p.WAL > final {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
+	// No waiting for the target here: postgres' walsenders do not finish a shutdown before the
+	// connected standbys have flushed everything, and the target checks its own position
+	// against the final one before it promotes (a target that lacks WAL leaves the decision to
+	// the normal race, which picks the most advanced member).
 	n.leaseLost()
 	if err := n.dcs.ReleaseLeader(dctx); err != nil {
 		return fmt.Errorf("switchover: releasing the leader key: %w", err)

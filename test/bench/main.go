@@ -1,12 +1,16 @@
 // Command bench is `make bench`: it starts a 3-node tusker cluster on this machine and measures
-// time to healthy, unplanned failover time, rejoin time, and memory and CPU per tusker process.
+// time to healthy, the switchover write gap, unplanned failover time, rejoin time, and memory and
+// CPU per tusker process.
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,13 +74,49 @@ func run(tusker string, idle time.Duration) error {
 			cpuSeconds(pid)-before[pid].cpu, idle)
 	}
 
-	// Unplanned failover: SIGKILL of the primary's node; a writer tries every 100 ms on every
-	// other node until one accepts a write.
 	p, err := c.Primary(ctx)
 	if err != nil {
 		return err
 	}
 	if err := p.Exec(ctx, "CREATE TABLE IF NOT EXISTS bench (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())"); err != nil {
+		return err
+	}
+
+	// Planned switchover: a writer inserts as fast as it can into whichever node accepts writes;
+	// the write gap is the longest pause between two successful inserts around the switchover.
+	var gaps []float64
+	for i := 0; i < 3; i++ {
+		if err := harness.WaitFor(ctx, 60*time.Second, 50*time.Millisecond, func() error { return c.Healthy(ctx) }); err != nil {
+			return fmt.Errorf("cluster not healthy before switchover %d: %w", i+1, err)
+		}
+		cur, err := c.Primary(ctx)
+		if err != nil {
+			return err
+		}
+		var cand *harness.Node
+		for _, n := range c.Nodes {
+			if n != cur {
+				cand = n
+				break
+			}
+		}
+		gap, took, err := switchoverGap(ctx, c.Nodes, cur, cand)
+		if err != nil {
+			return err
+		}
+		gaps = append(gaps, gap.Seconds())
+		fmt.Printf("%-44s %8.3f s (%s -> %s; the API call took %.2f s)\n", fmt.Sprintf("switchover write gap #%d", i+1),
+			gap.Seconds(), cur.Name, cand.Name, took.Seconds())
+	}
+	sort.Float64s(gaps)
+	fmt.Printf("%-44s %8.3f s\n", "switchover write gap (median of 3)", gaps[1])
+
+	// Unplanned failover: SIGKILL of the primary's node; a writer tries every 100 ms on every
+	// other node until one accepts a write.
+	if err := harness.WaitFor(ctx, 60*time.Second, 50*time.Millisecond, func() error { return c.Healthy(ctx) }); err != nil {
+		return fmt.Errorf("cluster not healthy before the failover: %w", err)
+	}
+	if p, err = c.Primary(ctx); err != nil {
 		return err
 	}
 	var candidates []*harness.Node
@@ -108,6 +148,88 @@ func run(tusker string, idle time.Duration) error {
 	}
 	fmt.Printf("%-44s %8.2f s\n", "rejoin of the old primary (start to streaming)", time.Since(rs).Seconds())
 	return nil
+}
+
+// switchoverGap runs a writer against every node while it asks from for a switchover to to, and
+// returns the longest time between two successful writes and how long the API call took.
+func switchoverGap(ctx context.Context, nodes []*harness.Node, from, to *harness.Node) (time.Duration, time.Duration, error) {
+	wctx, stop := context.WithCancel(ctx)
+	var (
+		mu      sync.Mutex
+		last    time.Time
+		maxGap  time.Duration
+		writes  int
+		stopped = make(chan struct{})
+	)
+	go func() {
+		defer close(stopped)
+		conns := map[*harness.Node]*pgx.Conn{}
+		defer func() {
+			for _, c := range conns {
+				c.Close(context.Background())
+			}
+		}()
+		cur := from
+		for wctx.Err() == nil {
+			for _, n := range append([]*harness.Node{cur}, nodes...) {
+				conn := conns[n]
+				if conn == nil || conn.IsClosed() {
+					cctx, cancel := context.WithTimeout(wctx, 100*time.Millisecond)
+					c, err := pgx.Connect(cctx, n.DSN())
+					cancel()
+					if err != nil {
+						continue
+					}
+					conn, conns[n] = c, c
+				}
+				ectx, cancel := context.WithTimeout(wctx, 200*time.Millisecond)
+				_, err := conn.Exec(ectx, "INSERT INTO bench DEFAULT VALUES")
+				cancel()
+				if err != nil {
+					if conn.IsClosed() || !strings.Contains(err.Error(), "read-only") {
+						conn.Close(context.Background())
+						delete(conns, n)
+					}
+					continue
+				}
+				now := time.Now()
+				mu.Lock()
+				if !last.IsZero() && now.Sub(last) > maxGap {
+					maxGap = now.Sub(last)
+				}
+				last = now
+				writes++
+				mu.Unlock()
+				cur = n
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	time.Sleep(500 * time.Millisecond)
+	body := fmt.Sprintf(`{"leader":%q,"candidate":%q}`, from.Name, to.Name)
+	start := time.Now()
+	resp, err := http.Post(from.APIURL()+"/switchover", "application/json", strings.NewReader(body))
+	took := time.Since(start)
+	if err == nil {
+		msg, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			err = fmt.Errorf("switchover answered %d %s", resp.StatusCode, msg)
+		}
+	}
+	time.Sleep(time.Second)
+	stop()
+	<-stopped
+	if err != nil {
+		return 0, 0, err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if writes == 0 {
+		return 0, 0, fmt.Errorf("the writer never succeeded")
+	}
+	return maxGap, took, nil
 }
 
 // firstWrite tries an INSERT on every candidate every 100 ms until one succeeds.
