@@ -151,6 +151,9 @@ func (k Kind) String() string { return kindNames[k] }
 type Action struct {
 	Kind     Kind
 	Upstream string // member name, for Clone, StartReplica, Follow, Rewind, Reclone, ProbeRewind, Handover
+	// FastForward (Follow): stream from another replica, without a slot, to catch up before
+	// promoting.
+	FastForward bool
 }
 
 // Plan is Decide's answer: actions in order and one line saying why. The actions run in order
@@ -477,9 +480,67 @@ func decideRunning(v View, leader string, iAmLeader bool) Plan {
 		return plan(fmt.Sprintf("no leader key, but %s confirmed it is primary through failsafe mode: not racing", v.FailsafeLeader))
 	}
 	if ok, why := healthiest(v); !ok {
+		if preferred(v) {
+			if p, ok := fastForward(v); ok {
+				return p
+			}
+		}
 		return plan("no leader; not racing: " + why)
 	}
 	return promotePlan(v, "no leader and I am the healthiest member: taking the lock and promoting")
+}
+
+// anyPeerAhead: some reachable member reports more WAL than wal.
+func anyPeerAhead(v View, wal int64) bool {
+	for _, p := range v.Peers {
+		if p.Reachable && p.WAL > wal {
+			return true
+		}
+	}
+	return false
+}
+
+// preferred: this member has the strictly highest failover_priority among the eligible reachable
+// members, is within maximum_lag_on_failover, and nothing else disqualifies it but WAL.
+func preferred(v View) bool {
+	s, l := v.Settings, v.Local
+	if s.NoFailover || !l.Ready || !v.PeersProbed || v.Now.Before(v.RaceBackoffUntil) ||
+		(s.WatchdogRequired && !l.WatchdogUsable) {
+		return false
+	}
+	if opt := v.Cluster.Status.Optime; opt > 0 && opt-l.WAL > s.MaximumLagOnFailover {
+		return false
+	}
+	for _, p := range v.Peers {
+		if p.Name == v.Me || !p.Reachable {
+			continue
+		}
+		if p.Primary || (!p.NoFailover && !p.WatchdogFailed && p.Priority >= s.Priority) {
+			return false
+		}
+	}
+	return true
+}
+
+// fastForward is pg_auto_failover's fast-forward: a preferred candidate that is behind streams
+// from the most advanced reachable member (a replica, without a slot) until it has caught up;
+// then the normal rules promote it.
+func fastForward(v View) (Plan, bool) {
+	var best Peer
+	for _, p := range v.Peers {
+		if p.Name != v.Me && p.Reachable && !p.Primary && p.WAL > best.WAL {
+			best = p
+		}
+	}
+	if best.Name == "" || best.WAL <= v.Local.WAL {
+		return Plan{}, false
+	}
+	if v.Local.Upstream == best.Name {
+		return plan(fmt.Sprintf("fast-forward: catching up from %s before promoting (%d of %d)", best.Name, v.Local.WAL, best.WAL)), true
+	}
+	a := actOn(Follow, best.Name)
+	a.FastForward = true
+	return plan(fmt.Sprintf("fast-forward: %s is ahead (%d > %d); streaming from it before promoting", best.Name, best.WAL, v.Local.WAL), a), true
 }
 
 // promotePlan takes the lock and starts the promotion in the same cycle; a pending failover key
@@ -569,7 +630,11 @@ func manualFailoverNoLeader(v View, f *dcs.Failover) (Plan, bool) {
 			return plan("named as the failover candidate, but the required watchdog is not usable"), true
 		case f.Leader != "" && opt > 0 && l.WAL < opt:
 			// A switchover: the old primary stopped cleanly at opt. Promoting short of it would
-			// lose committed transactions; the normal race decides instead.
+			// lose committed transactions: catch up from a member that has more, or leave the
+			// decision to the normal race.
+			if p, ok := fastForward(v); ok {
+				return p, true
+			}
 			return Plan{}, false
 		case !l.Ready:
 			return plan("named as the failover candidate: waiting for postgres to be ready"), true
@@ -581,7 +646,12 @@ func manualFailoverNoLeader(v View, f *dcs.Failover) (Plan, bool) {
 	}
 	if f.Member != "" {
 		for _, p := range v.Peers {
-			if p.Name == f.Member && p.Reachable && !p.NoFailover && !p.WatchdogFailed && (f.Leader == "" || opt == 0 || p.WAL >= opt) {
+			if p.Name != f.Member || !p.Reachable || p.NoFailover || p.WatchdogFailed {
+				continue
+			}
+			// A candidate short of the old primary's final position fast-forwards from a member
+			// that is ahead of it, if there is one.
+			if f.Leader == "" || opt == 0 || p.WAL >= opt || l.WAL > p.WAL || anyPeerAhead(v, p.WAL) {
 				return plan(fmt.Sprintf("waiting for the failover candidate %s to take over", f.Member)), true
 			}
 		}
@@ -657,11 +727,13 @@ func healthiest(v View) (bool, string) {
 		if p.NoFailover || p.WatchdogFailed || p.Name == former {
 			continue
 		}
+		if p.Priority > s.Priority && (v.Cluster.Status.Optime == 0 || v.Cluster.Status.Optime-p.WAL <= s.MaximumLagOnFailover) {
+			// Rule fast-forward: a member with a higher failover_priority within
+			// maximum_lag_on_failover is preferred; if it is behind, it catches up first.
+			return false, fmt.Sprintf("%s has a higher failover_priority (it catches up first if it is behind)", p.Name)
+		}
 		if p.WAL > l.WAL {
 			return false, fmt.Sprintf("%s is ahead in WAL (%d > %d)", p.Name, p.WAL, l.WAL)
-		}
-		if p.WAL == l.WAL && p.Priority > s.Priority {
-			return false, fmt.Sprintf("%s has the same WAL position and a higher failover_priority", p.Name)
 		}
 	}
 	return true, ""

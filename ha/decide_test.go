@@ -480,15 +480,19 @@ func TestRuleSwitchoverCandidateTakesOver(t *testing.T) {
 	require.Equal(t, []Kind{AcquireLeader, Promote, ClearFailover}, kinds(p), p.Reason)
 
 	p = Decide(noLeader("b", sw, 900, Peer{Name: "c", Reachable: true, WAL: 1000}))
-	require.Equal(t, []Kind{}, kinds(p), "a candidate short of the old primary's final position does not promote: %s", p.Reason)
-	require.Contains(t, p.Reason, "c is ahead")
+	require.Equal(t, []Action{{Kind: Follow, Upstream: "c", FastForward: true}}, p.Actions,
+		"a candidate short of the old primary's final position catches up from c first: %s", p.Reason)
+	p = Decide(noLeader("c", sw, 1000, Peer{Name: "b", Reachable: true, WAL: 900}))
+	require.Empty(t, kinds(p), "meanwhile c, which has the WAL, waits for the candidate: %s", p.Reason)
+	p = Decide(noLeader("b", sw, 900, Peer{Name: "c", Reachable: true, WAL: 900}))
+	require.Equal(t, []Kind{AcquireLeader, Promote, ClearFailover}, kinds(p), "nobody has the final position: the normal race (c races too)")
 
 	p = Decide(noLeader("c", sw, 1000, Peer{Name: "b", Reachable: true, WAL: 1000}))
 	require.Empty(t, kinds(p), "others wait for a healthy candidate")
 	require.Contains(t, p.Reason, "waiting for the failover candidate b")
 
-	p = Decide(noLeader("c", sw, 1000, Peer{Name: "b", Reachable: true, WAL: 900}))
-	require.Equal(t, []Kind{AcquireLeader, Promote, ClearFailover}, kinds(p), "a candidate that is behind: the normal race")
+	p = Decide(noLeader("c", sw, 800, Peer{Name: "b", Reachable: true, WAL: 800}))
+	require.Equal(t, []Kind{AcquireLeader, Promote, ClearFailover}, kinds(p), "a candidate that is behind and cannot catch up: the normal race")
 
 	p = Decide(noLeader("c", sw, 1000, Peer{Name: "b"}))
 	require.Equal(t, []Kind{AcquireLeader, Promote, ClearFailover}, kinds(p), "an unreachable candidate: the normal race")
@@ -529,4 +533,34 @@ func TestRuleWatchdogRequiredNeverBootstraps(t *testing.T) {
 	require.Empty(t, kinds(Decide(v)))
 	v.Local.WatchdogUsable = true
 	require.Equal(t, []Kind{Bootstrap}, kinds(Decide(v)))
+}
+
+func TestRuleFastForward(t *testing.T) {
+	race := func(me string, prio int, wal int64, peers ...Peer) View {
+		v := probed(view(me, cluster("", member("b", "replica"), member("c", "replica")), runningReplica(wal)), peers...)
+		v.Settings.Priority = prio
+		return v
+	}
+	// b is preferred (priority 2) but behind c.
+	p := Decide(race("b", 2, 900, Peer{Name: "c", Reachable: true, WAL: 1000, Priority: 1}))
+	require.Equal(t, []Action{{Kind: Follow, Upstream: "c", FastForward: true}}, p.Actions, p.Reason)
+
+	v := race("b", 2, 950, Peer{Name: "c", Reachable: true, WAL: 1000, Priority: 1})
+	v.Local.Upstream = "c"
+	p = Decide(v)
+	require.Empty(t, kinds(p), "catching up: %s", p.Reason)
+
+	p = Decide(race("b", 2, 1000, Peer{Name: "c", Reachable: true, WAL: 1000, Priority: 1}))
+	require.Equal(t, []Kind{AcquireLeader, Promote}, kinds(p), "caught up: promote")
+
+	p = Decide(race("c", 1, 1000, Peer{Name: "b", Reachable: true, WAL: 900, Priority: 2}))
+	require.Empty(t, kinds(p), "the more advanced c defers to the preferred b: %s", p.Reason)
+	require.Contains(t, p.Reason, "higher failover_priority")
+
+	v = race("c", 1, 1000+2<<20, Peer{Name: "b", Reachable: true, WAL: 900, Priority: 2})
+	v.Cluster.Status.Optime = 1000 + 2<<20
+	require.Equal(t, []Kind{AcquireLeader, Promote}, kinds(Decide(v)), "a preferred member beyond maximum_lag_on_failover is not waited for")
+
+	p = Decide(race("b", 2, 900, Peer{Name: "c", Reachable: true, WAL: 1000, Priority: 2}))
+	require.Empty(t, kinds(p), "equal priority: no fast-forward, the most advanced wins")
 }

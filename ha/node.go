@@ -668,6 +668,7 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 		if err != nil {
 			return err
 		}
+		up.NoSlot = a.FastForward
 		return n.startAction(ctx, "follow", func(ctx context.Context) error {
 			if err := n.pg.Follow(ctx, up); err != nil {
 				return err

@@ -246,7 +246,7 @@ func serverParams(cfg Config, l listenAddr, opts StartOptions, cd *ControlData, 
 			out = append(out, param{"primary_conninfo", conninfo(
 				"host", up.Host, "port", strconv.Itoa(up.Port), "user", user, "passfile", cfg.Pgpass,
 				"application_name", cfg.Name, "sslmode", "prefer")})
-			if cfg.UseSlots {
+			if cfg.UseSlots && !up.NoSlot {
 				out = append(out, param{"primary_slot_name", SlotName(cfg.Name)})
 			}
 		}

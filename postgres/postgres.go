@@ -93,6 +93,9 @@ type Upstream struct {
 	Name string
 	Host string
 	Port int
+	// NoSlot streams without primary_slot_name: for a short catch-up from another replica, which
+	// has no slot for this member (fast-forward before a promotion).
+	NoSlot bool
 }
 
 func (u Upstream) String() string {

@@ -563,3 +563,47 @@ func TestWatchdog(t *testing.T) {
 	waitFor(t, 60*time.Second, "failover to the member with a watchdog", waitPrimary2)
 	require.Equal(t, "replica", field(noDevice, "role"))
 }
+
+// TestFastForwardPreferredCandidate: the member with the highest failover_priority is behind
+// when the primary dies; instead of losing the race to the most advanced replica (or promoting
+// short of it), it streams the missing WAL from that replica first, then promotes.
+func TestFastForwardPreferredCandidate(t *testing.T) {
+	e := newCluster(t, 3, "bootstrap:\n  dcs:\n    maximum_lag_on_failover: 268435456\n")
+	require.NoError(t, e.c.Start())
+	p := e.waitHealthy(90 * time.Second)
+	seed(t, e.c, p)
+	reps := others(e.c, p)
+	pref, ahead := reps[0], reps[1]
+	// Give the preferred member its priority (SIGHUP re-reads the tags).
+	require.NoError(t, e.c.WriteConfig(pref, "tags:\n  failover_priority: 2\n"))
+	pref.Signal(syscall.SIGHUP)
+	waitFor(t, 10*time.Second, "priority published", func() error {
+		tags, _ := field(pref, "tags").(map[string]any)
+		if tags["failover_priority"] != float64(2) {
+			return fmt.Errorf("tags %v", tags)
+		}
+		return nil
+	})
+
+	// Freeze the preferred member's WAL receiver, then write more WAL than socket buffers hold.
+	ctx := context.Background()
+	s, err := pref.QueryString(ctx, "SELECT pid::text FROM pg_stat_wal_receiver")
+	require.NoError(t, err)
+	var wr int
+	_, err = fmt.Sscan(s, &wr)
+	require.NoError(t, err)
+	require.NoError(t, syscall.Kill(wr, syscall.SIGSTOP))
+	require.NoError(t, p.Exec(ctx, "CREATE TABLE big AS SELECT g AS id, repeat('x', 1000) AS pad FROM generate_series(1, 40000) g"))
+	insert(t, p, 2)
+	waitRow(t, ahead, 2)
+
+	p.KillNode()
+	require.NoError(t, syscall.Kill(wr, syscall.SIGCONT))
+	waitPrimary(t, e.c, pref, 60*time.Second)
+	waitRow(t, pref, 2)
+	n, err := pref.QueryString(ctx, "SELECT count(*)::text FROM big")
+	require.NoError(t, err)
+	require.Equal(t, "40000", n)
+	require.Contains(t, pref.Log(), "fast-forward")
+	require.Contains(t, ahead.Log(), "higher failover_priority")
+}
