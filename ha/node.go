@@ -216,7 +216,7 @@ func (n *Node) settings() Settings {
 		PrimaryRaceBackoff:  time.Duration(n.dyn.PrimaryRaceBackoff) * time.Second,
 		FailsafeMode:        n.dyn.FailsafeMode,
 		WatchdogRequired:    n.wd.Mode() == watchdog.Required,
-		TTL: ttl, LoopWait: lw, RetryTimeout: rt,
+		TTL:                 ttl, LoopWait: lw, RetryTimeout: rt,
 		MaximumLagOnFailover:      n.dyn.MaximumLagOnFailover,
 		CheckTimeline:             n.dyn.CheckTimeline,
 		UsePgRewind:               n.cfg.EffectiveUsePgRewind(n.dyn),

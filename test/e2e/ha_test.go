@@ -292,7 +292,7 @@ func TestPauseMode(t *testing.T) {
 	// Stopping the primary's tusker leaves postgres serving; nobody is promoted.
 	p.Signal(syscall.SIGTERM)
 	require.True(t, p.WaitExit(30*time.Second))
-	insert(t, p, 2) // postgres still accepts writes
+	insert(t, p, 2)             // postgres still accepts writes
 	time.Sleep(8 * time.Second) // longer than ttl: the leader key has expired
 	require.Equal(t, "replica", field(reps[0], "role"), "pause: no automatic promotion")
 
