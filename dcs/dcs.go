@@ -61,6 +61,8 @@ type DCS interface {
 
 	// SetTTL changes the lease duration for the following lease grants and renewals.
 	SetTTL(ttl time.Duration)
+	// SetRetryTimeout changes the bound on each following call.
+	SetRetryTimeout(d time.Duration)
 	// Changes is signalled (never blocking, coalesced) when the leader, failover or config key
 	// changes, so that the loop reacts at once instead of on its next tick.
 	Changes() <-chan struct{}

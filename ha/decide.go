@@ -45,6 +45,9 @@ type Local struct {
 	WALChangedAt time.Time
 	// WatchdogUsable: the watchdog device can be activated (always true unless mode is required).
 	WatchdogUsable bool
+	// HandedOver: this member stopped as the old primary of a switchover and has not started
+	// again since.
+	HandedOver bool
 }
 
 // Peer is what a member reported on GET /patroni while this node raced for leadership.
@@ -231,9 +234,15 @@ func Decide(v View) Plan {
 		return plan("DCS unreachable: keeping postgres as it is")
 	}
 
-	// Rule lost-leader-key: we thought we led, but the key says otherwise.
+	// Rule lost-leader-key: we thought we led, but the key says otherwise. A key that merely
+	// vanished (its lease ran out while failsafe mode kept this primary up, or it was deleted by
+	// hand) is taken back atomically: nobody else can hold it, and if somebody takes it first the
+	// acquisition fails and the next cycle fences.
 	if v.LeaseHeld && leader != v.Me {
 		if v.Local.Running && v.Local.Primary && !s.Pause {
+			if leader == "" {
+				return plan("leader key vanished while this primary held the lease: taking it back", act(AcquireLeader))
+			}
 			return plan(fmt.Sprintf("leader key lost to %q: stopping postgres", leader), act(Fence))
 		}
 	}
@@ -364,9 +373,10 @@ func decideStopped(v View, leader string, iAmLeader bool) Plan {
 	if c.Initialize == nil && leader == "" {
 		return plan("data directory present but no initialize key: claiming the cluster with it", act(ClaimInitialize))
 	}
-	if s.Pause {
-		// Rule pause-stopped: nothing is started while paused; a leader without a running
-		// postgres gives the lock up so that a manual failover can name somebody else.
+	if s.Pause && !(l.HandedOver && leader != "" && leader != v.Me) {
+		// Rule pause-stopped: nothing is started while paused (except a primary that handed over
+		// in a manual switchover: it rejoins the new leader); a leader without a running postgres
+		// gives the lock up so that a manual failover can name somebody else.
 		if iAmLeader {
 			return plan("pause: postgres is stopped; releasing the leader key, not starting it", act(ReleaseLeader))
 		}

@@ -88,6 +88,23 @@ func TestRuleDCSUnreachableReplicaChangesNothing(t *testing.T) {
 	require.Empty(t, Decide(v).Actions)
 }
 
+func TestRuleLostLeaderKeyVanishedIsTakenBack(t *testing.T) {
+	v := leaderView("a", runningPrimary(100))
+	v.Cluster.Leader = nil
+	p := Decide(v)
+	require.Equal(t, []Kind{AcquireLeader}, kinds(p), p.Reason)
+	v.Settings.Pause = true
+	require.NotContains(t, kinds(Decide(v)), Fence)
+}
+
+func TestRulePauseOldPrimaryOfASwitchoverRejoins(t *testing.T) {
+	v := view("a", cluster("b", member("b", "primary")), Local{DataDir: DataDirValid, SysID: "7300000000000000001", WasPrimary: true})
+	v.Settings.Pause = true
+	require.Empty(t, kinds(Decide(v)))
+	v.Local.HandedOver = true
+	require.Equal(t, []Kind{ProbeRewind}, kinds(Decide(v)))
+}
+
 func TestRuleLostLeaderKeyFencesRunningPrimary(t *testing.T) {
 	v := leaderView("a", runningPrimary(100))
 	v.Cluster = cluster("b", member("a", "primary"), member("b", "primary"))

@@ -29,7 +29,8 @@ func (n *Node) applyLocalChanges(ctx context.Context) {
 	if !busy && n.reloadReq.Swap(false) {
 		n.reloadPostgres(ctx, true)
 	}
-	if at := n.scheduledRestartAt(); !busy && !at.IsZero() && !time.Now().Before(at) {
+	// Scheduled actions wait while paused (Patroni runs none in maintenance mode).
+	if at := n.scheduledRestartAt(); !busy && !n.dyn.Pause && !at.IsZero() && !time.Now().Before(at) {
 		n.mu.Lock()
 		sr := n.restartAt
 		n.restartAt = nil
@@ -187,8 +188,16 @@ func (n *Node) activateWatchdog() error {
 	return n.wd.Activate(ttl)
 }
 
-// keepaliveWatchdog pings an active watchdog; it runs right after every lease renewal.
+// keepaliveWatchdog pings the watchdog right after every lease renewal. A leader running as
+// primary whose watchdog is not active (it took a free lock with postgres already primary, or
+// maintenance mode just ended) arms it here.
 func (n *Node) keepaliveWatchdog() {
+	if !n.wd.Active() && n.wd.Mode() != watchdog.Off && !n.dyn.Pause && n.pg.Running() && n.pgReady && !n.lastPG.InRecovery {
+		if err := n.activateWatchdog(); err != nil {
+			n.log.Error("the required watchdog cannot be armed on this primary", "err", err)
+		}
+		return
+	}
 	if err := n.wd.Keepalive(); err != nil {
 		n.log.Warn("watchdog keepalive failed", "err", err)
 	}

@@ -209,7 +209,9 @@ func (n *Node) restartNow(ctx context.Context, req RestartRequest, wait bool) Re
 	}
 	timeout := req.Timeout
 	if timeout <= 0 {
-		timeout = 2 * time.Duration(n.cfg.PostgreSQL.PgCtlTimeout) * time.Second
+		// Within the REST API's 60 s limit on a management request, so that the caller always
+		// gets an answer; the restart itself goes on.
+		timeout = min(2*time.Duration(n.cfg.PostgreSQL.PgCtlTimeout)*time.Second, 55*time.Second)
 	}
 	select {
 	case <-done:
@@ -254,8 +256,17 @@ func (n *Node) CancelRestart(context.Context) Result {
 	return res(http.StatusOK, "scheduled restart deleted")
 }
 
-// Reload implements Manager: the loop rewrites the configuration and reloads postgres.
+// Reload implements Manager, as SIGHUP: the local configuration is read again and postgres is
+// reloaded with it. A file that no longer loads keeps the running configuration (and says why).
 func (n *Node) Reload(context.Context) Result {
+	if n.reread != nil {
+		c, err := n.reread()
+		if err != nil {
+			return res(http.StatusServiceUnavailable, "reload failed: the configuration does not load: %v", err)
+		}
+		n.UpdateConfig(c)
+		return res(http.StatusAccepted, "reload scheduled")
+	}
 	n.reloadReq.Store(true)
 	n.Wake()
 	return res(http.StatusAccepted, "reload scheduled")

@@ -35,6 +35,9 @@ type Options struct {
 	Version string
 	// Prober asks other members for their state during a leader race (default: HTTP GET /patroni).
 	Prober Prober
+	// ReloadConfig re-reads the local configuration for POST /reload (as SIGHUP does); nil means
+	// POST /reload only reloads postgres.
+	ReloadConfig func() (*config.Config, error)
 }
 
 // errLostRace ends a plan when another member took the lock first.
@@ -48,6 +51,7 @@ type Node struct {
 	log     *slog.Logger
 	version string
 	prober  Prober
+	reread  func() (*config.Config, error)
 
 	status atomic.Pointer[Status]
 	wake   chan struct{}
@@ -94,6 +98,7 @@ type Node struct {
 	failsafeAt   time.Time // ... and when
 	failsafeOn   bool      // leader: failsafe confirmations are keeping it primary
 	restartAt    *ScheduledRestart
+	handedOver   bool // stopped as the old primary of a switchover, not started since
 	runCtx       context.Context // the loop's context, for actions started by management calls
 	upstream     string
 	diverged     map[string]bool // leader name -> rewind check result
@@ -110,7 +115,7 @@ func NewNode(o Options) *Node {
 		o.Prober = HTTPProber{}
 	}
 	c := o.Config
-	n := &Node{cfg: c, dcs: o.DCS, pg: o.PG, log: o.Logger, version: o.Version, prober: o.Prober,
+	n := &Node{cfg: c, dcs: o.DCS, pg: o.PG, log: o.Logger, version: o.Version, prober: o.Prober, reread: o.ReloadConfig,
 		wake: make(chan struct{}, 1), dyn: c.Bootstrap.DCS, name: c.Name, scope: c.Scope,
 		cfgUpdates: make(chan *config.Config, 1),
 		diverged:   map[string]bool{}, rewindFailed: map[string]bool{}}
@@ -292,11 +297,12 @@ func (n *Node) observe(ctx context.Context) View {
 	if n.failsafeFrom != "" && time.Since(n.failsafeAt) < ttl {
 		v.FailsafeLeader = n.failsafeFrom
 	}
-	upstream := n.upstream
+	upstream, handedOver := n.upstream, n.handedOver
 	n.mu.Unlock()
 
 	v.Local = n.observeLocal(ctx, rt, v.Cluster)
 	v.Local.Upstream = upstream
+	v.Local.HandedOver = handedOver && !v.Local.Running
 	v.Local.WatchdogUsable = n.watchdogUsable()
 	leader := v.Cluster.LeaderName()
 
@@ -336,7 +342,7 @@ func (n *Node) observe(ctx context.Context) View {
 	if !v.DCSOK && v.LeaseHeld && v.Settings.FailsafeMode && v.Local.Primary && n.lastCluster != nil {
 		start := time.Now()
 		req := FailsafeRequest{Name: n.cfg.Name, ConnURL: n.connURL(), APIURL: n.apiURL()}
-		if n.confirmFailsafe(ctx, n.lastCluster.Failsafe, req, rt) {
+		if n.confirmFailsafe(ctx, n.lastCluster.Failsafe, req, n.cfg.RestAPI.Authentication, rt) {
 			v.FailsafeConfirmed = true
 			// Every member accepted at or after start and will not race before start+ttl: the
 			// lease is as good as renewed from start.
@@ -373,6 +379,9 @@ func (n *Node) applyDynamic(cl *dcs.Cluster) {
 	}
 	if d.TTL != n.dyn.TTL {
 		n.dcs.SetTTL(time.Duration(d.TTL) * time.Second)
+	}
+	if d.RetryTimeout != n.dyn.RetryTimeout {
+		n.dcs.SetRetryTimeout(time.Duration(d.RetryTimeout) * time.Second)
 	}
 	switch {
 	case d.Pause && !n.dyn.Pause:
@@ -745,6 +754,9 @@ func (n *Node) startReplica(ctx context.Context, up *postgres.Upstream) error {
 	if err := n.pg.Start(ctx, postgres.StartOptions{Role: postgres.Replica, Upstream: up}); err != nil {
 		return err
 	}
+	n.mu.Lock()
+	n.handedOver = false
+	n.mu.Unlock()
 	if up != nil {
 		n.setUpstream(up.Name)
 	} else {
@@ -972,6 +984,7 @@ func (n *Node) handover(ctx context.Context, target string) error {
 	n.mu.Lock()
 	// Stay down until the new leader is known (Decide's crash-handover rule), then rejoin.
 	n.raceBackoff = time.Now().Add(ttl)
+	n.handedOver = true
 	n.mu.Unlock()
 
 	final := int64(0)

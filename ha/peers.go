@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tusker-ha/tusker/config"
 	"github.com/tusker-ha/tusker/dcs"
 )
 
@@ -118,7 +119,7 @@ func memberURL(apiURL, endpoint string) string {
 }
 
 // postFailsafe sends the primary's POST /failsafe to one member and returns the LSN it reports.
-func postFailsafe(ctx context.Context, apiURL string, req FailsafeRequest) (int64, error) {
+func postFailsafe(ctx context.Context, apiURL string, req FailsafeRequest, auth *config.Auth) (int64, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return 0, fmt.Errorf("encoding the failsafe request: %w", err)
@@ -129,6 +130,11 @@ func postFailsafe(ctx context.Context, apiURL string, req FailsafeRequest) (int6
 		return 0, fmt.Errorf("POST %s: %w", url, err)
 	}
 	hr.Header.Set("Content-Type", "application/json")
+	if auth != nil && auth.Username != "" {
+		// The members check restapi.authentication on POST /failsafe like on any other change;
+		// the cluster shares one restapi configuration.
+		hr.SetBasicAuth(auth.Username, auth.Password)
+	}
 	resp, err := probeClient.Do(hr)
 	if err != nil {
 		return 0, fmt.Errorf("POST %s: %w", url, err)
@@ -143,8 +149,14 @@ func postFailsafe(ctx context.Context, apiURL string, req FailsafeRequest) (int6
 }
 
 // confirmFailsafe asks every member of the failsafe key but this one to accept it as the
-// primary, in parallel, with one retry each. It reports whether all of them accepted.
-func (n *Node) confirmFailsafe(ctx context.Context, members map[string]string, req FailsafeRequest, retry time.Duration) bool {
+// primary, in parallel, with one retry each. It reports whether all of them accepted; a key that
+// does not list this member confirms nothing.
+func (n *Node) confirmFailsafe(ctx context.Context, members map[string]string, req FailsafeRequest, auth *config.Auth, retry time.Duration) bool {
+	if _, ok := members[req.Name]; !ok {
+		// No failsafe key, or one without this member: nothing vouches for this primary (a key
+		// listing only this member is a one-member cluster, which stays primary).
+		return false
+	}
 	ctx, cancel := context.WithTimeout(ctx, 2*probeTimeout(retry))
 	defer cancel()
 	var wg sync.WaitGroup
@@ -159,7 +171,7 @@ func (n *Node) confirmFailsafe(ctx context.Context, members map[string]string, r
 			var err error
 			for try := 0; try < 2; try++ {
 				tctx, tcancel := context.WithTimeout(ctx, probeTimeout(retry))
-				_, err = postFailsafe(tctx, api, req)
+				_, err = postFailsafe(tctx, api, req, auth)
 				tcancel()
 				if err == nil {
 					return

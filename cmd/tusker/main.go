@@ -145,7 +145,8 @@ func daemon(cfg *config.Config, path string) int {
 	}
 	defer pg.Close()
 
-	node := ha.NewNode(ha.Options{Config: cfg, DCS: store, PG: pg, Logger: log, Version: version})
+	node := ha.NewNode(ha.Options{Config: cfg, DCS: store, PG: pg, Logger: log, Version: version,
+		ReloadConfig: func() (*config.Config, error) { return config.Load(path) }})
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

@@ -126,8 +126,18 @@ func (b *Backend) SetTTL(ttl time.Duration) {
 	b.mu.Unlock()
 }
 
+// SetRetryTimeout changes the bound on every following call (retry_timeout changed in /config).
+func (b *Backend) SetRetryTimeout(d time.Duration) {
+	b.mu.Lock()
+	b.retry = d
+	b.mu.Unlock()
+}
+
 func (b *Backend) call(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, b.retry)
+	b.mu.Lock()
+	d := b.retry
+	b.mu.Unlock()
+	return context.WithTimeout(ctx, d)
 }
 
 // wrap maps client errors onto dcs sentinels and names the operation and the store.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/tusker-ha/tusker/test/harness"
 )
@@ -309,10 +310,16 @@ func TestPauseMode(t *testing.T) {
 		return nil
 	})
 
+	// A manual switchover to a named candidate works while paused, and the old primary rejoins.
+	code, msg = call(t, p, "POST", "/switchover", map[string]any{"leader": p.Name, "candidate": reps[0].Name})
+	require.Equal(t, 200, code, msg)
+	insert(t, reps[0], 3)
+	waitRow(t, p, 3)
+
 	// Resume: the stopped replica's postgres is started again.
 	code, msg = call(t, p, "PATCH", "/config", map[string]any{"pause": nil})
 	require.Equal(t, 200, code, msg)
-	waitRow(t, reps[1], 2)
+	waitRow(t, reps[1], 3)
 	require.NotEqual(t, true, field(reps[1], "pause"))
 }
 
@@ -417,15 +424,45 @@ func TestRestartReloadAndDynamicConfig(t *testing.T) {
 		return nil
 	})
 
+	// Timing changes take effect without restarting tusker: the leader key moves to a lease of
+	// the new ttl.
+	code, body = call(t, p, "PATCH", "/config", map[string]any{"ttl": 12, "loop_wait": 2, "retry_timeout": 3})
+	require.Equal(t, 200, code, body)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{e.etcd.Endpoint}, DialTimeout: 2 * time.Second})
+	require.NoError(t, err)
+	defer cli.Close()
+	waitFor(t, 15*time.Second, "leader lease of the new ttl", func() error {
+		resp, err := cli.Get(ctx, "/service/e2e/leader")
+		if err != nil || len(resp.Kvs) == 0 {
+			return fmt.Errorf("no leader key: %v", err)
+		}
+		ttl, err := cli.TimeToLive(ctx, clientv3.LeaseID(resp.Kvs[0].Lease))
+		if err != nil {
+			return err
+		}
+		if ttl.GrantedTTL != 12 {
+			return fmt.Errorf("lease granted for %d s", ttl.GrantedTTL)
+		}
+		return nil
+	})
+
 	// POST /reload and SIGHUP: a local parameter (which wins over the dynamic one) is re-read.
+	p.PGExtra = "  parameters:\n    work_mem: 9MB\n"
+	require.NoError(t, e.c.WriteConfig(p, ""))
 	code, body = call(t, p, "POST", "/reload", nil)
 	require.Equal(t, 202, code, body)
 	require.Equal(t, "reload scheduled", body)
-	p.PGExtra = "  parameters:\n    work_mem: 9MB\n"
+	waitFor(t, 15*time.Second, "work_mem after POST /reload", func() error {
+		if v := show(p, "work_mem"); v != "9MB" {
+			return fmt.Errorf("work_mem %s", v)
+		}
+		return nil
+	})
+	p.PGExtra = "  parameters:\n    work_mem: 11MB\n"
 	require.NoError(t, e.c.WriteConfig(p, ""))
 	p.Signal(syscall.SIGHUP)
 	waitFor(t, 15*time.Second, "work_mem after SIGHUP", func() error {
-		if v := show(p, "work_mem"); v != "9MB" {
+		if v := show(p, "work_mem"); v != "11MB" {
 			return fmt.Errorf("work_mem %s", v)
 		}
 		return nil
