@@ -98,7 +98,7 @@ type Node struct {
 	failsafeAt   time.Time // ... and when
 	failsafeOn   bool      // leader: failsafe confirmations are keeping it primary
 	restartAt    *ScheduledRestart
-	handedOver   bool // stopped as the old primary of a switchover, not started since
+	handedOver   bool            // stopped as the old primary of a switchover, not started since
 	runCtx       context.Context // the loop's context, for actions started by management calls
 	upstream     string
 	diverged     map[string]bool // leader name -> rewind check result
