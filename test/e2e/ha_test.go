@@ -203,8 +203,16 @@ func TestSwitchoverFailoverAndCallbacks(t *testing.T) {
 
 // TestCrashedPostgresUnderALiveTusker: postgres dies, tusker restarts it; with
 // primary_start_timeout 0 the primary hands over at once instead.
+//
+// Every callback hangs (sleep 1000) and pre_promote takes a second: neither may hold up the loop,
+// the lease or a failover.
 func TestCrashedPostgresUnderALiveTusker(t *testing.T) {
 	e := newCluster(t, 3, "")
+	for _, n := range e.c.Nodes {
+		n.PGExtra = "  callbacks:\n    on_start: sh -c 'sleep 1000'\n    on_role_change: sh -c 'sleep 1000'\n" +
+			"    on_stop: sh -c 'sleep 1000'\n  pre_promote: sh -c 'sleep 1'\n"
+		require.NoError(t, e.c.WriteConfig(n, ""))
+	}
 	require.NoError(t, e.c.Start())
 	p := e.waitHealthy(90 * time.Second)
 	seed(t, e.c, p)
