@@ -911,13 +911,7 @@ func (n *Node) promote(ctx context.Context) error {
 	// The other members reconnect at once; their slots must be there when they do (otherwise
 	// each waits wal_retrieve_retry_interval before trying again).
 	if n.dyn.PostgreSQL.UseSlots && n.lastCluster != nil {
-		var want []string
-		for _, m := range n.lastCluster.Members {
-			if m.Name != n.cfg.Name {
-				want = append(want, postgres.SlotName(m.Name))
-			}
-		}
-		if err := n.pg.EnsureSlots(ctx, want); err != nil {
+		if err := n.pg.EnsureSlots(ctx, n.memberSlots(n.lastCluster)); err != nil {
 			n.log.Warn("creating replication slots after promotion failed", "err", err)
 		}
 	}
@@ -1122,7 +1116,7 @@ func (n *Node) publish(v View, p Plan) {
 		ConnURL: n.connURL(),
 		APIURL:  n.apiURL(),
 		State:   st.State, Role: st.Role, Version: n.version, Timeline: v.Local.Timeline,
-		Tags: st.Tags, CheckpointAfterPromote: checkpointed,
+		Tags: st.Tags, CheckpointAfterPromote: checkpointed, Pause: n.dyn.Pause,
 	}
 	if len(md.Tags) == 0 {
 		md.Tags = nil
@@ -1198,15 +1192,20 @@ func (n *Node) leaderHousekeeping(ctx context.Context, v View) {
 	if !n.dyn.PostgreSQL.UseSlots {
 		return
 	}
+	if err := n.pg.EnsureSlots(ctx, n.memberSlots(v.Cluster)); err != nil {
+		n.log.Warn("managing replication slots failed", "err", err)
+	}
+}
+
+// memberSlots names the replication slot of every other member.
+func (n *Node) memberSlots(c *dcs.Cluster) []string {
 	var want []string
-	for _, m := range v.Cluster.Members {
+	for _, m := range c.Members {
 		if m.Name != n.cfg.Name {
 			want = append(want, postgres.SlotName(m.Name))
 		}
 	}
-	if err := n.pg.EnsureSlots(ctx, want); err != nil {
-		n.log.Warn("managing replication slots failed", "err", err)
-	}
+	return want
 }
 
 // maintainFailsafe keeps the failsafe key listing every member (failsafe_mode) or removes it.

@@ -200,20 +200,7 @@ func writeJSON(w http.ResponseWriter, code int, body []byte, length []string) {
 }
 
 func writeText(w http.ResponseWriter, r *http.Request, code int, msg string, allow []string) {
-	h := w.Header()
-	h["Server"] = hdrServer
-	if allow != nil {
-		h["Allow"] = allow
-	}
-	if r.Method == http.MethodHead || r.Method == http.MethodOptions {
-		h["Content-Length"] = hdrZero
-		w.WriteHeader(code)
-		return
-	}
-	h["Content-Type"] = hdrText
-	h["X-Content-Type-Options"] = []string{"nosniff"}
-	w.WriteHeader(code)
-	_, _ = w.Write([]byte(msg + "\n"))
+	writeMessage(w, r, code, msg+"\n", allow)
 }
 
 // healthCode is Patroni's generic health check (api.py do_GET) answered from the Status.
