@@ -65,6 +65,7 @@ type Node struct {
 
 	// Loop-owned state (only the loop goroutine touches these).
 	dyn         config.Dynamic
+	dynVersion  int64 // version of the config key last applied (or rejected)
 	lastCluster *dcs.Cluster
 	lastSeen    time.Time
 	lastReason  string
@@ -365,9 +366,10 @@ func (n *Node) apiURL() string  { return "http://" + n.cfg.RestAPI.ConnectAddres
 
 // applyDynamic adopts the dynamic configuration from the config key when it parses and is valid.
 func (n *Node) applyDynamic(cl *dcs.Cluster) {
-	if cl.Config == nil {
-		return
+	if cl.Config == nil || cl.Config.Version == n.dynVersion {
+		return // unchanged since the last read: applied, or already reported as invalid
 	}
+	n.dynVersion = cl.Config.Version
 	d, err := config.ParseDynamic(cl.Config.Value)
 	if err != nil {
 		n.log.Warn("ignoring the config key: it does not parse", "err", err)
@@ -393,7 +395,10 @@ func (n *Node) applyDynamic(cl *dcs.Cluster) {
 		n.forgetRejoin()
 	}
 	n.dyn = d
-	if n.adopted {
+	n.log.Info("dynamic configuration applied", "version", cl.Config.Version,
+		"ttl", d.TTL, "loop_wait", d.LoopWait, "retry_timeout", d.RetryTimeout,
+		"primary_start_timeout", d.PrimaryStartTimeout, "pause", d.Pause, "failsafe_mode", d.FailsafeMode)
+	if n.adopted && n.currentAction() == "" {
 		n.reloadPostgres(context.Background(), false)
 	}
 }
