@@ -154,13 +154,16 @@ func (n *Node) CancelSwitchover(ctx context.Context) Result {
 func (n *Node) Restart(ctx context.Context, req RestartRequest) Result {
 	if !req.Schedule.IsZero() {
 		n.mu.Lock()
-		defer n.mu.Unlock()
-		if n.restartAt != nil {
+		taken := n.restartAt != nil
+		if !taken {
+			n.restartAt = &ScheduledRestart{Schedule: req.Schedule, Role: req.Role,
+				PostgresVersion: req.PostgresVersion, RestartPending: req.RestartPending}
+		}
+		n.mu.Unlock()
+		if taken {
 			return res(http.StatusConflict, "Another restart is already scheduled")
 		}
-		n.restartAt = &ScheduledRestart{Schedule: req.Schedule, Role: req.Role,
-			PostgresVersion: req.PostgresVersion, RestartPending: req.RestartPending}
-		go n.Wake()
+		n.Wake() // the loop shortens its wait to the scheduled time
 		return res(http.StatusAccepted, "Restart scheduled")
 	}
 	return n.restartNow(ctx, req, true)
