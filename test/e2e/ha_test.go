@@ -650,3 +650,33 @@ func TestFastForwardPreferredCandidate(t *testing.T) {
 	require.Contains(t, pref.Log(), "fast-forward")
 	require.Contains(t, ahead.Log(), "higher failover_priority")
 }
+
+// TestPrePromoteRefusal: a pre_promote that exits non-zero blocks the promotion; the candidate
+// releases the lock and another member takes over instead.
+func TestPrePromoteRefusal(t *testing.T) {
+	e := newCluster(t, 3, "")
+	require.NoError(t, e.c.Start())
+	p := e.waitHealthy(90 * time.Second)
+	seed(t, e.c, p)
+	refuser := others(e.c, p)[0]
+	refuser.PGExtra = "  pre_promote: sh -c 'echo fencing refused; exit 3'\n"
+	require.NoError(t, e.c.WriteConfig(refuser, ""))
+	refuser.Signal(syscall.SIGHUP)
+	waitFor(t, 10*time.Second, "configuration re-read", func() error {
+		if !strings.Contains(refuser.Log(), "configuration reloaded") {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+
+	code, msg := call(t, p, "POST", "/switchover", map[string]any{"leader": p.Name, "candidate": refuser.Name})
+	require.Equal(t, 200, code, msg)
+	require.Contains(t, msg, fmt.Sprintf("instead of %q", refuser.Name))
+	require.Contains(t, refuser.Log(), "promotion refused, leader key released")
+	require.Contains(t, refuser.Log(), "fencing refused")
+	np, err := e.c.Primary(context.Background())
+	require.NoError(t, err)
+	require.NotEqual(t, refuser, np)
+	insert(t, np, 2)
+	waitRow(t, refuser, 2)
+}
