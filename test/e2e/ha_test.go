@@ -680,3 +680,25 @@ func TestPrePromoteRefusal(t *testing.T) {
 	insert(t, np, 2)
 	waitRow(t, refuser, 2)
 }
+
+// TestPrimaryRaceBackoff: replicas do not race until their WAL position has stood still for
+// primary_race_backoff, then fail over as usual.
+func TestPrimaryRaceBackoff(t *testing.T) {
+	e := newCluster(t, 3, "bootstrap:\n  dcs:\n    primary_race_backoff: 12\n")
+	require.NoError(t, e.c.Start())
+	p := e.waitHealthy(90 * time.Second)
+	seed(t, e.c, p)
+	p.KillNode()
+	var np *harness.Node
+	waitFor(t, 60*time.Second, "a new primary", func() error {
+		var err error
+		np, err = e.c.Primary(context.Background())
+		if err == nil && np == p {
+			return fmt.Errorf("still the old primary")
+		}
+		return err
+	})
+	waitRow(t, np, 1)
+	require.Contains(t, np.Log(), "WAL position still advancing (primary_race_backoff)",
+		"the winner waited for its WAL to settle before racing")
+}
