@@ -96,9 +96,8 @@ type View struct {
 	LeaseExpiry time.Time
 
 	Local Local
-	// Action is the long action in progress ("" for none), started at ActionSince.
-	Action      string
-	ActionSince time.Time
+	// Action is the long action in progress ("" for none).
+	Action string
 
 	// RaceBackoffUntil: this member does not race for the lock before then (after a failed
 	// pre_promote, or after it released the lock because its postgres crashed).

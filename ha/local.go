@@ -28,9 +28,6 @@ func (n *Node) applyLocalChanges(ctx context.Context) {
 	}
 	if !busy && n.reloadReq.Swap(false) {
 		n.reloadPostgres(ctx, true)
-	} else if !busy && n.adopted {
-		// Dynamic parameters or pg_hba changed (or were first read after start): apply them.
-		n.reloadPostgres(ctx, false)
 	}
 	// Scheduled actions wait while paused (Patroni runs none in maintenance mode).
 	if at := n.scheduledRestartAt(); !busy && !n.dyn.Pause && !at.IsZero() && !time.Now().Before(at) {

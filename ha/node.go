@@ -90,7 +90,6 @@ type Node struct {
 	fenceTimer   *time.Timer
 	fenceGen     uint64
 	action       string
-	actionSince  time.Time
 	actionCancel context.CancelFunc
 	actionDone   chan struct{}
 	actionErr    error // how the last action ended
@@ -237,6 +236,10 @@ func (n *Node) settings() Settings {
 func (n *Node) cycle(ctx context.Context) (Plan, View) {
 	n.applyLocalChanges(ctx)
 	view := n.observe(ctx)
+	if n.adopted && view.Action == "" {
+		// Dynamic parameters or pg_hba changed (or were first read after start): apply them.
+		n.reloadPostgres(ctx, false)
+	}
 	plan := Decide(view)
 	if plan.Reason != n.lastReason {
 		n.log.Info(plan.Reason, "actions", fmt.Sprint(kindsOf(plan)))
@@ -293,7 +296,7 @@ func (n *Node) observe(ctx context.Context) View {
 	ttl, _, _ := n.dyn.TimingDurations()
 	n.mu.Lock()
 	v.LeaseHeld, v.LeaseExpiry = n.leaseHeld, n.leaseExpiry
-	v.Action, v.ActionSince = n.action, n.actionSince
+	v.Action = n.action
 	v.RaceBackoffUntil = n.raceBackoff
 	if n.failsafeFrom != "" && time.Since(n.failsafeAt) < ttl {
 		v.FailsafeLeader = n.failsafeFrom
@@ -398,9 +401,6 @@ func (n *Node) applyDynamic(cl *dcs.Cluster) {
 	n.log.Info("dynamic configuration applied", "version", cl.Config.Version,
 		"ttl", d.TTL, "loop_wait", d.LoopWait, "retry_timeout", d.RetryTimeout,
 		"primary_start_timeout", d.PrimaryStartTimeout, "pause", d.Pause, "failsafe_mode", d.FailsafeMode)
-	if n.adopted && n.currentAction() == "" {
-		n.reloadPostgres(context.Background(), false)
-	}
 }
 
 func (n *Node) observeLocal(ctx context.Context, rt time.Duration, cl *dcs.Cluster) Local {
@@ -786,7 +786,7 @@ func (n *Node) startAction(ctx context.Context, name string, fn func(context.Con
 	}
 	actx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	n.action, n.actionSince, n.actionCancel, n.actionDone = name, time.Now(), cancel, done
+	n.action, n.actionCancel, n.actionDone = name, cancel, done
 	n.mu.Unlock()
 	go func() {
 		defer close(done)

@@ -85,6 +85,21 @@ func waitPrimary(t *testing.T, c *harness.Cluster, want *harness.Node, timeout t
 	})
 }
 
+// waitNewPrimary waits until a member other than old is the primary and returns it.
+func waitNewPrimary(t *testing.T, c *harness.Cluster, old *harness.Node, timeout time.Duration) *harness.Node {
+	t.Helper()
+	var np *harness.Node
+	waitFor(t, timeout, "a primary other than "+old.Name, func() error {
+		var err error
+		np, err = c.Primary(context.Background())
+		if err == nil && np == old {
+			return fmt.Errorf("still %s", old.Name)
+		}
+		return err
+	})
+	return np
+}
+
 // callbackScript writes a callback that appends its arguments to dir/callbacks.log.
 func callbackScript(t *testing.T, dir string) (script, log string) {
 	t.Helper()
@@ -175,16 +190,7 @@ func TestSwitchoverFailoverAndCallbacks(t *testing.T) {
 		waitRow(t, n, 4)
 	}
 	cand.KillNode()
-	ctx := context.Background()
-	var np *harness.Node
-	waitFor(t, 60*time.Second, "a new primary", func() error {
-		var err error
-		np, err = e.c.Primary(ctx)
-		if err == nil && np == cand {
-			return fmt.Errorf("still the old primary")
-		}
-		return err
-	})
+	np := waitNewPrimary(t, e.c, cand, 60*time.Second)
 	waitRow(t, np, 4)
 	waitFor(t, 10*time.Second, "on_role_change callback", func() error {
 		if !strings.Contains(readFile(logs[np.Name]), "on_role_change primary e2e") {
@@ -249,15 +255,7 @@ func TestCrashedPostgresUnderALiveTusker(t *testing.T) {
 	})
 	start := time.Now()
 	p.KillPostgres()
-	var np *harness.Node
-	waitFor(t, 30*time.Second, "a new primary", func() error {
-		var err error
-		np, err = e.c.Primary(context.Background())
-		if err == nil && np == p {
-			return fmt.Errorf("still %s", p.Name)
-		}
-		return err
-	})
+	np := waitNewPrimary(t, e.c, p, 30*time.Second)
 	t.Logf("failover after a postgres crash with primary_start_timeout 0: %s", time.Since(start))
 	require.Contains(t, p.Log(), "primary_start_timeout is 0s: releasing the lock")
 	waitRow(t, np, 3)
@@ -689,15 +687,7 @@ func TestPrimaryRaceBackoff(t *testing.T) {
 	p := e.waitHealthy(90 * time.Second)
 	seed(t, e.c, p)
 	p.KillNode()
-	var np *harness.Node
-	waitFor(t, 60*time.Second, "a new primary", func() error {
-		var err error
-		np, err = e.c.Primary(context.Background())
-		if err == nil && np == p {
-			return fmt.Errorf("still the old primary")
-		}
-		return err
-	})
+	np := waitNewPrimary(t, e.c, p, 60*time.Second)
 	waitRow(t, np, 1)
 	require.Contains(t, np.Log(), "WAL position still advancing (primary_race_backoff)",
 		"the winner waited for its WAL to settle before racing")
