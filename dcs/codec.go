@@ -123,7 +123,7 @@ func ParseFailover(b []byte) (*Failover, error) {
 		if !ok {
 			return nil, fmt.Errorf("failover value %q is neither JSON nor leader:candidate", b)
 		}
-		return &Failover{Leader: leader, Member: member}, nil
+		return namesSomebody(&Failover{Leader: leader, Member: member}, b)
 	}
 	var raw struct {
 		Leader      string `json:"leader"`
@@ -140,6 +140,15 @@ func ParseFailover(b []byte) (*Failover, error) {
 			return nil, fmt.Errorf("failover scheduled_at %q: %w", raw.ScheduledAt, err)
 		}
 		f.ScheduledAt = &t
+	}
+	return namesSomebody(f, b)
+}
+
+// namesSomebody rejects a request that names neither a leader nor a candidate ("{}", ":"): read
+// as valid, it would ask the leader to hand over to whichever member it picks.
+func namesSomebody(f *Failover, b []byte) (*Failover, error) {
+	if strings.TrimSpace(f.Leader) == "" && strings.TrimSpace(f.Member) == "" {
+		return nil, fmt.Errorf("failover value %q names neither a leader nor a candidate", b)
 	}
 	return f, nil
 }

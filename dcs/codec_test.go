@@ -65,6 +65,15 @@ func TestDecodeRejectsMalformedLeaderStatusHistoryFailover(t *testing.T) {
 	require.Len(t, c.Invalid, 5)
 }
 
+func TestFailoverNamingNobodyIsInvalid(t *testing.T) {
+	for _, v := range []string{`{}`, `{"scheduled_at":"2026-11-21T12:00:00+00:00"}`, `:`, ` : `} {
+		f, err := ParseFailover([]byte(v))
+		require.Error(t, err, v)
+		require.Contains(t, err.Error(), "names neither a leader nor a candidate")
+		require.Nil(t, f)
+	}
+}
+
 func TestFailoverForms(t *testing.T) {
 	f, err := ParseFailover([]byte("n1:n2"))
 	require.NoError(t, err)
