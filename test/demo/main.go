@@ -66,16 +66,25 @@ func run(tusker, base string) error {
 			n.Name, n.APIURL(), n.PGPort, harness.SuperuserPassword, n.LogPath)
 	}
 	p, _ := c.Primary(ctx)
+	var other *harness.Node
+	for _, n := range c.Nodes {
+		if n != p {
+			other = n
+			break
+		}
+	}
 	fmt.Printf(`
 Try:
   curl -s %[1]s/patroni | python3 -m json.tool      # the member's status
   curl -s -o /dev/null -w '%%{http_code}\n' %[1]s/primary   # 200 on the primary, 503 elsewhere
   curl -s %[1]s/cluster | python3 -m json.tool      # all members
   bin/tuskerctl -c %[2]s list
+  curl -s -XPOST %[1]s/switchover -d '{"leader":"%[5]s","candidate":"%[6]s"}'   # planned switchover
+  curl -s -XPATCH %[1]s/config -d '{"pause":true}'   # maintenance mode ({"pause":null} ends it)
   kill -9 %[3]d $(head -1 %[4]s)   # kill the primary's tusker and postgres: watch the failover below
 Ctrl-C stops everything.
 
-`, p.APIURL(), p.ConfigPath, p.PID(), filepath.Join(p.DataDir, "postmaster.pid"))
+`, p.APIURL(), p.ConfigPath, p.PID(), filepath.Join(p.DataDir, "postmaster.pid"), p.Name, other.Name)
 	last := ""
 	for {
 		select {
