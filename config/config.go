@@ -12,6 +12,7 @@ type Config struct {
 
 	Log        Log        `yaml:"log"`
 	RestAPI    RestAPI    `yaml:"restapi"`
+	Ctl        Ctl        `yaml:"ctl"`
 	Etcd3      *Etcd      `yaml:"etcd3"` // "etcd" is accepted as etcd v3 too and lands here
 	Bootstrap  Bootstrap  `yaml:"bootstrap"`
 	PostgreSQL PostgreSQL `yaml:"postgresql"`
@@ -46,6 +47,38 @@ type RestAPI struct {
 	Listen         string `yaml:"listen"`          // host:port, required
 	ConnectAddress string `yaml:"connect_address"` // host:port, required; published in api_url
 	Authentication *Auth  `yaml:"authentication"`
+
+	// TLS: with CertFile (and KeyFile, default CertFile) the API serves HTTPS. CAFile verifies
+	// client certificates as VerifyClient asks ("none", the default, "optional": required on
+	// unsafe methods, "required": on every request). Ciphers is an OpenSSL-style cipher list
+	// restricting the TLS 1.2 suites.
+	CertFile        string `yaml:"certfile"`
+	KeyFile         string `yaml:"keyfile"`
+	KeyFilePassword string `yaml:"keyfile_password"`
+	CAFile          string `yaml:"cafile"`
+	Ciphers         string `yaml:"ciphers"`
+	VerifyClient    string `yaml:"verify_client"`
+
+	// Allowlist restricts the unsafe (management) requests to these hosts, IPs or CIDRs;
+	// AllowlistIncludeMembers adds the hosts of the members' api_url.
+	Allowlist               []string `yaml:"allowlist"`
+	AllowlistIncludeMembers bool     `yaml:"allowlist_include_members"`
+
+	HTTPExtraHeaders  map[string]string `yaml:"http_extra_headers"`
+	HTTPSExtraHeaders map[string]string `yaml:"https_extra_headers"` // added with TLS only
+	// ServerTokens is the Server header: "Original" (Patroni's default; tusker sends "tusker"
+	// without a version there too), "Minimal" ("tusker/<version>") or "ProductOnly" ("tusker").
+	ServerTokens string `yaml:"server_tokens"`
+}
+
+// Ctl is the "ctl" section: how tuskerctl (and patronictl) reach the members' REST APIs.
+type Ctl struct {
+	Insecure        bool   `yaml:"insecure"` // do not verify the server certificates
+	CACert          string `yaml:"cacert"`
+	CertFile        string `yaml:"certfile"`
+	KeyFile         string `yaml:"keyfile"`
+	KeyFilePassword string `yaml:"keyfile_password"`
+	Authentication  *Auth  `yaml:"authentication"`
 }
 
 // Auth is a username/password pair.

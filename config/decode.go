@@ -304,6 +304,7 @@ func decodeConfig(d *decoder, root *node) *Config {
 		"name":       d.setStr(&c.Name, "a string"),
 		"log":        func(p string, v *node) { d.log(p, v, &c.Log) },
 		"restapi":    func(p string, v *node) { d.restapi(p, v, &c.RestAPI) },
+		"ctl":        func(p string, v *node) { d.ctl(p, v, &c.Ctl) },
 		"postgresql": func(p string, v *node) { d.postgresql(p, v, &c.PostgreSQL) },
 		"tags":       func(p string, v *node) { c.Tags = d.tags(p, v) },
 		"watchdog":   func(p string, v *node) { d.watchdog(p, v, &c.Watchdog) },
@@ -350,17 +351,80 @@ func (d *decoder) log(path string, n *node, l *Log) {
 }
 
 func (d *decoder) restapi(path string, n *node, r *RestAPI) {
+	const file = "a string (a file path)"
 	d.fields(path, n, map[string]func(string, *node){
-		"listen":          d.setStr(&r.Listen, wantHostPort),
-		"connect_address": d.setStr(&r.ConnectAddress, wantHostPort),
-		"authentication": func(p string, v *node) {
-			if v.kind == nullNode {
-				return
+		"listen":           d.setStr(&r.Listen, wantHostPort),
+		"connect_address":  d.setStr(&r.ConnectAddress, wantHostPort),
+		"authentication":   d.optAuth(&r.Authentication),
+		"certfile":         d.setStr(&r.CertFile, file),
+		"keyfile":          d.setStr(&r.KeyFile, file),
+		"keyfile_password": d.setStr(&r.KeyFilePassword, "a string"),
+		"cafile":           d.setStr(&r.CAFile, file),
+		"ciphers":          d.setStr(&r.Ciphers, "a string (an OpenSSL cipher list)"),
+		"verify_client": func(p string, v *node) {
+			if s, ok := d.str(p, v, "none, optional or required"); ok {
+				r.VerifyClient = strings.ToLower(strings.TrimSpace(s))
 			}
-			a := d.auth(p, v)
-			r.Authentication = &a
 		},
+		"allowlist": func(p string, v *node) {
+			r.Allowlist = d.commaList(p, v, "a list of hosts, IPs or CIDRs")
+		},
+		"allowlist_include_members": d.setBool(&r.AllowlistIncludeMembers),
+		"http_extra_headers":        func(p string, v *node) { r.HTTPExtraHeaders = d.stringMap(p, v) },
+		"https_extra_headers":       func(p string, v *node) { r.HTTPSExtraHeaders = d.stringMap(p, v) },
+		"server_tokens":             d.setStr(&r.ServerTokens, "Original, Minimal or ProductOnly"),
 	})
+}
+
+func (d *decoder) ctl(path string, n *node, c *Ctl) {
+	const file = "a string (a file path)"
+	d.fields(path, n, map[string]func(string, *node){
+		"insecure":         d.setBool(&c.Insecure),
+		"cacert":           d.setStr(&c.CACert, file),
+		"certfile":         d.setStr(&c.CertFile, file),
+		"keyfile":          d.setStr(&c.KeyFile, file),
+		"keyfile_password": d.setStr(&c.KeyFilePassword, "a string"),
+		"authentication":   d.optAuth(&c.Authentication),
+	})
+}
+
+func (d *decoder) optAuth(dst **Auth) func(string, *node) {
+	return func(p string, v *node) {
+		if v.kind == nullNode {
+			return
+		}
+		a := d.auth(p, v)
+		*dst = &a
+	}
+}
+
+// commaList reads a list of strings or one comma-separated string.
+func (d *decoder) commaList(path string, n *node, want string) []string {
+	if n.kind == scalarNode {
+		d.track(path, n)
+		return splitComma(n.text)
+	}
+	return d.stringList(path, n, want)
+}
+
+// stringMap reads a map of scalar values as strings (HTTP header names to values).
+func (d *decoder) stringMap(path string, n *node) map[string]string {
+	d.track(path, n)
+	switch n.kind {
+	case nullNode:
+		return nil
+	case mapNode:
+	default:
+		d.problem(path, n, "expected a map of names to values, got %s", describe(n))
+		return nil
+	}
+	out := make(map[string]string, len(n.keys))
+	for _, k := range n.keys {
+		if s, ok := d.str(joinPath(path, k), n.m[k], "a string"); ok {
+			out[k] = s
+		}
+	}
+	return out
 }
 
 func (d *decoder) etcd(path string, n *node) *Etcd {

@@ -92,7 +92,11 @@ func applyEnv(root *node, env map[string]string) {
 		case section == "RESTAPI" && (param == "USERNAME" || param == "PASSWORD"):
 			root.setPath(str, "restapi", "authentication", lower(param))
 		case section == "RESTAPI" && slices.Contains(envRestAPI, param):
-			root.setPath(str, "restapi", lower(param))
+			v := str
+			if param == "ALLOWLIST" || strings.HasSuffix(param, "_EXTRA_HEADERS") {
+				v = structuredEnv(name, value)
+			}
+			root.setPath(v, "restapi", lower(param))
 		case section == "CTL" && (param == "USERNAME" || param == "PASSWORD"):
 			root.setPath(str, "ctl", "authentication", lower(param))
 		case section == "CTL" && slices.Contains(envCtl, param):

@@ -27,6 +27,36 @@ func Load(path string) (*Config, error) {
 // listed in Config.Unimplemented. Type errors and validation problems are all reported together
 // in one *ValidationError, each naming its key path. Syntax errors name the file and line.
 func LoadWithEnv(path string, env []string) (*Config, error) {
+	return load(path, env, (*Config).Validate)
+}
+
+// LoadCtl reads a configuration for tuskerctl the way patronictl reads its own: the same file
+// format and PATRONI_* overrides as Load, but only the DCS section (and the ctl section, when
+// present) must be valid, so a file holding just "etcd3:" and "ctl:" is enough; a member's full
+// configuration works too. scope and namespace are optional (namespace defaults to "/service").
+func LoadCtl(path string, env []string) (*Config, error) {
+	return load(path, env, (*Config).validateCtl)
+}
+
+func (c *Config) validateCtl() error {
+	var problems []string
+	add := func(path, format string, args ...any) {
+		problems = append(problems, path+": "+fmt.Sprintf(format, args...))
+	}
+	c.validateDCS(add)
+	if a := c.Ctl.Authentication; a != nil && a.Username == "" {
+		add("ctl.authentication.username", "required when ctl.authentication is set")
+	}
+	if (c.Ctl.CertFile == "") != (c.Ctl.KeyFile == "") && c.Ctl.CertFile == "" {
+		add("ctl.keyfile", "set without ctl.certfile")
+	}
+	if len(problems) > 0 {
+		return &ValidationError{Problems: problems}
+	}
+	return nil
+}
+
+func load(path string, env []string, validate func(*Config) error) (*Config, error) {
 	vars := envMap(env)
 	var (
 		root   *node
@@ -63,7 +93,7 @@ func LoadWithEnv(path string, env []string) (*Config, error) {
 
 	problems := d.problems
 	var verr *ValidationError
-	if err := c.Validate(); errors.As(err, &verr) {
+	if err := validate(c); errors.As(err, &verr) {
 		for _, p := range verr.Problems {
 			if !coveredBy(p, d.problems) {
 				problems = append(problems, p)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -147,7 +148,6 @@ func TestLoadPatroniFile(t *testing.T) {
 		"bootstrap.dcs.postgresql.recovery_conf",
 		"bootstrap.dcs.slots",
 		"bootstrap.dcs.synchronous_mode",
-		"ctl",
 		"log.dir",
 		"log.file_num",
 		"log.file_size",
@@ -157,8 +157,6 @@ func TestLoadPatroniFile(t *testing.T) {
 		"postgresql.basebackup",
 		"postgresql.create_replica_methods",
 		"postgresql.proxy_address",
-		"restapi.certfile",
-		"restapi.keyfile",
 		"tags.nostream",
 	}, c.Unimplemented)
 	assert.Equal(t, c.Unimplemented[:3], prefixAll("bootstrap.dcs.", dcs.Unimplemented()))
@@ -452,6 +450,7 @@ tags:
 func TestEnvOverrides(t *testing.T) {
 	dir := t.TempDir()
 	p := writeFile(t, dir, "c.yml", minimal+"log:\n  level: DEBUG\n")
+	tlsPem := writeFile(t, dir, "tls.pem", "")
 	env := []string{
 		"HOME=/root",
 		"PATRONI_NAME=envnode",
@@ -482,7 +481,11 @@ func TestEnvOverrides(t *testing.T) {
 		"PATRONI_ETCD3_CACERT=/ca.pem",
 		"PATRONI_ETCD3_CERT=/cert.pem",
 		"PATRONI_ETCD3_KEY=/key.pem",
-		"PATRONI_RESTAPI_CERTFILE=/tls.pem",
+		"PATRONI_RESTAPI_CERTFILE=" + tlsPem,
+		"PATRONI_RESTAPI_ALLOWLIST=[10.0.0.0/8, db.example.com]",
+		"PATRONI_RESTAPI_HTTP_EXTRA_HEADERS={X-Frame-Options: SAMEORIGIN}",
+		"PATRONI_CTL_INSECURE=true",
+		"PATRONI_CTL_USERNAME=ctluser",
 		"PATRONI_SUPERUSER_SSLMODE=require",
 		"PATRONI_KUBERNETES_LABELS={app: db}",
 		"PATRONI_EMPTY_HOST=",
@@ -493,7 +496,10 @@ func TestEnvOverrides(t *testing.T) {
 	assert.Equal(t, "/envns", c.Namespace)
 	assert.Equal(t, "envscope", c.Scope)
 	assert.Equal(t, RestAPI{Listen: "0.0.0.0:9008", ConnectAddress: "10.1.1.1:9008",
-		Authentication: &Auth{Username: "admin", Password: "secret"}}, c.RestAPI)
+		Authentication: &Auth{Username: "admin", Password: "secret"}, CertFile: tlsPem,
+		Allowlist:        []string{"10.0.0.0/8", "db.example.com"},
+		HTTPExtraHeaders: map[string]string{"X-Frame-Options": "SAMEORIGIN"}}, c.RestAPI)
+	assert.Equal(t, Ctl{Insecure: true, Authentication: &Auth{Username: "ctluser"}}, c.Ctl)
 	pg := c.PostgreSQL
 	assert.Equal(t, "0.0.0.0:6432", pg.Listen)
 	assert.Equal(t, "10.1.1.1:6432", pg.ConnectAddress)
@@ -512,8 +518,7 @@ func TestEnvOverrides(t *testing.T) {
 		Protocol: "https", Username: "etcduser", Password: "etcdpass",
 		CACert: "/ca.pem", Cert: "/cert.pem", Key: "/key.pem",
 	}, c.Etcd3)
-	assert.Equal(t, []string{"kubernetes", "postgresql.authentication.superuser.sslmode", "restapi.certfile"},
-		c.Unimplemented)
+	assert.Equal(t, []string{"kubernetes", "postgresql.authentication.superuser.sslmode"}, c.Unimplemented)
 }
 
 func TestEnvOnlyConfiguration(t *testing.T) {
@@ -827,7 +832,7 @@ func TestEnvLegacyAndUnimplementedVariables(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "DEBUG", c.Log.Level)
 	assert.Equal(t, "batman", c.Scope)
-	assert.Equal(t, []string{"citus", "ctl", "postgresql.bin_name", "raft", "thread_pool_size"}, c.Unimplemented)
+	assert.Equal(t, []string{"citus", "postgresql.bin_name", "raft", "thread_pool_size"}, c.Unimplemented)
 
 	// PATRONI_LOG_LEVEL wins over the legacy name.
 	c, err = LoadWithEnv(p, []string{"PATRONI_LOGLEVEL=debug", "PATRONI_LOG_LEVEL=error"})
@@ -866,4 +871,91 @@ func TestWatchdogAndHooks(t *testing.T) {
 			assert.Empty(t, c.Unimplemented)
 		})
 	}
+}
+
+func TestRestAPISecurityAndCtlSections(t *testing.T) {
+	dir := t.TempDir()
+	cert := writeFile(t, dir, "cert.pem", "")
+	key := writeFile(t, dir, "key.pem", "")
+	ca := writeFile(t, dir, "ca.pem", "")
+	c, err := loadYAML(t, `restapi:
+  certfile: `+cert+`
+  keyfile: `+key+`
+  keyfile_password: hunter2
+  cafile: `+ca+`
+  ciphers: ECDHE-RSA-AES256-GCM-SHA384
+  verify_client: Optional
+  allowlist: 127.0.0.1, 10.0.0.0/8, ::1
+  allowlist_include_members: true
+  http_extra_headers: {X-Frame-Options: SAMEORIGIN}
+  https_extra_headers: {Strict-Transport-Security: max-age=31536000}
+  server_tokens: Minimal
+ctl:
+  insecure: yes
+  cacert: /ca
+  certfile: /c
+  keyfile: /k
+  authentication: {username: u, password: p}
+`)
+	require.NoError(t, err)
+	r := c.RestAPI
+	assert.Equal(t, cert, r.CertFile)
+	assert.Equal(t, key, r.KeyFile)
+	assert.Equal(t, "hunter2", r.KeyFilePassword)
+	assert.Equal(t, ca, r.CAFile)
+	assert.Equal(t, "ECDHE-RSA-AES256-GCM-SHA384", r.Ciphers)
+	assert.Equal(t, "optional", r.VerifyClient)
+	assert.Equal(t, []string{"127.0.0.1", "10.0.0.0/8", "::1"}, r.Allowlist)
+	assert.True(t, r.AllowlistIncludeMembers)
+	assert.Equal(t, map[string]string{"X-Frame-Options": "SAMEORIGIN"}, r.HTTPExtraHeaders)
+	assert.Equal(t, map[string]string{"Strict-Transport-Security": "max-age=31536000"}, r.HTTPSExtraHeaders)
+	assert.Equal(t, "Minimal", r.ServerTokens)
+	assert.Equal(t, Ctl{Insecure: true, CACert: "/ca", CertFile: "/c", KeyFile: "/k",
+		Authentication: &Auth{Username: "u", Password: "p"}}, c.Ctl)
+	assert.Empty(t, c.Unimplemented)
+
+	_, err = loadYAML(t, `restapi:
+  keyfile: /nonexistent/key.pem
+  verify_client: sometimes
+  allowlist: [10.0.0.0/33, "bad host"]
+  server_tokens: Full
+  http_extra_headers: {"Bad Header": x}
+`)
+	p := problemsOf(t, err)
+	for _, want := range []string{
+		"restapi.keyfile: set without restapi.certfile",
+		"restapi.keyfile: stat /nonexistent/key.pem: no such file or directory",
+		`restapi.verify_client: expected none, optional or required, got "sometimes"`,
+		`restapi.allowlist[0]: "10.0.0.0/33" is not a valid CIDR`,
+		`restapi.allowlist[1]: "bad host" is neither a host name, an IP address nor a CIDR`,
+		`restapi.server_tokens: expected Original, Minimal or ProductOnly, got "Full"`,
+		"restapi.http_extra_headers.Bad Header: not a valid HTTP header",
+	} {
+		assert.True(t, slices.ContainsFunc(p, func(s string) bool { return strings.HasPrefix(s, want) }),
+			"missing %q in %q", want, p)
+	}
+
+	_, err = loadYAML(t, "restapi:\n  verify_client: required\n")
+	assert.Contains(t, strings.Join(problemsOf(t, err), "\n"),
+		`restapi.verify_client: "required" needs restapi.cafile to verify client certificates with`)
+}
+
+func TestLoadCtl(t *testing.T) {
+	dir := t.TempDir()
+	p := writeFile(t, dir, "ctl.yml", "etcd3:\n  hosts: 127.0.0.1:2379\nctl:\n  insecure: true\n")
+	c, err := LoadCtl(p, nil)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"127.0.0.1:2379"}, c.Etcd3.Hosts)
+	assert.Equal(t, "/service", c.Namespace)
+	assert.True(t, c.Ctl.Insecure)
+
+	// A member's whole file is a ctl file too.
+	c, err = LoadCtl(writeFile(t, dir, "member.yml", minimal), nil)
+	require.NoError(t, err)
+	assert.NotEmpty(t, c.Scope)
+
+	_, err = LoadCtl(writeFile(t, dir, "nodcs.yml", "ctl:\n  insecure: 7\n"), nil)
+	p2 := problemsOf(t, err)
+	assert.Contains(t, strings.Join(p2, "\n"), "ctl.insecure: expected a boolean")
+	assert.Contains(t, strings.Join(p2, "\n"), "etcd3: required")
 }

@@ -2,6 +2,9 @@ package config
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
+	"os"
 	"slices"
 	"strings"
 )
@@ -86,6 +89,8 @@ func (c *Config) Validate() error {
 			add("restapi.authentication.password", "required when restapi.authentication is set")
 		}
 	}
+
+	c.validateRestAPITLS(add)
 
 	// DCS.
 	c.validateDCS(add)
@@ -209,5 +214,62 @@ func (c *Config) validateDCS(add func(string, string, ...any)) {
 	}
 	if e.Password != "" && e.Username == "" {
 		add(key+".username", "required when %s.password is set", key)
+	}
+}
+
+// validateRestAPITLS checks the TLS, allowlist and header settings of the restapi section. Files
+// are read when the server starts (and again on reload), so only their presence is checked here.
+func (c *Config) validateRestAPITLS(add func(path, format string, args ...any)) {
+	r := c.RestAPI
+	if r.KeyFile != "" && r.CertFile == "" {
+		add("restapi.keyfile", "set without restapi.certfile")
+	}
+	switch r.VerifyClient {
+	case "", "none":
+	case "optional", "required":
+		if r.CAFile == "" {
+			add("restapi.verify_client", "%q needs restapi.cafile to verify client certificates with", r.VerifyClient)
+		}
+		if r.CertFile == "" {
+			add("restapi.verify_client", "%q needs TLS: set restapi.certfile", r.VerifyClient)
+		}
+	default:
+		add("restapi.verify_client", "expected none, optional or required, got %q", r.VerifyClient)
+	}
+	for _, f := range []struct{ key, path string }{
+		{"certfile", r.CertFile}, {"keyfile", r.KeyFile}, {"cafile", r.CAFile},
+	} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			add("restapi."+f.key, "%v", err)
+		}
+	}
+	switch strings.ToLower(r.ServerTokens) {
+	case "", "original", "minimal", "productonly":
+	default:
+		add("restapi.server_tokens", "expected Original, Minimal or ProductOnly, got %q", r.ServerTokens)
+	}
+	for i, a := range r.Allowlist {
+		if strings.Contains(a, "/") {
+			if _, err := netip.ParsePrefix(a); err != nil {
+				add(fmt.Sprintf("restapi.allowlist[%d]", i), "%q is not a valid CIDR: %v", a, err)
+			}
+			continue
+		}
+		if strings.ContainsAny(a, " \t:") && net.ParseIP(a) == nil {
+			add(fmt.Sprintf("restapi.allowlist[%d]", i), "%q is neither a host name, an IP address nor a CIDR", a)
+		}
+	}
+	for _, h := range []struct {
+		key string
+		m   map[string]string
+	}{{"http_extra_headers", r.HTTPExtraHeaders}, {"https_extra_headers", r.HTTPSExtraHeaders}} {
+		for k, v := range h.m {
+			if k == "" || strings.ContainsAny(k, " \t\r\n:") || strings.ContainsAny(v, "\r\n") {
+				add("restapi."+h.key+"."+k, "not a valid HTTP header")
+			}
+		}
 	}
 }
