@@ -59,6 +59,9 @@ type DCS interface {
 	// SetFailsafe writes the failsafe key ({member: api_url}); nil deletes it.
 	SetFailsafe(ctx context.Context, members map[string]string) error
 
+	// DeleteCluster removes every key of the cluster (tuskerctl remove).
+	DeleteCluster(ctx context.Context) error
+
 	// SetTTL changes the lease duration for the following lease grants and renewals.
 	SetTTL(ttl time.Duration)
 	// SetRetryTimeout changes the bound on each following call.

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/tusker-ha/tusker/config"
-	"github.com/tusker-ha/tusker/dcs/etcd"
+	"github.com/tusker-ha/tusker/dcs/backend"
 	"github.com/tusker-ha/tusker/ha"
 	"github.com/tusker-ha/tusker/postgres"
 	"github.com/tusker-ha/tusker/restapi"
@@ -117,21 +117,7 @@ func daemon(cfg *config.Config, path string) int {
 	}
 
 	dyn := cfg.Bootstrap.DCS
-	ttl, _, retry := dyn.TimingDurations()
-	var eps []string
-	proto := cfg.Etcd3.Protocol
-	if proto == "" {
-		proto = "http"
-	}
-	for _, h := range cfg.Etcd3.Hosts {
-		eps = append(eps, proto+"://"+h)
-	}
-	store, err := etcd.New(etcd.Options{
-		Endpoints: eps, Username: cfg.Etcd3.Username, Password: cfg.Etcd3.Password,
-		CACert: cfg.Etcd3.CACert, Cert: cfg.Etcd3.Cert, Key: cfg.Etcd3.Key,
-		Namespace: cfg.Namespace, Scope: cfg.Scope, Name: cfg.Name,
-		TTL: ttl, RetryTimeout: retry, Logger: log,
-	})
+	store, err := backend.Open(cfg, backend.Options{Logger: log})
 	if err != nil {
 		log.Error("cannot use the DCS", "err", err)
 		return 1

@@ -394,6 +394,16 @@ func (b *Backend) DeleteMember(ctx context.Context) error {
 	return nil
 }
 
+// DeleteCluster removes every key under the cluster's prefix in one request.
+func (b *Backend) DeleteCluster(ctx context.Context) error {
+	ctx, cancel := b.call(ctx)
+	defer cancel()
+	if _, err := b.cli.Delete(ctx, b.keys.Prefix, clientv3.WithPrefix()); err != nil {
+		return b.wrap("deleting "+b.keys.Prefix+"*", err)
+	}
+	return nil
+}
+
 func (b *Backend) cas(ctx context.Context, key string, value []byte, version int64) error {
 	ctx, cancel := b.call(ctx)
 	defer cancel()

@@ -158,6 +158,21 @@ func TestEtcdBackend(t *testing.T) {
 		require.Nil(t, c.Member("a"))
 	})
 
+	t.Run("DeleteCluster removes this cluster's keys only", func(t *testing.T) {
+		other := raw(t, e)
+		_, err := other.Put(ctx, "/service/c10/config", "{}") // a prefix of c1's keys must not match
+		require.NoError(t, err)
+		require.NoError(t, a.TouchMember(ctx, dcs.MemberData{State: "running"}))
+		require.NoError(t, a.SetConfig(ctx, []byte(`{"ttl":6}`), -1))
+		require.NoError(t, a.DeleteCluster(ctx))
+		resp, err := other.Get(ctx, "/service/c1/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		require.NoError(t, err)
+		require.Zero(t, resp.Count)
+		resp, err = other.Get(ctx, "/service/c10/config")
+		require.NoError(t, err)
+		require.Len(t, resp.Kvs, 1)
+	})
+
 	t.Run("unreachable store fails within retry_timeout", func(t *testing.T) {
 		e.Stop()
 		defer e.Start()
