@@ -52,6 +52,7 @@ type Node struct {
 	version string
 	prober  Prober
 	reread  func() (*config.Config, error)
+	metrics *metrics
 
 	status atomic.Pointer[Status]
 	wake   chan struct{}
@@ -119,6 +120,10 @@ func NewNode(o Options) *Node {
 		wake: make(chan struct{}, 1), dyn: c.Bootstrap.DCS, name: c.Name, scope: c.Scope,
 		cfgUpdates: make(chan *config.Config, 1),
 		diverged:   map[string]bool{}, rewindFailed: map[string]bool{}}
+	n.metrics = newMetrics(c.Scope, c.Name)
+	if o.DCS != nil {
+		n.dcs = timedDCS{DCS: o.DCS, m: n.metrics}
+	}
 	n.cb = callbacks.New(o.Logger, nil)
 	mode, err := watchdog.ParseMode(c.Watchdog.Mode)
 	if err != nil {
@@ -172,6 +177,7 @@ func (n *Node) Run(ctx context.Context) error {
 		// must not turn the loop into a busy one.
 		immediate := plan.Has(AcquireLeader) || plan.Has(ReleaseLeader) || plan.Has(Fence) || plan.Has(Bootstrap)
 		n.publish(view, plan)
+		n.metrics.loop.Observe(time.Since(start).Seconds())
 		if immediate && streak < 2 {
 			streak++
 			continue
@@ -487,6 +493,7 @@ func (n *Node) leaseGrantedAt(start time.Time, gen uint64) {
 	}
 	n.leaseHeld = true
 	n.leaseExpiry = start.Add(ttl)
+	n.metrics.renewedAt.Store(start.UnixNano())
 	n.fenceGen++
 	timerGen := n.fenceGen
 	if n.fenceTimer != nil {
@@ -499,6 +506,7 @@ func (n *Node) leaseGrantedAt(start time.Time, gen uint64) {
 		fire := n.fenceGen == timerGen && n.leaseHeld
 		if fire {
 			n.leaseHeld = false
+			n.metrics.renewedAt.Store(0)
 		}
 		n.mu.Unlock()
 		if fire && n.dyn.Pause {
@@ -517,6 +525,7 @@ func (n *Node) leaseLost() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.leaseHeld = false
+	n.metrics.renewedAt.Store(0)
 	n.fenceGen++
 	if n.fenceTimer != nil {
 		n.fenceTimer.Stop()
@@ -1155,6 +1164,7 @@ func (n *Node) publish(v View, p Plan) {
 		}
 	}
 	n.status.Store(st)
+	n.metrics.role(st.Role)
 
 	if !v.DCSOK {
 		return

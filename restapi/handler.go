@@ -32,6 +32,7 @@ const (
 	epReadiness
 	epCluster
 	epHistory
+	epMetrics
 	epManagement
 )
 
@@ -46,7 +47,7 @@ var (
 
 // management lists Patroni's management endpoints with the methods each accepts (see
 // serveManagement). Without a Config.Manager they answer 501 rather than 404 so that a caller can
-// tell the difference; /metrics answers 501 in any case (not served yet).
+// tell the difference.
 var management = map[string]struct {
 	methods string
 	allow   []string
@@ -58,7 +59,6 @@ var management = map[string]struct {
 	"reinitialize": {"POST OPTIONS", []string{"POST, OPTIONS"}},
 	"config":       {"GET HEAD PATCH PUT OPTIONS", []string{"GET, HEAD, PATCH, PUT, OPTIONS"}},
 	"failsafe":     {"GET HEAD POST OPTIONS", []string{"GET, HEAD, POST, OPTIONS"}},
-	"metrics":      {"GET HEAD OPTIONS", []string{"GET, HEAD, OPTIONS"}},
 }
 
 // route resolves a path: dedicated endpoints by their first segment (as Patroni's do_<METHOD>_<segment>
@@ -81,6 +81,8 @@ func route(path string) (endpoint, string) {
 		return epCluster, seg
 	case "history":
 		return epHistory, seg
+	case "metrics":
+		return epMetrics, seg
 	case "":
 		if path == "/" || path == "" {
 			return epPrimary, seg
@@ -168,6 +170,12 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 			b, l := s.historyBody(snap)
 			writeJSON(w, http.StatusOK, b, l)
 		}
+	case epMetrics:
+		if r.Method == http.MethodOptions {
+			writeCode(w, http.StatusOK)
+			return
+		}
+		s.metrics.ServeHTTP(w, r)
 	case epLiveness:
 		writeCode(w, s.liveness(st)) // Patroni sends the status line only, for GET too
 	case epReadiness:

@@ -405,7 +405,7 @@ func TestRouting(t *testing.T) {
 		{"POST", "/config", http.StatusMethodNotAllowed, "GET, HEAD, PATCH, PUT, OPTIONS"},
 		{"GET", "/failsafe", http.StatusNotImplemented, "GET, HEAD, POST, OPTIONS"},
 		{"POST", "/failsafe", http.StatusNotImplemented, "GET, HEAD, POST, OPTIONS"},
-		{"GET", "/metrics", http.StatusNotImplemented, "GET, HEAD, OPTIONS"},
+		{"GET", "/metrics", http.StatusOK, ""},
 		{"OPTIONS", "/switchover", http.StatusNotImplemented, "POST, DELETE, OPTIONS"},
 		{"HEAD", "/cluster", http.StatusOK, ""},
 		{"OPTIONS", "/history", http.StatusOK, ""},

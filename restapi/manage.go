@@ -42,7 +42,7 @@ func (s *Server) serveManagement(w http.ResponseWriter, r *http.Request, seg str
 		return
 	}
 	mgr := s.cfg.Manager
-	if mgr == nil || seg == "metrics" {
+	if mgr == nil {
 		writeText(w, r, http.StatusNotImplemented, "not implemented yet", m.allow)
 		return
 	}

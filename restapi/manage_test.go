@@ -670,7 +670,7 @@ type errReader struct{}
 func (errReader) Read([]byte) (int, error) { return 0, io.ErrUnexpectedEOF }
 
 // TestManagementMethods covers the methods of every management path with a Manager: OPTIONS
-// answers 200 with Allow, others than Patroni's answer 405, /metrics stays 501.
+// answers 200 with Allow, others than Patroni's answer 405.
 func TestManagementMethods(t *testing.T) {
 	m := &fakeManager{}
 	s := mgmtServer(primary(), m)
@@ -695,9 +695,7 @@ func TestManagementMethods(t *testing.T) {
 		{"POST", "/config", badMethod, "GET, HEAD, PATCH, PUT, OPTIONS"},
 		{"DELETE", "/config", badMethod, "GET, HEAD, PATCH, PUT, OPTIONS"},
 		{"PUT", "/failsafe", badMethod, "GET, HEAD, POST, OPTIONS"},
-		{"GET", "/metrics", 501, "GET, HEAD, OPTIONS"},
-		{"HEAD", "/metrics", 501, "GET, HEAD, OPTIONS"},
-		{"OPTIONS", "/metrics", 501, "GET, HEAD, OPTIONS"},
+		{"POST", "/metrics", badMethod, "GET, HEAD, OPTIONS"},
 	}
 	for _, tt := range tests {
 		rec := send(t, s, tt.method, tt.path, "", false)
@@ -730,7 +728,6 @@ func TestNoManager(t *testing.T) {
 		{"PUT", "/config", `{"ttl":20}`},
 		{"GET", "/failsafe", ""},
 		{"POST", "/failsafe", `{}`},
-		{"GET", "/metrics", ""},
 	} {
 		rec := send(t, s, tt.method, tt.path, tt.body, false)
 		assert.Equal(t, 501, rec.Code, "%s %s", tt.method, tt.path)

@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tusker-ha/tusker/ha"
 )
 
@@ -47,6 +49,10 @@ type Config struct {
 	// something (restapi.authentication).
 	Auth *BasicAuth
 
+	// Metrics, when set, is gathered after Patroni's patroni_* metrics on /metrics (tusker's own:
+	// HA loop, DCS latency, lease age, role changes, process).
+	Metrics prometheus.Gatherer
+
 	// Name, Scope and Version identify this node in the "patroni" object of /patroni while no
 	// Status has been published yet (afterwards the Status' own fields are used). Optional.
 	Name, Scope, Version string
@@ -63,6 +69,7 @@ type Server struct {
 	status func() *ha.Status
 
 	handler           http.Handler
+	metrics           http.Handler
 	readHeaderTimeout time.Duration            // readHeaderTimeout; tests shorten it
 	readTimeout       time.Duration            // readTimeout; tests shorten it
 	writeTimeout      time.Duration            // writeTimeout; tests shorten it
@@ -89,6 +96,7 @@ func New(cfg Config, status func() *ha.Status) *Server {
 		s.status = func() *ha.Status { return nil }
 	}
 	s.initial = s.newSnapshot(nil)
+	s.metrics = s.newMetricsHandler(cfg.Metrics)
 	s.handler = http.HandlerFunc(s.serveHTTP)
 	return s
 }

@@ -159,7 +159,8 @@ func daemon(cfg *config.Config, path string) int {
 		}
 	}()
 
-	apiCfg := restapi.Config{Listen: cfg.RestAPI.Listen, Logger: log, Manager: node}
+	apiCfg := restapi.Config{Listen: cfg.RestAPI.Listen, Logger: log, Manager: node, Metrics: node.Metrics(),
+		Name: cfg.Name, Scope: cfg.Scope, Version: version}
 	if a := cfg.RestAPI.Authentication; a != nil && a.Username != "" {
 		apiCfg.Auth = &restapi.BasicAuth{Username: a.Username, Password: a.Password}
 	}
