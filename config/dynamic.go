@@ -196,3 +196,19 @@ func deepCopy(v any) any {
 	}
 	return v
 }
+
+// dynamicKeys are the top-level keys of Patroni's dynamic configuration (and tusker's own
+// primary_race_backoff). Keys tusker does not implement yet are accepted so that a cluster's
+// configuration survives; anything else is a typo the REST API refuses.
+var dynamicKeys = map[string]bool{
+	"ttl": true, "loop_wait": true, "retry_timeout": true, "maximum_lag_on_failover": true,
+	"maximum_lag_on_syncnode": true, "max_timelines_history": true, "primary_start_timeout": true,
+	"master_start_timeout": true, "primary_stop_timeout": true, "master_stop_timeout": true,
+	"synchronous_mode": true, "synchronous_mode_strict": true, "synchronous_node_count": true,
+	"failsafe_mode": true, "check_timeline": true, "postgresql": true, "standby_cluster": true,
+	"slots": true, "ignore_slots": true, "member_slots_ttl": true, "pause": true,
+	"primary_race_backoff": true,
+}
+
+// KnownDynamicKey reports whether key is a top-level key of the dynamic configuration.
+func KnownDynamicKey(key string) bool { return dynamicKeys[key] }

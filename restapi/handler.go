@@ -171,8 +171,8 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, b, l)
 		}
 	case epMetrics:
-		if r.Method == http.MethodOptions {
-			writeCode(w, http.StatusOK)
+		if !get {
+			writeCode(w, http.StatusOK) // HEAD and OPTIONS: nothing worth gathering
 			return
 		}
 		s.metrics.ServeHTTP(w, r)

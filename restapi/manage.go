@@ -6,10 +6,12 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/tusker-ha/tusker/config"
 	"github.com/tusker-ha/tusker/ha"
 )
 
@@ -118,6 +120,10 @@ func (s *Server) postSwitchover(w http.ResponseWriter, r *http.Request, mgr ha.M
 	obj, err := decodeObject(body)
 	if err != nil || len(obj) == 0 {
 		writeMessage(w, r, http.StatusBadRequest, msgInvalidJSON, nil)
+		return
+	}
+	if bad := obj.unknownKey("leader", "candidate", "member", "scheduled_at"); bad != "" {
+		writeMessage(w, r, http.StatusBadRequest, bad, nil)
 		return
 	}
 	leader, okL := obj.str("leader")
@@ -281,7 +287,12 @@ func (s *Server) postReinitialize(w http.ResponseWriter, r *http.Request, mgr ha
 			writeMessage(w, r, http.StatusBadRequest, msgInvalidJSON, nil)
 			return
 		}
-		// Other keys are ignored, as in Patroni.
+		// Patroni ignores other keys; a typo ("from_leadr") silently doing a reinit from the
+		// wrong source is worse than a 400.
+		if bad := obj.unknownKey("force", "from_leader", "from-leader"); bad != "" {
+			writeMessage(w, r, http.StatusBadRequest, bad, nil)
+			return
+		}
 		for _, kv := range obj {
 			var dst *bool
 			switch kv.key {
@@ -319,9 +330,16 @@ func (s *Server) serveConfig(w http.ResponseWriter, r *http.Request, mgr ha.Mana
 	if !ok {
 		return
 	}
-	if obj, err := decodeObject(body); err != nil || len(obj) == 0 {
+	obj, err := decodeObject(body)
+	if err != nil || len(obj) == 0 {
 		writeMessage(w, r, http.StatusBadRequest, msgInvalidJSON, nil)
 		return
+	}
+	for _, kv := range obj {
+		if !config.KnownDynamicKey(kv.key) {
+			writeMessage(w, r, http.StatusBadRequest, "unknown dynamic configuration key: "+kv.key, nil)
+			return
+		}
 	}
 	s.log.Info("received "+r.Method+" /config request", "remote", r.RemoteAddr)
 	s.extendDeadlines(w)
@@ -342,8 +360,21 @@ func (s *Server) postFailsafe(w http.ResponseWriter, r *http.Request, mgr ha.Man
 		return
 	}
 	var req ha.FailsafeRequest
-	if obj, err := decodeObject(body); err != nil || len(obj) == 0 || json.Unmarshal(body, &req) != nil {
+	obj, err := decodeObject(body)
+	if err != nil || len(obj) == 0 {
 		writeMessage(w, r, http.StatusBadRequest, msgInvalidJSON, nil)
+		return
+	}
+	if bad := obj.unknownKey("name", "conn_url", "api_url", "slots"); bad != "" {
+		writeMessage(w, r, http.StatusBadRequest, bad, nil)
+		return
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		msg := msgInvalidJSON
+		if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok && te.Field != "" {
+			msg = te.Field + " has the wrong type: expected " + jsonKind(te.Type.Kind())
+		}
+		writeMessage(w, r, http.StatusBadRequest, msg, nil)
 		return
 	}
 	s.extendDeadlines(w)
@@ -511,4 +542,21 @@ func (s *Server) authorize(r *http.Request) string {
 		return "not authenticated"
 	}
 	return ""
+}
+
+// jsonKind names a Go kind the way a JSON author thinks of it.
+func jsonKind(k reflect.Kind) string {
+	switch k {
+	case reflect.String:
+		return "a string"
+	case reflect.Int, reflect.Int64, reflect.Int32, reflect.Uint64, reflect.Float64:
+		return "a number"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Slice:
+		return "a list"
+	}
+	return k.String()
 }

@@ -108,3 +108,46 @@ func checkSwitchover(t *testing.T, sw ha.SwitchoverRequest, paused bool, body []
 		t.Fatalf("switchover scheduled in the past %+v from %q", sw, body)
 	}
 }
+
+// FuzzHealthRequests sends arbitrary paths, query strings and methods to the health and
+// monitoring handler, for a primary, a replica and before the first Status: no panic, only the
+// codes a health check answers, and no body on HEAD and OPTIONS.
+func FuzzHealthRequests(f *testing.F) {
+	for _, seed := range []string{
+		"/", "/primary", "/master", "/replica?lag=1MB&replication_state=streaming", "/replica?lag=-1",
+		"/replica?lag=1e400", "/read-only?tag_zone=b&tag_zone=c", "/readiness?lag=x&mode=write",
+		"/liveness", "/health", "/standby_leader", "/sync", "/async?lag=16kB", "/read-only-quorum",
+		"/patroni", "/cluster", "/history", "/metrics", "/%zz", "/replica?%zz=1&tag_%=x", "/replica?" + strings.Repeat("&", 1000),
+		"/replica?lag=" + strings.Repeat("9", 400), "//replica", "/replica/extra/segments?lag=1GB",
+	} {
+		for _, m := range []string{"GET", "HEAD", "OPTIONS"} {
+			f.Add(m, seed)
+		}
+	}
+	servers := []*Server{
+		New(Config{}, func() *ha.Status { return primary() }),
+		New(Config{}, func() *ha.Status { return replica() }),
+		New(Config{}, nil),
+	}
+	okCodes := map[int]bool{200: true, 404: true, 405: true, 503: true}
+	f.Fuzz(func(t *testing.T, method, target string) {
+		if method == "" || strings.ContainsAny(method, " \t\r\n()<>@,;:\\\"/[]?={}") || !strings.HasPrefix(target, "/") ||
+			strings.ContainsAny(target, " \t\r\n#") {
+			return // not a request line net/http would hand to a handler
+		}
+		for _, s := range servers {
+			req, err := http.NewRequest(method, "http://x"+target, nil)
+			if err != nil {
+				return
+			}
+			rec := httptest.NewRecorder()
+			s.Handler().ServeHTTP(rec, req)
+			if !okCodes[rec.Code] && !(rec.Code == 501 || rec.Code == 411 || rec.Code == 400) {
+				t.Fatalf("%s %s: status %d", method, target, rec.Code)
+			}
+			if (method == "HEAD" || method == "OPTIONS") && rec.Body.Len() != 0 && rec.Code == 200 {
+				t.Fatalf("%s %s: body %q", method, target, rec.Body)
+			}
+		}
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -82,6 +83,16 @@ func (o object) get(key string) (json.RawMessage, bool) {
 		}
 	}
 	return nil, false
+}
+
+// unknownKey returns a message naming the first key of the body that is not one of allowed, or "".
+func (o object) unknownKey(allowed ...string) string {
+	for _, kv := range o {
+		if !slices.Contains(allowed, kv.key) {
+			return "unknown key " + strconv.Quote(kv.key) + ": expected " + strings.Join(allowed, ", ")
+		}
+	}
+	return ""
 }
 
 // str returns the string value of key: "" when the key is absent or null; ok is false when the

@@ -202,7 +202,7 @@ func TestSwitchoverChecks(t *testing.T) {
 		// Patroni's checks, in its order.
 		{name: "failover without candidate", path: "/failover", body: `{"leader":"n1"}`, code: 400,
 			msg: "Failover could be performed only to a specific candidate"},
-		{name: "failover with null candidate", path: "/failover", body: `{"candidate":null,"x":1}`, code: 400,
+		{name: "failover with null candidate", path: "/failover", body: `{"candidate":null}`, code: 400,
 			msg: "Failover could be performed only to a specific candidate"},
 		{name: "switchover without leader", path: "/switchover", body: `{"candidate":"n2"}`, code: 400,
 			msg: "Switchover could be performed only from a specific leader"},
@@ -238,7 +238,7 @@ func TestSwitchoverChecks(t *testing.T) {
 		// Requests that reach the Manager.
 		{name: "switchover", path: "/switchover", body: `{"leader":"n1"}`, code: 200, msg: "ok",
 			want: &ha.SwitchoverRequest{Leader: "n1"}},
-		{name: "switchover to a candidate", path: "/switchover", body: `{"leader":"n1","candidate":"n2","other":[1]}`, code: 200, msg: "ok",
+		{name: "switchover to a candidate", path: "/switchover", body: `{"leader":"n1","candidate":"n2"}`, code: 200, msg: "ok",
 			want: &ha.SwitchoverRequest{Leader: "n1", Candidate: "n2"}},
 		{name: "member is candidate", path: "/switchover", body: `{"leader":"n1","member":"n3"}`, code: 200, msg: "ok",
 			want: &ha.SwitchoverRequest{Leader: "n1", Candidate: "n3"}},
@@ -478,7 +478,8 @@ func TestReinitializeBody(t *testing.T) {
 		{"strings and numbers", `{"force":"ON","from_leader":1}`, 200, "ok", &ha.ReinitRequest{Force: true, FromLeader: true}},
 		{"false values", `{"force":"off","from_leader":0}`, 200, "ok", &ha.ReinitRequest{}},
 		{"null", `{"force":null}`, 200, "ok", &ha.ReinitRequest{}},
-		{"unknown keys are ignored", `{"other":[1,2],"force":false}`, 200, "ok", &ha.ReinitRequest{}},
+		{"unknown keys are refused", `{"force":false,"from_leadr":true}`, 400,
+			`unknown key "from_leadr": expected force, from_leader, from-leader`, nil},
 		{"unrecognized string", `{"force":"maybe"}`, 400, "force should be true or false", nil},
 		{"object", `{"from_leader":{}}`, 400, "from_leader should be true or false", nil},
 		{"fraction", `{"force":1.0}`, 400, "force should be true or false", nil},
@@ -545,6 +546,7 @@ func TestConfigEndpoint(t *testing.T) {
 				{"string", `"ttl"`, false, 400, msgInvalidJSON},
 				{"null", `null`, false, 400, msgInvalidJSON},
 				{"trailing", `{"ttl":20}]`, false, 400, msgInvalidJSON},
+				{"unknown key", `{"ttl":20,"tll":5}`, false, 400, "unknown dynamic configuration key: tll"},
 				{"too large", `{"x":"` + strings.Repeat("a", maxBodyBytes) + `"}`, false, 413, msgBodyTooLarge},
 				{"too large, chunked", `{"x":"` + strings.Repeat("a", maxBodyBytes) + `"}`, true, 411, msgLengthRequired},
 			}
@@ -608,9 +610,10 @@ func TestFailsafeEndpoint(t *testing.T) {
 			{"{}", false, 400, msgInvalidJSON},
 			{"[]", false, 400, msgInvalidJSON},
 			{"hello", false, 400, msgInvalidJSON},
-			{`{"name":5}`, false, 400, msgInvalidJSON},
-			{`{"name":"n1","slots":{"n2":"0/3000000"}}`, false, 400, msgInvalidJSON},
-			{`{"name":"n1","slots":[1]}`, false, 400, msgInvalidJSON},
+			{`{"name":5}`, false, 400, "name has the wrong type: expected a string"},
+			{`{"name":"n1","slots":{"n2":"0/3000000"}}`, false, 400, "slots has the wrong type: expected a number"},
+			{`{"name":"n1","slots":[1]}`, false, 400, "slots has the wrong type: expected an object"},
+			{`{"name":"n1","lsn":1}`, false, 400, `unknown key "lsn": expected name, conn_url, api_url, slots`},
 		} {
 			m := &fakeManager{}
 			rec := send(t, mgmtServer(replica(), m), "POST", "/failsafe", tt.body, tt.chunked)
@@ -653,7 +656,7 @@ func TestBodyLimits(t *testing.T) {
 		assert.Empty(t, m.callNames(), tt.path)
 	}
 	// Just under the limit is fine.
-	body := `{"leader":"n1","x":"` + strings.Repeat("a", maxBodyBytes-len(`{"leader":"n1","x":""}`)) + `"}`
+	body := `{"leader":"n1","candidate":"` + strings.Repeat("a", maxBodyBytes-len(`{"leader":"n1","candidate":""}`)) + `"}`
 	require.Len(t, body, maxBodyBytes)
 	m := &fakeManager{}
 	assertText(t, send(t, mgmtServer(primary(), m), "POST", "/switchover", body, false), 200, "ok")
