@@ -1105,6 +1105,8 @@ func (n *Node) publish(v View, p Plan) {
 	n.mu.Lock()
 	leaseHeld, action, checkpointed := n.leaseHeld, n.action, n.checkpointed
 	failsafeOn, restartAt := n.failsafeOn, n.restartAt
+	// A replica takes part in failsafe mode while the primary's confirmations keep coming.
+	failsafeReplica := n.failsafeFrom != "" && time.Since(n.failsafeAt) < ttl
 	n.mu.Unlock()
 	isLeader := leaseHeld && v.Cluster.LeaderName() == n.cfg.Name
 	running := n.pg.Running()
@@ -1117,7 +1119,7 @@ func (n *Node) publish(v View, p Plan) {
 		DCSReachable: v.DCSOK, DCSLastSeen: n.lastSeen, Pause: n.dyn.Pause,
 		LeaderOptime: v.Cluster.Status.Optime, Cluster: v.Cluster, Tags: n.cfg.Tags.Map(),
 		TTL: ttl, MaximumLagOnFailover: n.dyn.MaximumLagOnFailover, LastLoop: time.Now(),
-		FailsafeEnabled: n.dyn.FailsafeMode, FailsafeActive: failsafeOn && !v.DCSOK,
+		FailsafeEnabled: n.dyn.FailsafeMode, FailsafeActive: (failsafeOn || failsafeReplica) && !v.DCSOK,
 		WatchdogFailed: n.wd.Failed() || !n.watchdogUsable(), ScheduledRestart: restartAt,
 	}
 	if v.Local.DataDir == DataDirValid {
@@ -1149,6 +1151,7 @@ func (n *Node) publish(v View, p Plan) {
 		if pg.InRecovery {
 			st.ReceivedLocation, st.ReplayedLocation = pg.ReceiveLSN, pg.ReplayLSN
 			st.ReplayedTimestamp, st.ReplayPaused = pg.ReplayTimestamp, pg.ReplayPaused
+			st.LatestEndLSN = pg.LatestEndLSN
 			st.ReplicationState = "in archive recovery"
 			if pg.Streaming {
 				st.ReplicationState = "streaming"

@@ -40,8 +40,9 @@ type Status struct {
 	DCSReachable    bool
 	DCSLastSeen     time.Time // last successful DCS read
 	Pause           bool
-	// FailsafeActive: the DCS is unreachable and this primary stays primary because every member
-	// in the failsafe key confirmed it (failsafe_mode).
+	// FailsafeActive: the DCS is unreachable and failsafe_mode is keeping the cluster up: on the
+	// primary, every member in the failsafe key confirmed it; on a replica, the primary's
+	// confirmation requests arrived within ttl.
 	FailsafeActive  bool
 	FailsafeEnabled bool
 	// WatchdogFailed: watchdog.mode is required and the device could not be used.

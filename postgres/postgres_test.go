@@ -355,6 +355,12 @@ func TestCluster(t *testing.T) {
 	n1.exec("INSERT INTO t (v) VALUES ('two')")
 	n2.waitRows("one", "two")
 	n3.waitRows("one", "two")
+	eventually(t, "node-2 knows the upstream's position (latest_end_lsn)", 10*time.Second, func() error {
+		if st := n2.state(); st.LatestEndLSN <= 0 {
+			return fmt.Errorf("latest_end_lsn %d", st.LatestEndLSN)
+		}
+		return nil
+	})
 	eventually(t, "slot node_2 active on node-1", 10*time.Second, func() error { return n1.slotActive("node_2") })
 	eventually(t, "node-1 lists node-2 in pg_stat_replication", 10*time.Second, func() error {
 		for _, r := range n1.state().Replication {

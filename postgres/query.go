@@ -24,6 +24,7 @@ type State struct {
 	ReplayTimestamp     *time.Time
 	ReplayPaused        bool
 	Streaming           bool   // pg_stat_wal_receiver.status = 'streaming'
+	LatestEndLSN        int64  // pg_stat_wal_receiver.latest_end_lsn: the upstream's position last reported; 0 when unknown
 	UpstreamHost        string // sender_host of the WAL receiver, if any
 	PostmasterStartTime time.Time
 	ServerVersion       int
@@ -58,7 +59,8 @@ SELECT r.rec,
   (SELECT timeline_id FROM pg_catalog.pg_control_checkpoint()),
   pg_catalog.pg_postmaster_start_time(),
   pg_catalog.current_setting('server_version_num')::int,
-  EXISTS (SELECT 1 FROM pg_catalog.pg_settings WHERE pending_restart)
+  EXISTS (SELECT 1 FROM pg_catalog.pg_settings WHERE pending_restart),
+  (w.latest_end_lsn - '0/0'::pg_lsn)::bigint
 FROM (SELECT pg_catalog.pg_is_in_recovery() AS rec) r
 LEFT JOIN pg_catalog.pg_stat_wal_receiver w ON true`
 
@@ -223,14 +225,14 @@ func queryState(ctx context.Context, conn *pgx.Conn) (State, error) {
 	var (
 		st                                    State
 		tlPrimary, receivedTLI, checkpointTLI *int32
-		flush, recv, replay                   *int64
+		flush, recv, replay, latestEnd        *int64
 		replayTS                              *time.Time
 		paused                                *bool
 		status, senderHost                    *string
 		version                               int32
 	)
 	err := br.QueryRow().Scan(&st.InRecovery, &tlPrimary, &flush, &recv, &replay, &replayTS, &paused,
-		&status, &receivedTLI, &senderHost, &checkpointTLI, &st.PostmasterStartTime, &version, &st.PendingRestart)
+		&status, &receivedTLI, &senderHost, &checkpointTLI, &st.PostmasterStartTime, &version, &st.PendingRestart, &latestEnd)
 	if err != nil {
 		return State{}, err
 	}
@@ -247,6 +249,9 @@ func queryState(ctx context.Context, conn *pgx.Conn) (State, error) {
 	}
 	if recv != nil {
 		st.ReceiveLSN = *recv
+	}
+	if latestEnd != nil {
+		st.LatestEndLSN = *latestEnd
 	}
 	if replay != nil {
 		st.ReplayLSN = *replay

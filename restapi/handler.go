@@ -313,8 +313,8 @@ func readiness(st *ha.Status, query string) int {
 	if st.ReplicationState != "streaming" {
 		return notReady
 	}
-	if !st.DCSReachable && st.LatestEndLSN == 0 {
-		return notReady // nothing to measure the lag against (and no failsafe mode yet)
+	if !st.DCSReachable && st.LatestEndLSN == 0 && !st.FailsafeActive {
+		return notReady // nothing to measure the lag against, and no primary vouching for us
 	}
 	maxLag := st.MaximumLagOnFailover
 	lagParam, modeParam := twoParams(query, "lag", "mode")

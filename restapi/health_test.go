@@ -323,6 +323,11 @@ func TestReadiness(t *testing.T) {
 		{"stopped", stopped(), "", unavailable},
 		{"nil", nil, "", unavailable},
 		{"dcs down", dcsDown(replica()), "", unavailable},
+		{"dcs down, failsafe primary vouching", func() *ha.Status {
+			st := dcsDown(replica())
+			st.FailsafeActive = true
+			return st
+		}(), "", ok},
 		{"dcs down, receiver knows", dcsDown(withEnd(replica(), optime)), "", ok},
 		{"dcs down, receiver ahead", dcsDown(withEnd(replica(), optime+2*mib)), "", unavailable},
 		{"noloadbalance is still ready", noLB(), "", ok},
