@@ -32,7 +32,8 @@ unit:
 demo: deps build
 	$(GO) run ./test/demo -tusker $(BIN)/tusker
 
-bench: deps build
+bench: build
+	bash scripts/install-deps.sh --bench
 	$(GO) run ./test/bench -tusker $(BIN)/tusker
 
 clean:

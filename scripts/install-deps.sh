@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what tusker's tests, demo and benchmark need on a fresh Debian 12 machine:
 #   - PostgreSQL 15 server binaries (Debian's postgresql-15), when absent;
-#   - etcd, built from the Go module proxy and cached outside the repo, keyed by version.
+#   - etcd, built from the Go module proxy and cached outside the repo, keyed by version;
+#   - with --bench: wrk and Patroni (Debian packages) for `make bench`.
 # Idempotent: a second run only checks. Prints the etcd binary path on its last line.
 set -euo pipefail
 
@@ -39,6 +40,17 @@ if [ ! -x "$PGBIN/postgres" ] || [ ! -x "$PGBIN/pg_rewind" ] || [ ! -x "$PGBIN/p
 	apt_install postgresql-15
 fi
 "$PGBIN/postgres" --version >&2
+
+# make bench also needs wrk (the REST load generator) and Patroni 3.0.2 to compare against.
+if [ "${1:-}" = "--bench" ]; then
+	missing=()
+	command -v wrk >/dev/null || missing+=(wrk)
+	command -v patroni >/dev/null || missing+=(patroni python3-etcd)
+	if [ ${#missing[@]} -gt 0 ]; then
+		log "installing for the benchmark: ${missing[*]}"
+		apt_install "${missing[@]}"
+	fi
+fi
 
 ETCD_DIR="$CACHE/etcd-$ETCD_VERSION"
 if [ ! -x "$ETCD_DIR/etcd" ]; then

@@ -1,6 +1,7 @@
 // Command bench is `make bench`: it starts a 3-node tusker cluster on this machine and measures
-// time to healthy, the switchover write gap, unplanned failover time, rejoin time, and memory and
-// CPU per tusker process.
+// time to healthy, memory and CPU per tusker process, REST API throughput and latency of the
+// health checks (with Patroni 3.0.2's for comparison), the switchover write gap, unplanned
+// failover time and rejoin time.
 package main
 
 import (
@@ -82,6 +83,18 @@ func run(tusker string, idle time.Duration) error {
 		return err
 	}
 
+	// REST API throughput of the health checks, with the cluster running normally.
+	var repl *harness.Node
+	for _, n := range c.Nodes {
+		if n != p {
+			repl = n
+			break
+		}
+	}
+	if err := restFigures(ctx, p, repl); err != nil {
+		return err
+	}
+
 	// Planned switchover: a writer inserts as fast as it can into whichever node accepts writes;
 	// the write gap is the longest pause between two successful inserts around the switchover.
 	var gaps []float64
@@ -147,7 +160,9 @@ func run(tusker string, idle time.Duration) error {
 		return fmt.Errorf("old primary did not rejoin: %w", err)
 	}
 	fmt.Printf("%-44s %8.2f s\n", "rejoin of the old primary (start to streaming)", time.Since(rs).Seconds())
-	return nil
+
+	// The same REST figure for Patroni, last so that its load does not disturb the others.
+	return patroniFigure(ctx, s, e.HostPort)
 }
 
 // switchoverGap runs a writer against every node while it asks from for a switchover to to, and
