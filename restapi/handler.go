@@ -36,9 +36,9 @@ const (
 	epManagement
 )
 
-// Header values shared by every response (net/http only reads them).
+// Header values shared by every response (net/http only reads them). The Server header and the
+// configured extra headers are per Server (Server.hdrs).
 var (
-	hdrServer      = []string{"tusker"}
 	hdrJSON        = []string{"application/json"}
 	hdrText        = []string{"text/plain; charset=utf-8"}
 	hdrZero        = []string{"0"}
@@ -121,6 +121,14 @@ func route(path string) (endpoint, string) {
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	hs := s.hdrs
+	if r.TLS != nil {
+		hs = s.hdrsTLS
+	}
+	h := w.Header()
+	for i := range hs {
+		h[hs[i].name] = hs[i].val
+	}
 	if !s.log.Enabled(r.Context(), slog.LevelDebug) {
 		s.dispatch(w, r)
 		return
@@ -193,14 +201,12 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 
 func writeCode(w http.ResponseWriter, code int) {
 	h := w.Header()
-	h["Server"] = hdrServer
 	h["Content-Length"] = hdrZero
 	w.WriteHeader(code)
 }
 
 func writeJSON(w http.ResponseWriter, code int, body []byte, length []string) {
 	h := w.Header()
-	h["Server"] = hdrServer
 	h["Content-Type"] = hdrJSON
 	h["Content-Length"] = length
 	w.WriteHeader(code)

@@ -52,9 +52,7 @@ func (s *Server) serveManagement(w http.ResponseWriter, r *http.Request, seg str
 		writeMessage(w, r, http.StatusOK, "", m.allow)
 		return
 	}
-	if msg := s.authorize(r); msg != "" {
-		w.Header().Set("WWW-Authenticate", `Basic realm="Patroni"`)
-		writeMessage(w, r, http.StatusUnauthorized, msg, nil)
+	if r.Method != http.MethodGet && r.Method != http.MethodHead && !s.checkAccess(w, r, seg) {
 		return
 	}
 	switch seg {
@@ -464,7 +462,6 @@ var hdrNosniff = []string{"nosniff"}
 // does (no trailing newline); HEAD and OPTIONS get the headers only.
 func writeMessage(w http.ResponseWriter, r *http.Request, code int, msg string, allow []string) {
 	h := w.Header()
-	h["Server"] = hdrServer
 	if allow != nil {
 		h["Allow"] = allow
 	}
@@ -515,7 +512,6 @@ func writeJSONResult(w http.ResponseWriter, r *http.Request, body []byte, res ha
 func writeJSONBody(w http.ResponseWriter, r *http.Request, code int, body []byte) {
 	if r.Method == http.MethodHead {
 		h := w.Header()
-		h["Server"] = hdrServer
 		h["Content-Type"] = hdrJSON
 		h["Content-Length"] = contentLength(body)
 		w.WriteHeader(code)
@@ -524,12 +520,12 @@ func writeJSONBody(w http.ResponseWriter, r *http.Request, code int, body []byte
 	writeJSON(w, code, body, contentLength(body))
 }
 
-// authorize checks restapi.authentication on the endpoints that change something (Patroni's
-// check_access): every method but GET, HEAD and OPTIONS. It returns "" when the request may go
-// on, else Patroni's 401 message. The comparison is constant-time.
+// authorize checks restapi.authentication on the endpoints that change something (the last step
+// of checkAccess). It returns "" when the request may go on, else Patroni's 401 message. The
+// comparison is constant-time.
 func (s *Server) authorize(r *http.Request) string {
 	a := s.cfg.Auth
-	if a == nil || r.Method == http.MethodGet || r.Method == http.MethodHead {
+	if a == nil {
 		return ""
 	}
 	user, pass, ok := r.BasicAuth()

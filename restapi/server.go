@@ -10,6 +10,7 @@ package restapi
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -55,7 +56,27 @@ type Config struct {
 
 	// Name, Scope and Version identify this node in the "patroni" object of /patroni while no
 	// Status has been published yet (afterwards the Status' own fields are used). Optional.
+	// Version also goes into the Server header with ServerTokens "Minimal".
 	Name, Scope, Version string
+
+	// TLS, when set, makes Serve and ListenAndServe serve HTTPS (restapi.certfile and the
+	// related keys). nil: plain HTTP.
+	TLS *TLSConfig
+
+	// Allowlist restricts the management requests that change something to clients whose address
+	// is one of these IPs, in one of these CIDRs, or an address of one of these host names
+	// (resolved in the background, cached for a minute). AllowlistIncludeMembers also admits the
+	// hosts of the members' api_url in the latest Status' cluster. Both unset: no restriction.
+	Allowlist               []string
+	AllowlistIncludeMembers bool
+
+	// HTTPExtraHeaders are added to every response, HTTPSExtraHeaders too when the request came
+	// over TLS (restapi.http_extra_headers and https_extra_headers).
+	HTTPExtraHeaders, HTTPSExtraHeaders map[string]string
+
+	// ServerTokens chooses the Server header: "", "Original" and "ProductOnly" send "tusker",
+	// "Minimal" sends "tusker/<Version>". Case-insensitive.
+	ServerTokens string
 }
 
 // BasicAuth is a username and password.
@@ -76,6 +97,11 @@ type Server struct {
 	managementTimeout time.Duration            // managementTimeout; tests shorten it
 	cache             atomic.Pointer[snapshot] // bodies for the latest Status seen by a request
 	initial           *snapshot                // bodies used while status() returns nil
+
+	setupErr      error      // what is wrong in the Config; Check, Serve and ListenAndServe return it
+	tls           *tlsState  // nil without Config.TLS
+	allow         *allowlist // nil without an allowlist
+	hdrs, hdrsTLS []header   // the first headers of every response, over plain HTTP and over TLS
 }
 
 // New returns a server answering from status, which must be cheap (an atomic pointer load) and
@@ -98,16 +124,87 @@ func New(cfg Config, status func() *ha.Status) *Server {
 	s.initial = s.newSnapshot(nil)
 	s.metrics = s.newMetricsHandler(cfg.Metrics)
 	s.handler = http.HandlerFunc(s.serveHTTP)
+	s.setupErr = s.setup()
 	return s
+}
+
+// setup checks the settings that need no file or network: they are errors of the Config, which
+// New cannot return.
+func (s *Server) setup() error {
+	var errs []error
+	var err error
+	server := serverHeader(s.cfg.ServerTokens, s.cfg.Version, s.log)
+	if s.hdrs, s.hdrsTLS, err = responseHeaders(server, s.cfg.HTTPExtraHeaders, s.cfg.HTTPSExtraHeaders); err != nil {
+		errs = append(errs, err)
+		// Answer with the Server header alone rather than with no header list at all.
+		s.hdrs, s.hdrsTLS, _ = responseHeaders(server, nil, nil)
+	}
+	if len(s.cfg.Allowlist) > 0 || s.cfg.AllowlistIncludeMembers {
+		if s.allow, err = newAllowlist(s.cfg.Allowlist, s.cfg.AllowlistIncludeMembers, s.log); err != nil {
+			errs = append(errs, err)
+			// A Handler mounted without Check refuses every checked request rather than
+			// letting them all through.
+			s.allow = &allowlist{denyAll: true}
+		}
+	}
+	if s.cfg.TLS != nil {
+		if s.tls, err = newTLSState(*s.cfg.TLS, s.log); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Check reports what is wrong in the Config and loads the TLS certificate, key and CA, once;
+// Serve and ListenAndServe call it first. A daemon may call it before it starts anything else,
+// so that a bad restapi section stops it early.
+func (s *Server) Check() error {
+	if s.setupErr != nil {
+		return fmt.Errorf("restapi: %w", s.setupErr)
+	}
+	if s.tls != nil && s.tls.cur.Load() == nil {
+		if err := s.tls.reload(); err != nil {
+			return fmt.Errorf("restapi: TLS: %w", err)
+		}
+	}
+	return nil
+}
+
+// ReloadTLS re-reads the TLS certificate, key and CA file now. On error the loaded ones stay in
+// use and the error is returned. Changed files are also picked up without it: the first TLS
+// handshake at least a second after the previous check compares their modification times and
+// sizes with the loaded ones'.
+func (s *Server) ReloadTLS() error {
+	if s.setupErr != nil {
+		return fmt.Errorf("restapi: reload TLS: %w", s.setupErr)
+	}
+	if s.tls == nil {
+		return errors.New("restapi: reload TLS: TLS is not configured")
+	}
+	if err := s.tls.reload(); err != nil {
+		return fmt.Errorf("restapi: reload TLS certificate %s: %w", s.tls.cfg.CertFile, err)
+	}
+	return nil
 }
 
 // Handler returns the HTTP handler of the API; the caller may mount it in its own server.
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Serve serves the API on l until ctx ends, then shuts down gracefully: it stops accepting, lets
-// running requests finish (for at most 5 s) and closes l. It returns nil after a shutdown caused
-// by ctx, or the error that stopped serving otherwise.
+// running requests finish (for at most 5 s) and closes l. With Config.TLS it serves HTTPS on l.
+// It returns nil after a shutdown caused by ctx, or the error that stopped serving otherwise (l is
+// closed then too, also when Check fails).
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	if err := s.Check(); err != nil {
+		_ = l.Close()
+		return err
+	}
+	if s.tls != nil {
+		l = tls.NewListener(l, s.tls.listenerConfig())
+	}
+	if s.allow != nil {
+		s.allow.prefetch()
+	}
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: s.readHeaderTimeout,
@@ -119,7 +216,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
-	s.log.Info("REST API listening", "addr", l.Addr().String())
+	s.log.Info("REST API listening", "addr", l.Addr().String(), "tls", s.tls != nil)
 
 	select {
 	case err := <-errc:
@@ -138,15 +235,24 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	return nil
 }
 
-// ListenAndServe listens on Config.Listen and serves until ctx ends (see Serve).
+// ListenAndServe listens on Config.Listen and serves until ctx ends (see Serve). A host of "*" or
+// "" ("*:8008", ":8008") listens on every address, IPv4 and IPv6. The configuration is checked
+// (Check) before the port is bound.
 func (s *Server) ListenAndServe(ctx context.Context) error {
 	if s.cfg.Listen == "" {
 		return errors.New("restapi: no listen address")
 	}
+	if err := s.Check(); err != nil {
+		return err
+	}
+	addr := s.cfg.Listen
+	if host, port, err := net.SplitHostPort(addr); err == nil && host == "*" {
+		addr = net.JoinHostPort("", port) // Patroni's spelling of the wildcard; "tcp" is dual-stack
+	}
 	var lc net.ListenConfig // TCP keep-alive is on by default for accepted connections
-	l, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
+	l, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
-		return fmt.Errorf("restapi: %w", err)
+		return fmt.Errorf("restapi: listen on %s: %w", s.cfg.Listen, err)
 	}
 	return s.Serve(ctx, l)
 }
