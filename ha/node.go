@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -35,6 +36,10 @@ type Options struct {
 	Version string
 	// Prober asks other members for their state during a leader race (default: HTTP GET /patroni).
 	Prober Prober
+	// PeerClient makes the requests to other members' REST APIs (probes with the default Prober,
+	// failsafe confirmations); default: plain HTTP with keep-alive. With TLS between members it
+	// carries the CA and the client certificate (see internal/apiclient).
+	PeerClient *http.Client
 	// ReloadConfig re-reads the local configuration for POST /reload (as SIGHUP does); nil means
 	// POST /reload only reloads postgres.
 	ReloadConfig func() (*config.Config, error)
@@ -53,6 +58,8 @@ type Node struct {
 	prober  Prober
 	reread  func() (*config.Config, error)
 	metrics *metrics
+	// peerClient talks to the other members' REST APIs.
+	peerClient *http.Client
 
 	status atomic.Pointer[Status]
 	wake   chan struct{}
@@ -112,8 +119,11 @@ func NewNode(o Options) *Node {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.PeerClient == nil {
+		o.PeerClient = probeClient
+	}
 	if o.Prober == nil {
-		o.Prober = HTTPProber{}
+		o.Prober = HTTPProber{Client: o.PeerClient}
 	}
 	c := o.Config
 	n := &Node{cfg: c, dcs: o.DCS, pg: o.PG, log: o.Logger, version: o.Version, prober: o.Prober, reread: o.ReloadConfig,
@@ -121,6 +131,7 @@ func NewNode(o Options) *Node {
 		cfgUpdates: make(chan *config.Config, 1),
 		diverged:   map[string]bool{}, rewindFailed: map[string]bool{}}
 	n.metrics = newMetrics(c.Scope, c.Name)
+	n.peerClient = o.PeerClient
 	if o.DCS != nil {
 		n.dcs = timedDCS{DCS: o.DCS, m: n.metrics}
 	}
@@ -371,7 +382,13 @@ func (n *Node) observe(ctx context.Context) View {
 }
 
 func (n *Node) connURL() string { return "postgres://" + n.cfg.PostgreSQL.ConnectAddress + "/postgres" }
-func (n *Node) apiURL() string  { return "http://" + n.cfg.RestAPI.ConnectAddress + "/patroni" }
+func (n *Node) apiURL() string {
+	scheme := "http://"
+	if n.cfg.RestAPI.CertFile != "" {
+		scheme = "https://"
+	}
+	return scheme + n.cfg.RestAPI.ConnectAddress + "/patroni"
+}
 
 // applyDynamic adopts the dynamic configuration from the config key when it parses and is valid.
 func (n *Node) applyDynamic(cl *dcs.Cluster) {

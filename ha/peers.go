@@ -119,7 +119,7 @@ func memberURL(apiURL, endpoint string) string {
 }
 
 // postFailsafe sends the primary's POST /failsafe to one member and returns the LSN it reports.
-func postFailsafe(ctx context.Context, apiURL string, req FailsafeRequest, auth *config.Auth) (int64, error) {
+func postFailsafe(ctx context.Context, client *http.Client, apiURL string, req FailsafeRequest, auth *config.Auth) (int64, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return 0, fmt.Errorf("encoding the failsafe request: %w", err)
@@ -135,7 +135,7 @@ func postFailsafe(ctx context.Context, apiURL string, req FailsafeRequest, auth 
 		// the cluster shares one restapi configuration.
 		hr.SetBasicAuth(auth.Username, auth.Password)
 	}
-	resp, err := probeClient.Do(hr)
+	resp, err := client.Do(hr)
 	if err != nil {
 		return 0, fmt.Errorf("POST %s: %w", url, err)
 	}
@@ -171,7 +171,7 @@ func (n *Node) confirmFailsafe(ctx context.Context, members map[string]string, r
 			var err error
 			for try := 0; try < 2; try++ {
 				tctx, tcancel := context.WithTimeout(ctx, probeTimeout(retry))
-				_, err = postFailsafe(tctx, api, req, auth)
+				_, err = postFailsafe(tctx, n.peerClient, api, req, auth)
 				tcancel()
 				if err == nil {
 					return

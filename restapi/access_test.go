@@ -26,7 +26,7 @@ import (
 func from(s *Server, remote, method, path string, mod ...func(*http.Request)) *httptest.ResponseRecorder {
 	var body *strings.Reader
 	if method == http.MethodPost && path == "/failsafe" {
-		body = strings.NewReader(`{"n1":"http://10.0.0.1:8008/patroni"}`)
+		body = strings.NewReader(`{"name":"n1","api_url":"http://10.0.0.1:8008/patroni"}`)
 	} else {
 		body = strings.NewReader("")
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/tusker-ha/tusker/config"
 	"github.com/tusker-ha/tusker/dcs/backend"
 	"github.com/tusker-ha/tusker/ha"
+	"github.com/tusker-ha/tusker/internal/apiclient"
 	"github.com/tusker-ha/tusker/postgres"
 	"github.com/tusker-ha/tusker/restapi"
 )
@@ -131,8 +132,22 @@ func daemon(cfg *config.Config, path string) int {
 	}
 	defer pg.Close()
 
+	// Requests to the other members' REST APIs carry the CA and client certificate of the ctl
+	// (else restapi) section, so that members with TLS and verify_client still hear each other.
+	peerClient, err := apiclient.New(apiclient.FromConfig(cfg))
+	if err != nil {
+		log.Error("cannot build the client for the members' REST APIs", "err", err)
+		return 1
+	}
 	node := ha.NewNode(ha.Options{Config: cfg, DCS: store, PG: pg, Logger: log, Version: version,
+		PeerClient:   peerClient,
 		ReloadConfig: func() (*config.Config, error) { return config.Load(path) }})
+
+	api := restapi.New(apiConfig(cfg, log, node), node.Status)
+	if err := api.Check(); err != nil {
+		log.Error("REST API configuration", "err", err)
+		return 1
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -155,16 +170,15 @@ func daemon(cfg *config.Config, path string) int {
 				}
 				log.Info("SIGHUP: configuration re-read", "config", nc.Source)
 				node.UpdateConfig(nc)
+				// Certificates also reload by themselves when their files change; SIGHUP makes it
+				// immediate. Other restapi settings need a restart.
+				if err := api.ReloadTLS(); err != nil {
+					log.Error("SIGHUP: reloading the REST API certificates failed; keeping the old ones", "err", err)
+				}
 			}
 		}
 	}()
 
-	apiCfg := restapi.Config{Listen: cfg.RestAPI.Listen, Logger: log, Manager: node, Metrics: node.Metrics(),
-		Name: cfg.Name, Scope: cfg.Scope, Version: version}
-	if a := cfg.RestAPI.Authentication; a != nil && a.Username != "" {
-		apiCfg.Auth = &restapi.BasicAuth{Username: a.Username, Password: a.Password}
-	}
-	api := restapi.New(apiCfg, node.Status)
 	apiErr := make(chan error, 1)
 	apiCtx, apiStop := context.WithCancel(context.Background())
 	defer apiStop()
@@ -187,4 +201,21 @@ func daemon(cfg *config.Config, path string) int {
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// apiConfig maps the restapi section onto the REST API server's configuration.
+func apiConfig(cfg *config.Config, log *slog.Logger, node *ha.Node) restapi.Config {
+	r := cfg.RestAPI
+	c := restapi.Config{Listen: r.Listen, Logger: log, Manager: node, Metrics: node.Metrics(),
+		Name: cfg.Name, Scope: cfg.Scope, Version: version,
+		Allowlist: r.Allowlist, AllowlistIncludeMembers: r.AllowlistIncludeMembers,
+		HTTPExtraHeaders: r.HTTPExtraHeaders, HTTPSExtraHeaders: r.HTTPSExtraHeaders, ServerTokens: r.ServerTokens}
+	if a := r.Authentication; a != nil && a.Username != "" {
+		c.Auth = &restapi.BasicAuth{Username: a.Username, Password: a.Password}
+	}
+	if r.CertFile != "" {
+		c.TLS = &restapi.TLSConfig{CertFile: r.CertFile, KeyFile: r.KeyFile, KeyFilePassword: r.KeyFilePassword,
+			CAFile: r.CAFile, Ciphers: r.Ciphers, VerifyClient: r.VerifyClient}
+	}
+	return c
 }

@@ -1,0 +1,149 @@
+// Package apiclient builds the HTTP client that talks to members' REST APIs: the daemon's own
+// requests to its peers (leader race probes, failsafe confirmations) and tuskerctl's. Like
+// Patroni, it takes the ctl section's TLS settings and falls back to the restapi section's, so
+// that a cluster whose members require client certificates keeps working.
+package apiclient
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/tusker-ha/tusker/config"
+)
+
+// Settings are the resolved TLS settings of a client.
+type Settings struct {
+	CAFile          string // verify servers with these roots; "" = the system's
+	CertFile        string // client certificate, for members with verify_client
+	KeyFile         string // default CertFile
+	KeyFilePassword string
+	Insecure        bool // do not verify server certificates
+}
+
+// FromConfig resolves the settings as Patroni does: ctl.cacert, ctl.certfile, ctl.keyfile and
+// ctl.keyfile_password first, then restapi.cafile, restapi.certfile, restapi.keyfile and
+// restapi.keyfile_password; ctl.insecure turns verification off.
+func FromConfig(c *config.Config) Settings {
+	s := Settings{CAFile: c.Ctl.CACert, CertFile: c.Ctl.CertFile, KeyFile: c.Ctl.KeyFile,
+		KeyFilePassword: c.Ctl.KeyFilePassword, Insecure: c.Ctl.Insecure}
+	if s.CAFile == "" {
+		s.CAFile = c.RestAPI.CAFile
+	}
+	if s.CertFile == "" {
+		s.CertFile, s.KeyFile, s.KeyFilePassword = c.RestAPI.CertFile, c.RestAPI.KeyFile, c.RestAPI.KeyFilePassword
+	}
+	return s
+}
+
+// Auth returns the credentials for unsafe requests: ctl.authentication, else
+// restapi.authentication; nil when neither is set.
+func Auth(c *config.Config) *config.Auth {
+	if a := c.Ctl.Authentication; a != nil && a.Username != "" {
+		return a
+	}
+	if a := c.RestAPI.Authentication; a != nil && a.Username != "" {
+		return a
+	}
+	return nil
+}
+
+// TLSConfig builds the client TLS configuration.
+func (s Settings) TLSConfig() (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: s.Insecure} //nolint:gosec // ctl.insecure asks for it
+	if s.CAFile != "" {
+		pemBytes, err := os.ReadFile(s.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading the CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pemBytes) {
+			return nil, fmt.Errorf("CA file %s holds no PEM certificate", s.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if s.CertFile != "" {
+		cert, err := LoadKeyPair(s.CertFile, s.KeyFile, s.KeyFilePassword)
+		if err != nil {
+			return nil, err
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// LoadKeyPair reads a certificate and its key (keyFile defaults to certFile, a PEM holding both).
+// A password decrypts a legacy encrypted PEM key ("Proc-Type: 4,ENCRYPTED").
+func LoadKeyPair(certFile, keyFile, password string) (tls.Certificate, error) {
+	if keyFile == "" {
+		keyFile = certFile
+	}
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("reading the certificate: %w", err)
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("reading the key: %w", err)
+	}
+	if password != "" {
+		if keyPEM, err = decryptKey(keyPEM, password); err != nil {
+			return tls.Certificate{}, fmt.Errorf("decrypting the key in %s: %w", keyFile, err)
+		}
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("loading %s and %s: %w", certFile, keyFile, err)
+	}
+	return cert, nil
+}
+
+// decryptKey decrypts the first encrypted private key block of a PEM file.
+func decryptKey(data []byte, password string) ([]byte, error) {
+	for rest := data; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			return data, nil // nothing encrypted: use the file as it is
+		}
+		if b.Type == "ENCRYPTED PRIVATE KEY" {
+			return nil, errors.New("encrypted PKCS#8 keys are not supported; decrypt it with `openssl pkcs8` or use a legacy encrypted PEM key")
+		}
+		//lint:ignore SA1019 legacy PEM encryption is what keyfile_password is for (Patroni's too)
+		if !x509.IsEncryptedPEMBlock(b) { //nolint:staticcheck
+			continue
+		}
+		der, err := x509.DecryptPEMBlock(b, []byte(password)) //nolint:staticcheck
+		if err != nil {
+			return nil, err
+		}
+		return pem.EncodeToMemory(&pem.Block{Type: b.Type, Bytes: der}), nil
+	}
+}
+
+// New returns a keep-alive client for members' REST APIs. Callers bound each request with a
+// context; the client's own timeout is a backstop.
+func New(s Settings) (*http.Client, error) {
+	tc, err := s.TLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{
+		Timeout: 2 * time.Minute,
+		Transport: &http.Transport{
+			Proxy:               nil, // members are reached directly, never through HTTP(S)_PROXY
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSClientConfig:     tc,
+			TLSHandshakeTimeout: 5 * time.Second,
+			MaxIdleConnsPerHost: 2,
+			IdleConnTimeout:     time.Minute,
+			ForceAttemptHTTP2:   false,
+		},
+	}, nil
+}
