@@ -172,6 +172,9 @@ func daemon(cfg *config.Config, path string) int {
 				node.UpdateConfig(nc)
 				// Certificates also reload by themselves when their files change; SIGHUP makes it
 				// immediate. Other restapi settings need a restart.
+				if cfg.RestAPI.CertFile == "" {
+					continue
+				}
 				if err := api.ReloadTLS(); err != nil {
 					log.Error("SIGHUP: reloading the REST API certificates failed; keeping the old ones", "err", err)
 				}
