@@ -28,7 +28,7 @@ type Local struct {
 	Timeline int
 	WAL      int64 // primary: flush LSN; replica: max(received, replayed)
 	// WasPrimary: pg_controldata says the stopped cluster last ran as a primary ("in production"
-	// or "shut down"), as opposed to a standby.
+	// or "shut down"), as opposed to a standby, and no standby.signal says it is to run as one.
 	WasPrimary bool
 	// Upstream is the member this replica is configured to stream from ("" for none).
 	Upstream string

@@ -450,7 +450,9 @@ func (n *Node) observeLocal(ctx context.Context, rt time.Duration, cl *dcs.Clust
 			n.log.Warn("reading pg_controldata failed", "err", err)
 		} else {
 			n.sysID = cd.SystemIdentifier
-			l.WasPrimary = cd.State == "in production" || cd.State == "shut down"
+			// A fresh clone's pg_control says "in production" (copied from the primary) but its
+			// standby.signal says what it will run as.
+			l.WasPrimary = (cd.State == "in production" || cd.State == "shut down") && !n.pg.StandbySignal()
 			l.Timeline = cd.Timeline
 		}
 	}

@@ -314,6 +314,13 @@ func findBinDir(dir string) (string, error) {
 	return filepath.Dir(p), nil
 }
 
+// StandbySignal reports whether the data directory holds standby.signal: it was prepared (cloned
+// or demoted) to run as a standby, whatever pg_control says.
+func (p *Postgres) StandbySignal() bool {
+	_, err := os.Stat(filepath.Join(p.cfg.DataDir, "standby.signal"))
+	return err == nil
+}
+
 // inferOptions guesses the role (and upstream) of an existing data directory from its files, so
 // that Reload/WriteConfig on an adopted postmaster keep what the previous tusker wrote.
 func (p *Postgres) inferOptions() StartOptions {

@@ -47,6 +47,9 @@ type ReplicationRow struct {
 	ReplayLSN       int64
 }
 
+// Recovery targets (recovery_target_timeline...) are postmaster-context settings that tusker
+// writes for a standby and drops when it is promoted; their "pending" change on a promoted primary
+// means nothing (they only apply to recovery), so they never make a restart pending.
 const stateSQL = `
 SELECT r.rec,
   CASE WHEN NOT r.rec THEN ('x' || substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
@@ -59,7 +62,7 @@ SELECT r.rec,
   (SELECT timeline_id FROM pg_catalog.pg_control_checkpoint()),
   pg_catalog.pg_postmaster_start_time(),
   pg_catalog.current_setting('server_version_num')::int,
-  EXISTS (SELECT 1 FROM pg_catalog.pg_settings WHERE pending_restart),
+  EXISTS (SELECT 1 FROM pg_catalog.pg_settings WHERE pending_restart AND name NOT LIKE 'recovery\_target%'),
   (w.latest_end_lsn - '0/0'::pg_lsn)::bigint
 FROM (SELECT pg_catalog.pg_is_in_recovery() AS rec) r
 LEFT JOIN pg_catalog.pg_stat_wal_receiver w ON true`
@@ -558,7 +561,7 @@ func (p *Postgres) EnsureSlots(ctx context.Context, want []string) error {
 func (p *Postgres) PendingRestartSettings(ctx context.Context) (map[string]string, error) {
 	out := map[string]string{}
 	err := p.withConn(ctx, "reading pending_restart settings", func(conn *pgx.Conn) error {
-		rows, err := conn.Query(ctx, "SELECT name, setting, COALESCE(unit, '') FROM pg_catalog.pg_settings WHERE pending_restart")
+		rows, err := conn.Query(ctx, "SELECT name, setting, COALESCE(unit, '') FROM pg_catalog.pg_settings WHERE pending_restart AND name NOT LIKE 'recovery\\_target%'")
 		if err != nil {
 			return err
 		}

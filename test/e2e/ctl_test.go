@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -19,78 +18,11 @@ import (
 	"github.com/tusker-ha/tusker/test/harness"
 )
 
-// ctlBinEnv carries the path of the tuskerctl binary these tests run. TestMain only builds tusker,
-// and as root the tests run again as an unprivileged user who cannot run the Go toolchain (its
-// caches are root's), so the binary is built by init in the first, privileged process and the
-// path is inherited through the environment.
-const ctlBinEnv = "TUSKER_TEST_TUSKERCTL"
-
-var ctlTests = []string{"TestCtlCluster"}
-
-func init() {
-	if os.Getenv(ctlBinEnv) != "" || !selected(ctlTests) {
-		return
-	}
-	// One fixed directory per user, overwritten by every run: nothing can delete it after the
-	// tests (harness.Main exits the process), so it must not pile up.
-	dir := filepath.Join(os.TempDir(), fmt.Sprintf("tusker-test-tuskerctl-%d", os.Getuid()))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		fmt.Fprintln(os.Stderr, "ctl_test: creating", dir+":", err)
-		return
-	}
-	_ = os.Chmod(dir, 0o755)
-	tmp := fmt.Sprintf("tuskerctl.%d", os.Getpid())
-	if err := harness.GoBuild(dir, tmp, "github.com/tusker-ha/tusker/cmd/tuskerctl"); err != nil {
-		fmt.Fprintln(os.Stderr, "ctl_test:", err)
-		return
-	}
-	bin := filepath.Join(dir, "tuskerctl")
-	if err := os.Rename(filepath.Join(dir, tmp), bin); err != nil {
-		fmt.Fprintln(os.Stderr, "ctl_test:", err)
-		return
-	}
-	os.Setenv(ctlBinEnv, bin)
-}
-
-// selected reports whether the -test.run pattern of this process selects one of the tests (only
-// its top-level part matters here).
-func selected(tests []string) bool {
-	pattern := ""
-	for i, a := range os.Args {
-		switch {
-		case strings.HasPrefix(a, "-test.run="):
-			pattern = strings.TrimPrefix(a, "-test.run=")
-		case a == "-test.run" && i+1 < len(os.Args):
-			pattern = os.Args[i+1]
-		case strings.HasPrefix(a, "-test.list"):
-			return false
-		}
-	}
-	pattern, _, _ = strings.Cut(pattern, "/")
-	if pattern == "" {
-		return true
-	}
-	re, err := regexp.Compile(pattern)
-	if err != nil {
-		return false
-	}
-	for _, t := range tests {
-		if re.MatchString(t) {
-			return true
-		}
-	}
-	return false
-}
-
+// ctlBin is the tuskerctl binary TestMain built.
 func ctlBin(t *testing.T) string {
 	t.Helper()
-	if dir := os.Getenv("TUSKER_TEST_BINDIR"); dir != "" {
-		if p := filepath.Join(dir, "tuskerctl"); fileExists(p) {
-			return p // TestMain prepared it
-		}
-	}
-	p := os.Getenv(ctlBinEnv)
-	require.NotEmpty(t, p, "tuskerctl was not built (see the output of the test binary's init)")
+	p := filepath.Join(os.Getenv("TUSKER_TEST_BINDIR"), "tuskerctl")
+	require.True(t, fileExists(p), "TestMain did not build tuskerctl into %s", p)
 	return p
 }
 

@@ -23,6 +23,9 @@ func TestMain(m *testing.M) {
 		if err := harness.GoBuild(binDir, "tusker", "github.com/tusker-ha/tusker/cmd/tusker"); err != nil {
 			return err
 		}
+		if err := harness.GoBuild(binDir, "tuskerctl", "github.com/tusker-ha/tusker/cmd/tuskerctl"); err != nil {
+			return err
+		}
 		return harness.PrepareEtcd(binDir)
 	})
 }

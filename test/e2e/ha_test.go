@@ -45,7 +45,9 @@ func tryCall(n *harness.Node, method, path string, body any) (int, string, error
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	resp, err := n.HTTPClient().Do(req.WithContext(ctx))
 	if err != nil {
 		return 0, "", err
 	}

@@ -34,6 +34,9 @@ type ClusterOptions struct {
 	EtcdHost   string              // host:port of a running etcd
 	Cred       *syscall.Credential // run tusker as this user (set when the caller is root)
 	ExtraLocal string              // YAML appended to every node's config (top level)
+	// APIClient, when set, reaches the nodes' REST APIs over HTTPS (the nodes' ExtraLocal then
+	// configures restapi.certfile...): APIURL says https and Patroni, Check and Healthy use it.
+	APIClient *http.Client
 }
 
 // Cluster is a set of real tusker processes managing real PostgreSQL instances.
@@ -58,6 +61,7 @@ type Node struct {
 	Env        []string // extra environment for the tusker process
 	cred       *syscall.Credential
 	bin        string
+	client     *http.Client // for the REST API; nil = plain HTTP with http.DefaultClient
 	cmd        *exec.Cmd
 	done       chan struct{}
 }
@@ -138,7 +142,7 @@ func NewCluster(o ClusterOptions) (*Cluster, error) {
 		}
 		n := &Node{Name: name, Dir: dir, DataDir: filepath.Join(dir, "data"), APIPort: api, PGPort: pgp,
 			ConfigPath: filepath.Join(dir, "tusker.yml"), LogPath: filepath.Join(dir, "tusker.log"),
-			cred: o.Cred, bin: o.TuskerBin}
+			cred: o.Cred, bin: o.TuskerBin, client: o.APIClient}
 		if err := c.WriteConfig(n, o.ExtraLocal); err != nil {
 			return nil, err
 		}
@@ -310,7 +314,21 @@ func (n *Node) Log() string {
 }
 
 // APIURL is the base URL of the node's REST API.
-func (n *Node) APIURL() string { return fmt.Sprintf("http://127.0.0.1:%d", n.APIPort) }
+func (n *Node) APIURL() string {
+	scheme := "http"
+	if n.client != nil {
+		scheme = "https"
+	}
+	return fmt.Sprintf("%s://127.0.0.1:%d", scheme, n.APIPort)
+}
+
+// HTTPClient is the client that reaches the node's REST API (with the cluster's TLS settings).
+func (n *Node) HTTPClient() *http.Client {
+	if n.client != nil {
+		return n.client
+	}
+	return http.DefaultClient
+}
 
 // DSN is a superuser connection string to the node's PostgreSQL.
 func (n *Node) DSN() string {
@@ -323,7 +341,7 @@ func (n *Node) Patroni(ctx context.Context) (map[string]any, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.APIURL()+"/patroni", nil)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := n.HTTPClient().Do(req)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -340,7 +358,7 @@ func (n *Node) Check(ctx context.Context, path string) int {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.APIURL()+path, nil)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := n.HTTPClient().Do(req)
 	if err != nil {
 		return 0
 	}
