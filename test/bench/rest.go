@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -114,10 +115,21 @@ func restFigures(ctx context.Context, primary, replica *harness.Node) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("%-44s %s\n", t.label, r)
+		fmt.Printf("%-44s %s\n", t.label+" (wrk)", r)
 	}
+	// The figure: 10,000 requests/s from 50 keep-alive clients, latency as a load
+	// balancer sees it.
+	addr := strings.TrimPrefix(replica.APIURL(), "http://")
+	o, err := openLoop(ctx, addr, "/replica?lag=1MB", openLoopRate, wrkConns, wrkDuration)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%-44s %s\n", fmt.Sprintf("tusker /replica at a fixed %d req/s", openLoopRate), o)
 	return nil
 }
+
+// openLoopRate is the fixed rate of the open-loop REST figure.
+const openLoopRate = 10000
 
 // patroniFigure runs one Patroni 3.0.2 node (Debian's package) on the same etcd and PostgreSQL
 // and measures its /primary the same way, for comparison.
@@ -220,4 +232,122 @@ func freeTCPPort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// openLoopResult is what a fixed-rate run measured.
+type openLoopResult struct {
+	sent, failed       int
+	achieved           float64 // completed requests per second
+	p50, p99, p999, mx time.Duration
+}
+
+func (r openLoopResult) String() string {
+	s := fmt.Sprintf("%8.0f req/s, p50 %s, p99 %s, p99.9 %s, max %s", r.achieved, fmtLatency(r.p50),
+		fmtLatency(r.p99), fmtLatency(r.p999), fmtLatency(r.mx))
+	if r.failed > 0 {
+		s += fmt.Sprintf(", %d failed", r.failed)
+	}
+	return s
+}
+
+// openLoop sends GET path to addr at a fixed total rate over conns keep-alive connections for d,
+// and measures each request's latency from the time it was due, not from when it was sent, so
+// that a stall delays every request queued behind it (no coordinated omission). wrk measures the
+// throughput ceiling with closed-loop clients; this measures the latency a load balancer sees at
+// a given rate. It speaks the smallest HTTP/1.1 itself so that the client costs little CPU.
+func openLoop(ctx context.Context, addr, path string, rate, conns int, d time.Duration) (openLoopResult, error) {
+	interval := time.Duration(float64(time.Second) * float64(conns) / float64(rate))
+	req := []byte("GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nUser-Agent: tusker-bench\r\n\r\n")
+	type connResult struct {
+		lat    []time.Duration
+		failed int
+		err    error
+	}
+	results := make(chan connResult, conns)
+	start := time.Now().Add(50 * time.Millisecond)
+	for i := 0; i < conns; i++ {
+		// Spread the connections' schedules evenly over one interval.
+		offset := time.Duration(int64(interval) * int64(i) / int64(conns))
+		go func() {
+			var res connResult
+			defer func() { results <- res }()
+			conn, err := (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, "tcp", addr)
+			if err != nil {
+				res.err = err
+				return
+			}
+			defer conn.Close()
+			br := bufio.NewReaderSize(conn, 16<<10)
+			for due := start.Add(offset); due.Before(start.Add(d)); due = due.Add(interval) {
+				if w := time.Until(due); w > 0 {
+					time.Sleep(w)
+				}
+				if _, err := conn.Write(req); err != nil {
+					res.err = err
+					return
+				}
+				code, err := readResponse(br)
+				if err != nil {
+					res.err = err
+					return
+				}
+				if code != http.StatusOK {
+					res.failed++
+				}
+				res.lat = append(res.lat, time.Since(due))
+			}
+		}()
+	}
+	var all []time.Duration
+	var out openLoopResult
+	for i := 0; i < conns; i++ {
+		r := <-results
+		if r.err != nil {
+			return out, fmt.Errorf("open-loop load on %s%s: %w", addr, path, r.err)
+		}
+		all = append(all, r.lat...)
+		out.failed += r.failed
+	}
+	if len(all) == 0 {
+		return out, fmt.Errorf("open-loop load on %s%s: no request completed", addr, path)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	q := func(p float64) time.Duration { return all[min(len(all)-1, int(p*float64(len(all))))] }
+	out.sent = len(all)
+	out.achieved = float64(len(all)) / d.Seconds()
+	out.p50, out.p99, out.p999, out.mx = q(0.50), q(0.99), q(0.999), all[len(all)-1]
+	return out, nil
+}
+
+// readResponse reads one HTTP/1.1 response with a Content-Length body and returns its status.
+func readResponse(br *bufio.Reader) (int, error) {
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(line))
+	if len(f) < 2 {
+		return 0, fmt.Errorf("bad status line %q", line)
+	}
+	code, err := strconv.Atoi(f[1])
+	if err != nil {
+		return 0, fmt.Errorf("bad status line %q", line)
+	}
+	length := 0
+	for {
+		h, err := br.ReadSlice('\n')
+		if err != nil {
+			return 0, err
+		}
+		if len(h) <= 2 {
+			break
+		}
+		if k, v, ok := strings.Cut(string(h), ":"); ok && strings.EqualFold(k, "Content-Length") {
+			length, _ = strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	if _, err := br.Discard(length); err != nil {
+		return 0, err
+	}
+	return code, nil
 }

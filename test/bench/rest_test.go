@@ -1,6 +1,10 @@
 package main
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 )
@@ -32,5 +36,33 @@ Transfer/sec:     49.96MB
 	}
 	if _, err := parseWrk("unable to connect to 127.0.0.1:1 Connection refused"); err == nil {
 		t.Fatal("a failed run parsed")
+	}
+}
+
+func TestOpenLoop(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/bad" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_, _ = w.Write([]byte(`{"state":"running"}`))
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	r, err := openLoop(context.Background(), addr, "/ok", 1000, 10, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.sent < 950 || r.sent > 1000 || r.failed != 0 || r.p50 <= 0 || r.p99 < r.p50 || r.mx < r.p99 {
+		t.Fatalf("result %+v", r)
+	}
+	r, err = openLoop(context.Background(), addr, "/bad", 200, 2, 500*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.failed != r.sent || r.sent == 0 {
+		t.Fatalf("non-200 answers not counted: %+v", r)
+	}
+	if _, err := openLoop(context.Background(), "127.0.0.1:1", "/", 100, 1, 100*time.Millisecond); err == nil {
+		t.Fatal("no error for a refused connection")
 	}
 }
