@@ -68,5 +68,7 @@ if [ ! -x "$ETCD_DIR/etcd" ]; then
 	rm -rf "$ETCD_DIR"
 	mv "$ETCD_DIR.tmp" "$ETCD_DIR"
 fi
-"$ETCD_DIR/etcd" --version | head -1 >&2
+# Not piped into head: with pipefail, etcd's SIGPIPE after head exits would fail the script.
+etcd_version=$("$ETCD_DIR/etcd" --version)
+echo "${etcd_version%%$'\n'*}" >&2
 echo "$ETCD_DIR/etcd"
