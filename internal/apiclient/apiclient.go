@@ -13,6 +13,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/tusker-ha/tusker/config"
@@ -69,13 +71,60 @@ func (s Settings) TLSConfig() (*tls.Config, error) {
 		tc.RootCAs = pool
 	}
 	if s.CertFile != "" {
-		cert, err := LoadKeyPair(s.CertFile, s.KeyFile, s.KeyFilePassword)
-		if err != nil {
-			return nil, err
+		l := &keyPairLoader{certFile: s.CertFile, keyFile: s.KeyFile, password: s.KeyFilePassword}
+		if _, err := l.get(); err != nil {
+			return nil, err // a broken setting fails at start, not on the first request
 		}
-		tc.Certificates = []tls.Certificate{cert}
+		// The client certificate follows its files (rotated by cert-manager or a cron job) like
+		// the server's does; the CA pool is read once.
+		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return l.get() }
 	}
 	return tc, nil
+}
+
+// keyPairLoader re-reads a certificate and key when their files change, checking at most once a
+// second; a change that does not load keeps the previous pair.
+type keyPairLoader struct {
+	certFile, keyFile, password string
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	stamp   string
+	checked time.Time
+}
+
+func (l *keyPairLoader) get() (*tls.Certificate, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cert != nil && time.Since(l.checked) < time.Second {
+		return l.cert, nil
+	}
+	l.checked = time.Now()
+	stamp := fileStamp(l.certFile) + "|" + fileStamp(l.keyFile)
+	if l.cert != nil && stamp == l.stamp {
+		return l.cert, nil
+	}
+	c, err := LoadKeyPair(l.certFile, l.keyFile, l.password)
+	if err != nil {
+		if l.cert != nil {
+			return l.cert, nil // half-written files during a rotation: keep the old pair
+		}
+		return nil, err
+	}
+	l.cert, l.stamp = &c, stamp
+	return l.cert, nil
+}
+
+// fileStamp identifies a version of a file by its modification time and size (following links).
+func fileStamp(path string) string {
+	if path == "" {
+		return ""
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "missing"
+	}
+	return fi.ModTime().String() + "/" + strconv.FormatInt(fi.Size(), 10)
 }
 
 // LoadKeyPair reads a certificate and its key (keyFile defaults to certFile, a PEM holding both).
