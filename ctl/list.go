@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/url"
 	"slices"
@@ -130,12 +131,22 @@ func buildClusterView(scope string, c *dcs.Cluster, statuses map[string]map[stri
 		if s, ok := m.Data.Tags["replicatefrom"].(string); ok {
 			mv.replicateFrom = s
 		}
+		// tusker and Patroni 4 publish the reasons and the scheduled restart in the member key;
+		// the member's /patroni fills in what an older member's key lacks.
+		mv.pendingReason = memberPendingReason(m.Data.PendingRestartReason)
+		if sr := m.Data.ScheduledRestart; sr != nil {
+			mv.scheduled = scheduledRestart(map[string]any{"schedule": sr.Schedule, "postgres_version": sr.PostgresVersion})
+		}
 		if st := statuses[m.Name]; st != nil {
-			mv.pendingReason = pendingReason(st["pending_restart_reason"])
+			if mv.pendingReason == "" {
+				mv.pendingReason = pendingReason(st["pending_restart_reason"])
+			}
 			if p, _ := st["pending_restart"].(bool); p {
 				mv.pending = true
 			}
-			mv.scheduled = scheduledRestart(st["scheduled_restart"])
+			if mv.scheduled == "" {
+				mv.scheduled = scheduledRestart(st["scheduled_restart"])
+			}
 		}
 		v.members = append(v.members, mv)
 	}
@@ -178,6 +189,17 @@ func pendingReason(v any) string {
 	for _, k := range sortedKeys(m) {
 		ch, _ := m[k].(map[string]any)
 		lines = append(lines, fmt.Sprintf("%s: %v->%v", k, ch["old_value"], ch["new_value"]))
+	}
+	return strings.Join(lines, "\n")
+}
+
+func memberPendingReason(r map[string]dcs.ParamChange) string {
+	if len(r) == 0 {
+		return ""
+	}
+	var lines []string
+	for _, k := range slices.Sorted(maps.Keys(r)) {
+		lines = append(lines, fmt.Sprintf("%s: %s->%s", k, r[k].OldValue, r[k].NewValue))
 	}
 	return strings.Join(lines, "\n")
 }
@@ -447,12 +469,19 @@ func (a *app) clusterViews(names []string, extended bool) ([]clusterView, error)
 			return nil, err
 		}
 		var statuses map[string]map[string]any
-		if extended {
+		// Only members whose key lacks the pending restart reasons (Patroni before 4) are asked.
+		var ask []dcs.Member
+		for _, m := range c.Members {
+			if m.Data.PendingRestart && len(m.Data.PendingRestartReason) == 0 {
+				ask = append(ask, m)
+			}
+		}
+		if extended && len(ask) > 0 {
 			cl, err := a.client()
 			if err != nil {
 				return nil, err
 			}
-			statuses = cl.statuses(a.ctx, c.Members, timeoutProbe)
+			statuses = cl.statuses(a.ctx, ask, timeoutProbe)
 		}
 		out = append(out, buildClusterView(n, c, statuses))
 	}

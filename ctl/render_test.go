@@ -112,6 +112,12 @@ func TestListExtendedAndFooter(t *testing.T) {
 
 	// Machine formats carry no footer.
 	assert.NotContains(t, render(t, v, fmtJSON, false, false), "Maintenance")
+
+	// The same from the member key alone (tusker and Patroni 4 publish both fields there).
+	c.Members[1].Data.PendingRestart = true
+	c.Members[1].Data.PendingRestartReason = map[string]dcs.ParamChange{"max_connections": {OldValue: "40", NewValue: "123"}}
+	c.Members[1].Data.ScheduledRestart = &dcs.ScheduledRestart{Schedule: "2030-01-02T03:00:00+00:00", PostgresVersion: "15.4"}
+	assert.Equal(t, render(t, v, fmtPretty, true, false), render(t, buildClusterView("demo", c, nil), fmtPretty, true, false))
 }
 
 // TestListMultilineCells: a cell of several lines (two pending parameters) puts rules between

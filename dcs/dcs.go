@@ -141,10 +141,38 @@ type MemberData struct {
 	Timeline         int            `json:"timeline,omitempty"`
 	Tags             map[string]any `json:"tags,omitempty"`
 	PendingRestart   bool           `json:"pending_restart,omitempty"`
-	Pause            bool           `json:"pause,omitempty"`
+	// PendingRestartReason: parameter -> its running and configured value (Patroni 4's field).
+	PendingRestartReason map[string]ParamChange `json:"pending_restart_reason,omitempty"`
+	ScheduledRestart     *ScheduledRestart      `json:"scheduled_restart,omitempty"`
+	Pause                bool                   `json:"pause,omitempty"`
 	// CheckpointAfterPromote is false on a new primary until its post-promote checkpoint is done;
 	// pg_rewind against it must wait for true (Patroni's checkpoint_after_promote).
 	CheckpointAfterPromote *bool `json:"checkpoint_after_promote,omitempty"`
+}
+
+// ParamChange is one parameter waiting for a restart: the value postgres runs with and the one
+// configured.
+type ParamChange struct {
+	OldValue string `json:"old_value"`
+	NewValue string `json:"new_value"`
+}
+
+// ScheduledRestart is a restart scheduled through POST /restart, as published in the member key
+// and in /patroni.
+type ScheduledRestart struct {
+	Schedule        string `json:"schedule"` // ISO 8601 (ISOTime)
+	PostgresVersion string `json:"postgres_version,omitempty"`
+	Role            string `json:"role,omitempty"`
+	RestartPending  bool   `json:"restart_pending,omitempty"`
+}
+
+// ISOTime formats t as Python's isoformat() does, which is how Patroni writes times in the DCS
+// and in its REST API: microseconds only when there are any, and a numeric UTC offset.
+func ISOTime(t time.Time) string {
+	if t.Nanosecond()/1000 == 0 {
+		return t.Format("2006-01-02T15:04:05-07:00")
+	}
+	return t.Format("2006-01-02T15:04:05.000000-07:00")
 }
 
 // Failover is the failover key: a requested switchover (Leader set) or failover (only Member).

@@ -1152,6 +1152,7 @@ func (n *Node) publish(v View, p Plan) {
 		APIURL:  n.apiURL(),
 		State:   st.State, Role: st.Role, Version: n.version, Timeline: v.Local.Timeline,
 		Tags: st.Tags, CheckpointAfterPromote: checkpointed, Pause: n.dyn.Pause,
+		ScheduledRestart: restartAt.Member(),
 	}
 	if len(md.Tags) == 0 {
 		md.Tags = nil
@@ -1164,6 +1165,7 @@ func (n *Node) publish(v View, p Plan) {
 		md.PendingRestart = pg.PendingRestart
 		if pg.PendingRestart {
 			st.PendingRestartReason = n.pendingRestartReason(rt)
+			md.PendingRestartReason = st.PendingRestartReason
 		}
 		wal := pg.WALPosition
 		md.XLogLocation = &wal

@@ -1,6 +1,7 @@
 package ha
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/tusker-ha/tusker/dcs"
@@ -70,10 +71,7 @@ type Replication struct {
 }
 
 // PendingChange is one parameter whose new value needs a restart.
-type PendingChange struct {
-	OldValue string `json:"old_value"`
-	NewValue string `json:"new_value"`
-}
+type PendingChange = dcs.ParamChange
 
 // ScheduledRestart is a restart requested for later through POST /restart.
 type ScheduledRestart struct {
@@ -81,4 +79,25 @@ type ScheduledRestart struct {
 	Role            string
 	PostgresVersion int
 	RestartPending  bool
+}
+
+// Member is the scheduled restart as Patroni publishes it in the member key and /patroni.
+func (r *ScheduledRestart) Member() *dcs.ScheduledRestart {
+	if r == nil {
+		return nil
+	}
+	return &dcs.ScheduledRestart{Schedule: dcs.ISOTime(r.Schedule), PostgresVersion: FormatPostgresVersion(r.PostgresVersion),
+		Role: r.Role, RestartPending: r.RestartPending}
+}
+
+// FormatPostgresVersion turns server_version_num into the version as people write it: 150003
+// is "15.3", 90601 is "9.6.1"; 0 is "".
+func FormatPostgresVersion(v int) string {
+	switch {
+	case v <= 0:
+		return ""
+	case v >= 100000:
+		return strconv.Itoa(v/10000) + "." + strconv.Itoa(v%10000)
+	}
+	return strconv.Itoa(v/10000) + "." + strconv.Itoa(v/100%100) + "." + strconv.Itoa(v%100)
 }

@@ -32,7 +32,9 @@ func testCluster() *dcs.Cluster {
 		Members: []dcs.Member{
 			{Name: "n3", Data: dcs.MemberData{
 				ConnURL: "postgres://[fd00::3]/postgres", State: "starting", Role: "replica",
-				PendingRestart: true,
+				PendingRestart:       true,
+				PendingRestartReason: map[string]dcs.ParamChange{"max_connections": {OldValue: "100", NewValue: "200"}},
+				ScheduledRestart:     (&ha.ScheduledRestart{Schedule: scheduled, PostgresVersion: 150003}).Member(),
 			}},
 			{Name: "n1", Data: dcs.MemberData{
 				ConnURL: "postgres://10.0.0.1:5432/postgres", APIURL: "http://10.0.0.1:8008/patroni",

@@ -74,17 +74,8 @@ type patroniStatus struct {
 	PendingRestart      bool                        `json:"pending_restart,omitempty"`
 	PendingReason       map[string]ha.PendingChange `json:"pending_restart_reason,omitempty"`
 	Patroni             patroniInfo                 `json:"patroni"`
-	ScheduledRestart    *scheduledRestart           `json:"scheduled_restart,omitempty"`
+	ScheduledRestart    *dcs.ScheduledRestart       `json:"scheduled_restart,omitempty"`
 	WatchdogFailed      bool                        `json:"watchdog_failed,omitempty"`
-}
-
-// scheduledRestart is a restart scheduled through POST /restart, with the conditions it was
-// asked with.
-type scheduledRestart struct {
-	Schedule        string `json:"schedule"`
-	PostgresVersion string `json:"postgres_version,omitempty"`
-	Role            string `json:"role,omitempty"`
-	RestartPending  bool   `json:"restart_pending,omitempty"`
 }
 
 type patroniInfo struct {
@@ -158,12 +149,7 @@ func (s *Server) patroniBody(st *ha.Status) []byte {
 		p.PendingReason = st.PendingRestartReason
 	}
 	if sr := st.ScheduledRestart; sr != nil {
-		p.ScheduledRestart = &scheduledRestart{
-			Schedule:        pyISOTime(sr.Schedule),
-			PostgresVersion: formatPostgresVersion(sr.PostgresVersion),
-			Role:            sr.Role,
-			RestartPending:  sr.RestartPending,
-		}
+		p.ScheduledRestart = sr.Member()
 	}
 	if !st.DCSLastSeen.IsZero() {
 		p.DCSLastSeen = st.DCSLastSeen.Unix()
@@ -232,21 +218,23 @@ type scheduledSwitchover struct {
 // clusterMember is one member of /cluster; the LSN fields hold a "X/X" string or "unknown", the
 // lag fields a number of bytes or "unknown", and all six are absent for the leader.
 type clusterMember struct {
-	Name           string         `json:"name"`
-	Role           string         `json:"role"`
-	State          string         `json:"state"`
-	APIURL         *string        `json:"api_url"`
-	Host           string         `json:"host,omitempty"`
-	Port           int            `json:"port,omitempty"`
-	Timeline       int            `json:"timeline,omitempty"`
-	PendingRestart bool           `json:"pending_restart,omitempty"`
-	Tags           map[string]any `json:"tags,omitempty"`
-	ReceiveLSN     any            `json:"receive_lsn,omitempty"`
-	ReceiveLag     any            `json:"receive_lag,omitempty"`
-	ReplayLSN      any            `json:"replay_lsn,omitempty"`
-	ReplayLag      any            `json:"replay_lag,omitempty"`
-	LSN            any            `json:"lsn,omitempty"`
-	Lag            any            `json:"lag,omitempty"`
+	Name           string                     `json:"name"`
+	Role           string                     `json:"role"`
+	State          string                     `json:"state"`
+	APIURL         *string                    `json:"api_url"`
+	Host           string                     `json:"host,omitempty"`
+	Port           int                        `json:"port,omitempty"`
+	Timeline       int                        `json:"timeline,omitempty"`
+	PendingRestart bool                       `json:"pending_restart,omitempty"`
+	PendingReason  map[string]dcs.ParamChange `json:"pending_restart_reason,omitempty"`
+	Scheduled      *dcs.ScheduledRestart      `json:"scheduled_restart,omitempty"`
+	Tags           map[string]any             `json:"tags,omitempty"`
+	ReceiveLSN     any                        `json:"receive_lsn,omitempty"`
+	ReceiveLag     any                        `json:"receive_lag,omitempty"`
+	ReplayLSN      any                        `json:"replay_lsn,omitempty"`
+	ReplayLag      any                        `json:"replay_lag,omitempty"`
+	LSN            any                        `json:"lsn,omitempty"`
+	Lag            any                        `json:"lag,omitempty"`
 }
 
 func (s *Server) buildCluster(st *ha.Status) []byte {
@@ -276,6 +264,7 @@ func (s *Server) buildCluster(st *ha.Status) []byte {
 			cm.Host, cm.Port = connHostPort(m.Data.ConnURL)
 			cm.Timeline = m.Data.Timeline
 			cm.PendingRestart = m.Data.PendingRestart
+			cm.PendingReason, cm.Scheduled = m.Data.PendingRestartReason, m.Data.ScheduledRestart
 			if len(m.Data.Tags) > 0 {
 				cm.Tags = m.Data.Tags
 			}
@@ -366,12 +355,7 @@ func pyTime(t time.Time) string {
 }
 
 // pyISOTime formats like Python's datetime.isoformat().
-func pyISOTime(t time.Time) string {
-	if t.Nanosecond()/1000 == 0 {
-		return t.Format("2006-01-02T15:04:05-07:00")
-	}
-	return t.Format("2006-01-02T15:04:05.000000-07:00")
-}
+func pyISOTime(t time.Time) string { return dcs.ISOTime(t) }
 
 // marshal encodes v without HTML escaping (Patroni writes "<" and "&" as they are).
 func marshal(v any) ([]byte, error) {

@@ -141,6 +141,8 @@ func TestClusterJSON(t *testing.T) {
 			 "lsn": "0/4046010", "lag": 56},
 			{"name": "n3", "role": "replica", "state": "starting", "api_url": null,
 			 "host": "fd00::3", "port": 5432, "pending_restart": true,
+			 "pending_restart_reason": {"max_connections": {"old_value": "100", "new_value": "200"}},
+			 "scheduled_restart": {"schedule": "2024-01-02T16:00:00+00:00", "postgres_version": "15.3"},
 			 "receive_lsn": "unknown", "receive_lag": "unknown",
 			 "replay_lsn": "unknown", "replay_lag": "unknown",
 			 "lsn": "unknown", "lag": "unknown"}

@@ -227,17 +227,6 @@ func parsePostgresVersion(s string) (int, bool) {
 	return major*10000 + n[1]*100 + n[2], true
 }
 
-// formatPostgresVersion is the inverse of parsePostgresVersion: "15.3", "9.6.1"; "" for 0.
-func formatPostgresVersion(v int) string {
-	switch {
-	case v <= 0:
-		return ""
-	case v >= 100000:
-		return strconv.Itoa(v/10000) + "." + strconv.Itoa(v%10000)
-	}
-	return strconv.Itoa(v/10000) + "." + strconv.Itoa(v/100%100) + "." + strconv.Itoa(v%100)
-}
-
 // pgUnits are the PostgreSQL time units Go's durations do not know.
 var pgUnits = []struct {
 	unit    string

@@ -835,7 +835,7 @@ func TestParseHelpers(t *testing.T) {
 	}
 
 	for v, want := range map[int]string{0: "", 150003: "15.3", 160000: "16.0", 100023: "10.23", 90601: "9.6.1", 90600: "9.6.0"} {
-		assert.Equal(t, want, formatPostgresVersion(v))
+		assert.Equal(t, want, ha.FormatPostgresVersion(v))
 		if v != 0 {
 			n, ok := parsePostgresVersion(want)
 			assert.True(t, ok && n == v, "parsePostgresVersion(%q) = %d %v", want, n, ok)

@@ -386,6 +386,14 @@ func TestRestartReloadAndDynamicConfig(t *testing.T) {
 			return nil
 		})
 	}
+	// The reasons are in the member keys too, so /cluster (and tuskerctl list) show them.
+	waitFor(t, 10*time.Second, "pending_restart_reason in /cluster", func() error {
+		_, body := call(t, r, "GET", "/cluster", nil)
+		if strings.Count(body, `"pending_restart_reason":{"max_connections":{"old_value":"40","new_value":"120"}}`) != len(e.c.Nodes) {
+			return fmt.Errorf("/cluster: %s", body)
+		}
+		return nil
+	})
 	code, body = call(t, r, "POST", "/restart", map[string]any{"role": "primary"})
 	require.Equal(t, 503, code, body)
 	require.Equal(t, "restart conditions are not satisfied", body)
@@ -413,6 +421,9 @@ func TestRestartReloadAndDynamicConfig(t *testing.T) {
 	waitFor(t, 5*time.Second, "scheduled_restart shown", func() error {
 		if field(r, "scheduled_restart") == nil {
 			return fmt.Errorf("no scheduled_restart in /patroni")
+		}
+		if _, body := call(t, p, "GET", "/cluster", nil); !strings.Contains(body, `"scheduled_restart":{"schedule":"`) {
+			return fmt.Errorf("no scheduled_restart in /cluster: %s", body)
 		}
 		return nil
 	})
