@@ -104,6 +104,21 @@ func TestCtlCluster(t *testing.T) {
 	ctl := newCtl(t, e)
 	ctx := context.Background()
 
+	// Plain HTTP without authentication: the same status codes as over TLS (rest_test.go).
+	t.Run("every REST endpoint over plain HTTP", func(t *testing.T) {
+		waitFor(t, 30*time.Second, "replicas caught up", func() error {
+			for _, r := range others(e.c, primary) {
+				if code := r.Check(ctx, "/replica?lag=1MB"); code != 200 {
+					return fmt.Errorf("%s: /replica?lag=1MB = %d", r.Name, code)
+				}
+			}
+			return nil
+		})
+		checkEveryEndpoint(t, e.c, primary)
+		code, msg := call(t, primary, "POST", "/reload", nil)
+		require.Equal(t, 202, code, "no authentication configured: %s", msg)
+	})
+
 	t.Run("list", func(t *testing.T) {
 		out := ctl.ok("", "list")
 		require.Contains(t, out, "+ Cluster: e2e (")
