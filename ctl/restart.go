@@ -29,6 +29,24 @@ func (a *app) membersArgs(args []string) (string, []string, error) {
 	return name, nil, nil
 }
 
+// targets reads the cluster named by [CLUSTER [MEMBER...]] and picks the members the command
+// acts on: the named ones, or all, filtered by role.
+func (a *app) targets(args []string, role string) (string, *dcs.Cluster, []dcs.Member, error) {
+	name, names, err := a.membersArgs(args)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	c, err := a.cluster(name)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	members, err := selectMembers(c, name, names, role)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	return name, c, members, nil
+}
+
 type restartOptions struct {
 	group     int
 	role      string
@@ -92,15 +110,7 @@ func (a *app) restart(o restartOptions, args []string) error {
 	if err != nil {
 		return err
 	}
-	name, names, err := a.membersArgs(args)
-	if err != nil {
-		return err
-	}
-	c, err := a.cluster(name)
-	if err != nil {
-		return err
-	}
-	members, err := selectMembers(c, name, names, role)
+	name, c, members, err := a.targets(args, role)
 	if err != nil {
 		return err
 	}
@@ -218,15 +228,7 @@ func (a *app) reload(o reloadOptions, args []string) error {
 	if err != nil {
 		return err
 	}
-	name, names, err := a.membersArgs(args)
-	if err != nil {
-		return err
-	}
-	c, err := a.cluster(name)
-	if err != nil {
-		return err
-	}
-	members, err := selectMembers(c, name, names, role)
+	name, c, members, err := a.targets(args, role)
 	if err != nil {
 		return err
 	}
