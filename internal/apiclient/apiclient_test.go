@@ -98,12 +98,14 @@ func TestClientCertificateFollowsItsFiles(t *testing.T) {
 	c, k = authority.issue(t, 11)
 	write(t, keyFile, k)
 	write(t, certFile, c)
-	time.Sleep(1100 * time.Millisecond) // the loader checks the files at most once a second
-	assert.Equal(t, int64(11), get(), "the rotated certificate is presented")
+	// The loader looks at the files at most once a second.
+	require.Eventually(t, func() bool { return get() == 11 }, 5*time.Second, 100*time.Millisecond,
+		"the rotated certificate is presented")
 
 	write(t, certFile, []byte("garbage"))
-	time.Sleep(1100 * time.Millisecond)
-	assert.Equal(t, int64(11), get(), "a broken file keeps the previous certificate")
+	for deadline := time.Now().Add(1500 * time.Millisecond); time.Now().Before(deadline); {
+		require.Equal(t, int64(11), get(), "a broken file keeps the previous certificate")
+	}
 
 	// Without a client certificate the peer refuses the handshake.
 	bare, err := New(Settings{CAFile: caFile})

@@ -352,11 +352,20 @@ func TestRESTEndpointsOverTLS(t *testing.T) {
 			}
 			return nil
 		})
-		// Promotion drops the recovery settings from the configuration: that is no restart to wait for.
-		time.Sleep(2 * time.Second) // a few loop cycles after the promotion
-		st, _, err := cand.Patroni(ctx)
-		require.NoError(t, err)
-		require.Nil(t, st["pending_restart"], "pending_restart after a promotion: %v", st["pending_restart_reason"])
+		// Promotion drops the recovery settings from the configuration: that is no restart to wait
+		// for. The new timeline and pending_restart come from the same query, so once /patroni
+		// shows the one it shows the other as of after the promotion.
+		waitFor(t, 15*time.Second, "the new primary's status from after the promotion", func() error {
+			st, _, err := cand.Patroni(ctx)
+			if err != nil {
+				return err
+			}
+			if tl, _ := st["timeline"].(float64); tl < 2 || st["role"] != "primary" {
+				return fmt.Errorf("timeline %v role %v", st["timeline"], st["role"])
+			}
+			require.Nil(t, st["pending_restart"], "pending_restart after a promotion: %v", st["pending_restart_reason"])
+			return nil
+		})
 		p = cand
 	})
 
