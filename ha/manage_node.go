@@ -87,6 +87,15 @@ func (n *Node) Switchover(ctx context.Context, req SwitchoverRequest) Result {
 func (n *Node) candidateProblem(ctx context.Context, members []dcs.Member) string {
 	_, _, rt := n.dyn.TimingDurations()
 	peers := n.probePeers(ctx, &dcs.Cluster{Members: members}, rt)
+	// probePeers skips this member: a switchover posted to its own candidate answers for itself.
+	for _, m := range members {
+		if m.Name == n.name {
+			if st := n.Status(); st != nil {
+				peers = append(peers, Peer{Name: n.name, Reachable: true, NoFailover: !n.cfg.Tags.Eligible(),
+					WatchdogFailed: st.WatchdogFailed, Primary: st.Role == "primary" && st.State == "running"})
+			}
+		}
+	}
 	why := "no good candidates have been found"
 	for _, p := range peers {
 		switch {

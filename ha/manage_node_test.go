@@ -126,4 +126,19 @@ func TestSwitchoverPreconditions(t *testing.T) {
 
 	r = n.Reinitialize(ctx, ReinitRequest{})
 	require.Equal(t, Result{Code: 503, Message: "I am the leader, can not reinitialize"}, r)
+
+	// A switchover posted to its own candidate: the candidate answers for itself (it does not
+	// probe its own API), and the request goes on to the failover key.
+	c2 := &config.Config{Name: "n2", Scope: "sw", Bootstrap: config.Bootstrap{DCS: config.DefaultDynamic()},
+		Watchdog: config.Watchdog{Mode: "off"}}
+	n2 := NewNode(Options{Config: c2, DCS: other})
+	n2.status.Store(&Status{Name: "n2", Role: "replica", State: "running"})
+	wctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	r = n2.Switchover(wctx, SwitchoverRequest{Leader: "n1", Candidate: "n2"})
+	require.NotEqual(t, 412, r.Code, r.Message)
+	cl, err = b.Cluster(ctx)
+	require.NoError(t, err)
+	require.NotNil(t, cl.Failover, "the failover key was written")
+	require.Equal(t, "n2", cl.Failover.Member)
 }

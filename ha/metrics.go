@@ -71,11 +71,14 @@ func (c leaseCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-func (m *metrics) role(role string) {
+// role counts a change of the published role and reports the previous one ("" when unchanged).
+func (m *metrics) role(role string) (from string) {
 	if m.lastRole != "" && role != m.lastRole {
 		m.roleChanges.WithLabelValues(role).Inc()
+		from = m.lastRole
 	}
 	m.lastRole = role
+	return from
 }
 
 // Metrics returns the gatherer of tusker's own metrics (HA loop, DCS, lease, role changes,

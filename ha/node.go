@@ -1141,7 +1141,16 @@ func (n *Node) publish(v View, p Plan) {
 		FailsafeEnabled: n.dyn.FailsafeMode, FailsafeActive: (failsafeOn || failsafeReplica) && !v.DCSOK,
 		WatchdogFailed: n.wd.Failed() || !n.watchdogUsable(), ScheduledRestart: restartAt,
 	}
-	if v.Local.DataDir == DataDirValid {
+	switch {
+	case action == "clone" || action == "reclone":
+		// pg_basebackup is still writing: its pg_control is the primary's, the data a replica's.
+		st.Role = "replica"
+	case action == "bootstrap":
+		// initdb's cluster runs as the primary once it is there.
+		if v.Local.DataDir == DataDirValid {
+			st.Role = "primary"
+		}
+	case v.Local.DataDir == DataDirValid:
 		st.Role = "replica"
 		if v.Local.Primary || (!running && v.Local.WasPrimary) {
 			st.Role = "primary"
@@ -1188,7 +1197,9 @@ func (n *Node) publish(v View, p Plan) {
 		}
 	}
 	n.status.Store(st)
-	n.metrics.role(st.Role)
+	if from := n.metrics.role(st.Role); from != "" {
+		n.log.Info("role changed", "from", from, "to", st.Role, "state", st.State, "running", running)
+	}
 
 	if !v.DCSOK {
 		return

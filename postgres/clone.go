@@ -161,6 +161,11 @@ func (p *Postgres) Basebackup(ctx context.Context, up Upstream) error {
 	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("cloning %s from %s: %w", cfg.DataDir, up.Name, err)
 	}
+	// The copy's pg_control says "in production" (the primary's state); standby.signal marks it as
+	// a standby's from now on, before it is first started (StandbySignal).
+	if err := os.WriteFile(filepath.Join(cfg.DataDir, "standby.signal"), nil, 0o600); err != nil {
+		return fmt.Errorf("cloning %s from %s: %w", cfg.DataDir, up.Name, err)
+	}
 	cfg.Logger.Info("clone finished", "from", up.Name, "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }

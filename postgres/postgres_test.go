@@ -331,6 +331,9 @@ func TestCluster(t *testing.T) {
 		if fi, err := os.Stat(n.cfg.DataDir); err != nil || fi.Mode().Perm() != 0o700 {
 			t.Fatalf("clone data dir mode: %v %v", fi.Mode(), err)
 		}
+		if !n.pg.StandbySignal() {
+			t.Fatal("a fresh clone is not marked as a standby's (standby.signal)")
+		}
 		if n.pg.DataDirState() != DataDirValid {
 			t.Fatal("clone not valid")
 		}

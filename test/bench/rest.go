@@ -145,11 +145,11 @@ func patroniFigure(ctx context.Context, s *harness.LocalSetup, etcdHost string) 
 	}
 	s.Own(dir)
 	s.Own(filepath.Join(dir, "data"))
-	apiPort, err := freeTCPPort()
+	apiPort, err := harness.PickFreePort()
 	if err != nil {
 		return err
 	}
-	pgPort, err := freeTCPPort()
+	pgPort, err := harness.PickFreePort()
 	if err != nil {
 		return err
 	}
@@ -223,15 +223,6 @@ postgresql:
 	}
 	fmt.Printf("%-44s %s\n", strings.TrimSpace(string(ver))+" GET /primary (same run)", r)
 	return nil
-}
-
-func freeTCPPort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // openLoopResult is what a fixed-rate run measured.

@@ -2,10 +2,12 @@ package harness
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 )
 
@@ -91,18 +93,28 @@ func PGBinDir(t testing.TB) string {
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	p, err := freePort()
+	p, err := PickFreePort()
 	if err != nil {
 		t.Fatalf("free port: %v", err)
 	}
 	return p
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// PickFreePort picks a free port below the kernel's ephemeral range (32768-60999 on Linux). A port
+// from that range (what listening on :0 returns) can be handed to some outgoing connection in the
+// moment between this check and the server's bind, and postgres then fails with "Address already
+// in use" on every retry while that connection lives. Ports are drawn at random so that parallel
+// test processes rarely try the same one.
+func PickFreePort() (int, error) {
+	const lo, hi = 20000, 32000
+	for range 200 {
+		port := lo + rand.IntN(hi-lo)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return port, nil
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, fmt.Errorf("no free port between %d and %d on 127.0.0.1", lo, hi)
 }

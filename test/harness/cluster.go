@@ -132,11 +132,11 @@ func NewCluster(o ClusterOptions) (*Cluster, error) {
 		if o.Cred != nil {
 			_ = os.Chown(dir, int(o.Cred.Uid), int(o.Cred.Gid))
 		}
-		api, err := freePort()
+		api, err := PickFreePort()
 		if err != nil {
 			return nil, err
 		}
-		pgp, err := freePort()
+		pgp, err := PickFreePort()
 		if err != nil {
 			return nil, err
 		}

@@ -55,11 +55,11 @@ func StartEtcd(t testing.TB) *Etcd {
 
 // NewEtcd prepares a server in dir on free ports; cred (optional) runs it as another user.
 func NewEtcd(dir, bin string, cred *syscall.Credential) (*Etcd, error) {
-	cport, err := freePort()
+	cport, err := PickFreePort()
 	if err != nil {
 		return nil, err
 	}
-	pport, err := freePort()
+	pport, err := PickFreePort()
 	if err != nil {
 		return nil, err
 	}
