@@ -26,14 +26,15 @@ import (
 func main() {
 	tusker := flag.String("tusker", "bin/tusker", "tusker binary")
 	idle := flag.Duration("idle", 60*time.Second, "idle period for the RSS/CPU figures")
+	restOnly := flag.Bool("rest-only", false, "measure only the REST API figures (tusker's and Patroni's)")
 	flag.Parse()
-	if err := run(*tusker, *idle); err != nil {
+	if err := run(*tusker, *idle, *restOnly); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(tusker string, idle time.Duration) error {
+func run(tusker string, idle time.Duration, restOnly bool) error {
 	ctx := context.Background()
 	s, err := harness.PrepareLocal(os.TempDir(), tusker)
 	if err != nil {
@@ -62,17 +63,8 @@ func run(tusker string, idle time.Duration) error {
 	}
 	fmt.Printf("%-44s %8.2f s\n", "time to healthy from start (3 nodes)", time.Since(start).Seconds())
 
-	// Idle resources.
-	type sample struct{ cpu float64 }
-	before := map[int]sample{}
-	for _, n := range c.Nodes {
-		before[n.PID()] = sample{cpuSeconds(n.PID())}
-	}
-	time.Sleep(idle)
-	for _, n := range c.Nodes {
-		pid := n.PID()
-		fmt.Printf("%-44s %8.1f MB RSS, %.2f CPU s over %s\n", "tusker "+n.Name+" idle", rssMB(pid),
-			cpuSeconds(pid)-before[pid].cpu, idle)
+	if !restOnly {
+		idleFigures(c, idle)
 	}
 
 	p, err := c.Primary(ctx)
@@ -93,6 +85,9 @@ func run(tusker string, idle time.Duration) error {
 	}
 	if err := restFigures(ctx, p, repl); err != nil {
 		return err
+	}
+	if restOnly {
+		return patroniFigure(ctx, s, e.HostPort)
 	}
 
 	// Planned switchover: a writer inserts as fast as it can into whichever node accepts writes;
@@ -305,4 +300,18 @@ func cpuSeconds(pid int) float64 {
 		return 0
 	}
 	return st.CPUSeconds
+}
+
+// idleFigures prints each tusker's RSS and the CPU it used over idle.
+func idleFigures(c *harness.Cluster, idle time.Duration) {
+	before := map[int]float64{}
+	for _, n := range c.Nodes {
+		before[n.PID()] = cpuSeconds(n.PID())
+	}
+	time.Sleep(idle)
+	for _, n := range c.Nodes {
+		pid := n.PID()
+		fmt.Printf("%-44s %8.1f MB RSS, %.2f CPU s over %s\n", "tusker "+n.Name+" idle", rssMB(pid),
+			cpuSeconds(pid)-before[pid], idle)
+	}
 }
