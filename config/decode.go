@@ -255,15 +255,23 @@ func splitComma(s string) []string {
 	return out
 }
 
-// parameters reads a free-form map of PostgreSQL parameters; values are kept as given.
-func (d *decoder) parameters(path string, n *node) map[string]any {
+// freeMap reports whether n is a map with names chosen by the user; null is no map, and
+// anything else is a problem.
+func (d *decoder) freeMap(path string, n *node, want string) bool {
 	d.track(path, n)
 	switch n.kind {
-	case nullNode:
-		return nil
 	case mapNode:
+		return true
+	case nullNode:
 	default:
-		d.problem(path, n, "expected a map of parameter names to values, got %s", describe(n))
+		d.problem(path, n, "expected %s, got %s", want, describe(n))
+	}
+	return false
+}
+
+// parameters reads a free-form map of PostgreSQL parameters; values are kept as given.
+func (d *decoder) parameters(path string, n *node) map[string]any {
+	if !d.freeMap(path, n, "a map of parameter names to values") {
 		return nil
 	}
 	out := make(map[string]any, len(n.keys))
@@ -409,13 +417,7 @@ func (d *decoder) commaList(path string, n *node, want string) []string {
 
 // stringMap reads a map of scalar values as strings (HTTP header names to values).
 func (d *decoder) stringMap(path string, n *node) map[string]string {
-	d.track(path, n)
-	switch n.kind {
-	case nullNode:
-		return nil
-	case mapNode:
-	default:
-		d.problem(path, n, "expected a map of names to values, got %s", describe(n))
+	if !d.freeMap(path, n, "a map of names to values") {
 		return nil
 	}
 	out := make(map[string]string, len(n.keys))
