@@ -78,9 +78,11 @@ Try:
   curl -s %[1]s/patroni | python3 -m json.tool      # the member's status
   curl -s -o /dev/null -w '%%{http_code}\n' %[1]s/primary   # 200 on the primary, 503 elsewhere
   curl -s %[1]s/cluster | python3 -m json.tool      # all members
-  bin/tuskerctl -c %[2]s list
-  curl -s -XPOST %[1]s/switchover -d '{"leader":"%[5]s","candidate":"%[6]s"}'   # planned switchover
-  curl -s -XPATCH %[1]s/config -d '{"pause":true}'   # maintenance mode ({"pause":null} ends it)
+  curl -s %[1]s/metrics | grep -E '^(patroni_primary|tusker_leader_lease)'   # Prometheus metrics
+  bin/tuskerctl -c %[2]s list -e                    # the members, as patronictl shows them
+  bin/tuskerctl -c %[2]s switchover --candidate %[6]s --force   # planned switchover
+  bin/tuskerctl -c %[2]s pause --wait               # maintenance mode (resume ends it)
+  curl -s -XPOST %[1]s/switchover -d '{"leader":"%[5]s","candidate":"%[6]s"}'   # the same through the API
   kill -9 %[3]d $(head -1 %[4]s)   # kill the primary's tusker and postgres: watch the failover below
 Ctrl-C stops everything.
 
