@@ -304,9 +304,14 @@ func TestCertificateReload(t *testing.T) {
 	err := s.ReloadTLS()
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), certFile)
-	time.Sleep(1100 * time.Millisecond) // past the check interval
+	// New connections trigger the automatic check (at most once a second); until it has logged
+	// that the files do not load, and after, every handshake still gets the loaded certificate.
+	const kept = "cannot be loaded, keeping the loaded certificate"
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), kept); time.Sleep(50 * time.Millisecond) {
+		require.EqualValues(t, 200, dialSerial(t, addr, c))
+		require.True(t, time.Now().Before(deadline), "the automatic check never looked at the broken files")
+	}
 	assert.EqualValues(t, 200, dialSerial(t, addr, c))
-	assert.Contains(t, logs.String(), "cannot be loaded, keeping the loaded certificate")
 
 	// Repaired: ReloadTLS takes it at once.
 	p.serverFiles(300)
