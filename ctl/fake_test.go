@@ -88,6 +88,8 @@ func (f *fakeDCS) SetStatus(context.Context, dcs.Status) error            { retu
 func (f *fakeDCS) SetHistory(context.Context, []dcs.HistoryEntry) error   { return nil }
 func (f *fakeDCS) DeleteFailover(context.Context) error                   { return nil }
 func (f *fakeDCS) SetFailsafe(context.Context, map[string]string) error   { return nil }
+func (f *fakeDCS) SetSync(context.Context, dcs.Sync, int64) error         { return nil }
+func (f *fakeDCS) DeleteSync(context.Context) error                       { return nil }
 func (f *fakeDCS) SetTTL(time.Duration)                                   {}
 func (f *fakeDCS) SetRetryTimeout(time.Duration)                          {}
 func (f *fakeDCS) Changes() <-chan struct{}                               { return nil }

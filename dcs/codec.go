@@ -82,6 +82,16 @@ func (k Keys) Decode(kvs []KV) *Cluster {
 				continue
 			}
 			c.History = h
+		case rel == "sync":
+			sy, err := ParseSync(kv.Value)
+			if err != nil {
+				c.Invalid = append(c.Invalid, kv.Key)
+				continue
+			}
+			if sy != nil {
+				sy.Version = kv.Version
+				c.Sync = sy
+			}
 		case rel == "failsafe":
 			var fs map[string]string
 			if err := json.Unmarshal(kv.Value, &fs); err != nil {
@@ -151,6 +161,55 @@ func namesSomebody(f *Failover, b []byte) (*Failover, error) {
 		return nil, fmt.Errorf("failover value %q names neither a leader nor a candidate", b)
 	}
 	return f, nil
+}
+
+// ParseSync reads the sync key: {"leader": "n0", "sync_standby": "n1,n2", "quorum": 1}, where
+// sync_standby may be null and quorum absent (Patroni before quorum mode). An empty value is no key.
+func ParseSync(b []byte) (*Sync, error) {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return nil, nil
+	}
+	var raw struct {
+		Leader      *string `json:"leader"`
+		SyncStandby *string `json:"sync_standby"`
+		Quorum      *int    `json:"quorum"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("sync value: %w", err)
+	}
+	s := &Sync{}
+	if raw.Leader != nil {
+		s.Leader = *raw.Leader
+	}
+	if raw.SyncStandby != nil {
+		for _, n := range strings.Split(*raw.SyncStandby, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				s.SyncStandby = append(s.SyncStandby, n)
+			}
+		}
+	}
+	if raw.Quorum != nil {
+		if *raw.Quorum < 0 {
+			return nil, fmt.Errorf("sync value: negative quorum %d", *raw.Quorum)
+		}
+		s.Quorum = *raw.Quorum
+	}
+	return s, nil
+}
+
+// MarshalJSON writes the sync key as Patroni does: sync_standby comma-separated or null.
+func (s Sync) MarshalJSON() ([]byte, error) {
+	var standby *string
+	if len(s.SyncStandby) > 0 {
+		j := strings.Join(s.SyncStandby, ",")
+		standby = &j
+	}
+	return json.Marshal(struct {
+		Leader      string  `json:"leader"`
+		SyncStandby *string `json:"sync_standby"`
+		Quorum      int     `json:"quorum"`
+	}{s.Leader, standby, s.Quorum})
 }
 
 // ParseHistory reads the history key: a JSON list of [timeline, lsn, reason, timestamp?, leader?].

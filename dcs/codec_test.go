@@ -46,7 +46,7 @@ func TestDecodePatroniValuesAndSkipsGarbage(t *testing.T) {
 	require.Equal(t, "n1", c.Members[0].Name, "members sorted by name")
 	require.Equal(t, true, c.Member("n1").Data.Tags["nofailover"])
 	require.Equal(t, int64(67108960), *c.Member("n2").Data.XLogLocation)
-	require.ElementsMatch(t, []string{"/service/c/members/bad", "/service/c/members/"}, c.Invalid)
+	require.ElementsMatch(t, []string{"/service/c/members/bad", "/service/c/members/", "/service/c/sync"}, c.Invalid)
 }
 
 func TestDecodeRejectsMalformedLeaderStatusHistoryFailover(t *testing.T) {
@@ -96,4 +96,29 @@ func TestHistoryEntryJSONIsPatroniListForm(t *testing.T) {
 	h, err := ParseHistory(b)
 	require.NoError(t, err)
 	require.Equal(t, "n2", h[0].NewLeader)
+}
+
+func TestParseSync(t *testing.T) {
+	s, err := ParseSync([]byte(`{"leader":"n0","sync_standby":"n1, n2","quorum":1}`))
+	require.NoError(t, err)
+	require.Equal(t, &Sync{Leader: "n0", SyncStandby: []string{"n1", "n2"}, Quorum: 1}, s)
+	s, err = ParseSync([]byte(`{"leader":"n0","sync_standby":null}`))
+	require.NoError(t, err)
+	require.Empty(t, s.SyncStandby)
+	s, err = ParseSync([]byte(" "))
+	require.NoError(t, err)
+	require.Nil(t, s)
+	_, err = ParseSync([]byte(`{"quorum":-1}`))
+	require.Error(t, err)
+	_, err = ParseSync([]byte(`["n1"]`))
+	require.Error(t, err)
+	b, err := json.Marshal(Sync{Leader: "n0", SyncStandby: []string{"n1", "n2"}, Quorum: 2})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"leader":"n0","sync_standby":"n1,n2","quorum":2}`, string(b))
+	b, _ = json.Marshal(Sync{Leader: "n0"})
+	require.JSONEq(t, `{"leader":"n0","sync_standby":null,"quorum":0}`, string(b))
+	c := NewKeys("", "s").Decode([]KV{{Key: "/service/s/sync", Value: []byte(`{"leader":"a","sync_standby":"b"}`), Version: 7},
+		{Key: "/service/s/sync", Value: []byte(`garbage`)}})
+	require.Equal(t, int64(7), c.Sync.Version)
+	require.Equal(t, []string{"/service/s/sync"}, c.Invalid)
 }

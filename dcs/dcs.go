@@ -56,6 +56,9 @@ type DCS interface {
 	// SetFailover writes the failover key (CAS like SetConfig); DeleteFailover removes it.
 	SetFailover(ctx context.Context, f Failover, version int64) error
 	DeleteFailover(ctx context.Context) error
+	// SetSync writes the sync key (CAS like SetConfig); DeleteSync removes it.
+	SetSync(ctx context.Context, s Sync, version int64) error
+	DeleteSync(ctx context.Context) error
 	// SetFailsafe writes the failsafe key ({member: api_url}); nil deletes it.
 	SetFailsafe(ctx context.Context, members map[string]string) error
 
@@ -83,6 +86,7 @@ type Cluster struct {
 	Status     Status
 	History    []HistoryEntry
 	Failsafe   map[string]string // the failsafe key: member name -> api_url; nil when absent
+	Sync       *Sync             // the sync key; nil when absent
 	// Invalid lists keys whose values could not be parsed; they were skipped.
 	Invalid []string
 }
@@ -181,6 +185,15 @@ type Failover struct {
 	Member      string     `json:"member,omitempty"`
 	ScheduledAt *time.Time `json:"scheduled_at,omitempty"`
 	Version     int64      `json:"-"`
+}
+
+// Sync is the sync key the primary keeps in synchronous modes: who the primary was when it was
+// written, the members that are (or may be, in quorum mode) synchronous, and the quorum.
+type Sync struct {
+	Leader      string   `json:"-"`
+	SyncStandby []string `json:"-"` // Patroni writes them comma-separated, or null
+	Quorum      int      `json:"-"`
+	Version     int64    `json:"-"`
 }
 
 // Status is the status key the leader writes: its WAL position and slot positions.

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs what tusker's tests, demo and benchmark need on a fresh Debian 12 machine:
 #   - PostgreSQL 15 server binaries (Debian's postgresql-15), when absent;
-#   - etcd, built from the Go module proxy and cached outside the repo, keyed by version;
+#   - etcd 3.4 and ZooKeeper 3.8 (Debian's etcd-server and zookeeper), for the DCS conformance suite;
+#   - etcd 3.6, Consul 1.16.3 and kube-apiserver 1.36.3, built from the Go module proxy and cached
+#     outside the repo, keyed by version (TUSKER_CACHE, default ~/.cache/tusker);
 #   - with --bench: wrk and Patroni (Debian packages) for `make bench`.
 # Idempotent: a second run only checks. Prints the etcd binary path on its last line.
 set -euo pipefail
 
 ETCD_VERSION="${TUSKER_ETCD_VERSION:-v3.6.16}"
+CONSUL_VERSION="${TUSKER_CONSUL_VERSION:-v1.16.3}"
+KUBE_VERSION="${TUSKER_KUBE_VERSION:-v1.36.3}"
 CACHE="${TUSKER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tusker}"
 PGBIN="${TUSKER_PG_BIN:-/usr/lib/postgresql/15/bin}"
 
@@ -41,6 +45,16 @@ if [ ! -x "$PGBIN/postgres" ] || [ ! -x "$PGBIN/pg_rewind" ] || [ ! -x "$PGBIN/p
 fi
 "$PGBIN/postgres" --version >&2
 
+# The conformance suite runs against Debian's etcd 3.4 and ZooKeeper 3.8 too.
+missing=()
+[ -x /usr/bin/etcd ] || missing+=(etcd-server)
+[ -e /usr/share/java/zookeeper.jar ] || missing+=(zookeeper)
+command -v java >/dev/null || missing+=(default-jre-headless)
+if [ ${#missing[@]} -gt 0 ]; then
+	log "installing for the DCS tests: ${missing[*]}"
+	apt_install "${missing[@]}"
+fi
+
 # make bench also needs wrk (the REST load generator) and Patroni 3.0.2 to compare against.
 if [ "${1:-}" = "--bench" ]; then
 	missing=()
@@ -52,13 +66,66 @@ if [ "${1:-}" = "--bench" ]; then
 	fi
 fi
 
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# Consul: a wrapper module that requires the release and copies its excludes (they only apply in
+# the main module); 1.16.3 is the last MPL-2.0 release the proxy serves. Two of its modules are
+# missing from the proxy's checksum database, hence GONOSUMDB for just those.
+CONSUL_DIR="$CACHE/consul-$CONSUL_VERSION"
+if [ ! -x "$CONSUL_DIR/consul" ]; then
+	log "building consul $CONSUL_VERSION from the Go module proxy into $CONSUL_DIR (about 5 minutes, once)"
+	mkdir -p "$work/consul"
+	(
+		cd "$work/consul"
+		printf 'module consulbuild\ngo 1.20\nrequire github.com/hashicorp/consul %s\nexclude (\n\tgithub.com/hashicorp/go-msgpack v1.1.5\n\tgithub.com/hashicorp/go-msgpack v1.1.6\n)\n' "$CONSUL_VERSION" >go.mod
+		export GONOSUMDB=github.com/hashicorp/consul/envoyextensions,github.com/hashicorp/hcp-sdk-go
+		GOFLAGS=-mod=mod go get "github.com/hashicorp/consul@$CONSUL_VERSION" >&2
+		mkdir -p "$CONSUL_DIR.tmp"
+		CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath \
+			-ldflags "-s -w -X github.com/hashicorp/consul/version.Version=${CONSUL_VERSION#v} -X github.com/hashicorp/consul/version.VersionPrerelease= -X github.com/hashicorp/consul/version.GitCommit=modproxy" \
+			-o "$CONSUL_DIR.tmp/consul" github.com/hashicorp/consul
+	)
+	rm -rf "$CONSUL_DIR"
+	mv "$CONSUL_DIR.tmp" "$CONSUL_DIR"
+fi
+
+# kube-apiserver: k8s.io/kubernetes replaces its staging modules with local directories, so the
+# wrapper module points each one it requires at the matching v0.x.y on the proxy instead.
+KUBE_DIR="$CACHE/kube-apiserver-$KUBE_VERSION"
+if [ ! -x "$KUBE_DIR/kube-apiserver" ]; then
+	log "building kube-apiserver $KUBE_VERSION from the Go module proxy into $KUBE_DIR (about 4 minutes, once)"
+	mkdir -p "$work/kube"
+	(
+		cd "$work/kube"
+		staging="v0.${KUBE_VERSION#v1.}"
+		minor="${KUBE_VERSION#v1.}"
+		minor="${minor%%.*}"
+		proxy="$(go env GOPROXY)"
+		proxy="${proxy%%,*}"
+		case "$proxy" in direct | off | "") proxy=https://proxy.golang.org ;; esac
+		curl -fsSL "$proxy/k8s.io/kubernetes/@v/$KUBE_VERSION.mod" -o kubernetes.mod
+		{
+			printf 'module kubebuild\ngo 1.26\nrequire k8s.io/kubernetes %s\n' "$KUBE_VERSION"
+			grep -E '^[[:space:]]+k8s\.io/[a-z0-9-]+ v0\.0\.0' kubernetes.mod |
+				awk -v v="$staging" '{print "replace " $1 " => " $1 " " v}'
+		} >go.mod
+		GOFLAGS=-mod=mod go get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION" >&2
+		mkdir -p "$KUBE_DIR.tmp"
+		CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath \
+			-ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION" \
+			-o "$KUBE_DIR.tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+	)
+	rm -rf "$KUBE_DIR"
+	mv "$KUBE_DIR.tmp" "$KUBE_DIR"
+fi
+
 ETCD_DIR="$CACHE/etcd-$ETCD_VERSION"
 if [ ! -x "$ETCD_DIR/etcd" ]; then
 	log "building etcd $ETCD_VERSION from the Go module proxy into $ETCD_DIR (about a minute, once)"
-	work=$(mktemp -d)
-	trap 'rm -rf "$work"' EXIT
+	mkdir -p "$work/etcd"
 	(
-		cd "$work"
+		cd "$work/etcd"
 		go mod init etcdbuild >/dev/null 2>&1
 		GOFLAGS=-mod=mod go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" "go.etcd.io/etcd/etcdctl/v3@$ETCD_VERSION" >&2
 		mkdir -p "$ETCD_DIR.tmp"

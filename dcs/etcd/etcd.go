@@ -460,6 +460,23 @@ func (b *Backend) SetFailover(ctx context.Context, f dcs.Failover, version int64
 	return b.cas(ctx, b.keys.Failover(), v, version)
 }
 
+// SetSync writes the sync key.
+func (b *Backend) SetSync(ctx context.Context, s dcs.Sync, version int64) error {
+	v, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("encoding sync: %w", err)
+	}
+	return b.cas(ctx, b.keys.Sync(), v, version)
+}
+
+// DeleteSync removes the sync key.
+func (b *Backend) DeleteSync(ctx context.Context) error {
+	ctx, cancel := b.call(ctx)
+	defer cancel()
+	_, err := b.cli.Delete(ctx, b.keys.Sync())
+	return b.wrap("deleting "+b.keys.Sync(), err)
+}
+
 // SetFailsafe writes the failsafe key, or deletes it when members is nil.
 func (b *Backend) SetFailsafe(ctx context.Context, members map[string]string) error {
 	if members == nil {

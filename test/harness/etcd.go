@@ -53,6 +53,26 @@ func StartEtcd(t testing.TB) *Etcd {
 	return e
 }
 
+// DebianEtcd is where Debian's etcd-server package (3.4) puts the server; make deps installs it.
+const DebianEtcd = "/usr/bin/etcd"
+
+// StartEtcdBinary starts the etcd server binary bin (e.g. DebianEtcd) like StartEtcd.
+func StartEtcdBinary(t testing.TB, bin string) *Etcd {
+	t.Helper()
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("etcd server %s: %v (run `make deps`)", bin, err)
+	}
+	e, err := NewEtcd(t.TempDir(), bin, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Stop)
+	return e
+}
+
 // NewEtcd prepares a server in dir on free ports; cred (optional) runs it as another user.
 func NewEtcd(dir, bin string, cred *syscall.Credential) (*Etcd, error) {
 	cport, err := PickFreePort()
