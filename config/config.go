@@ -10,14 +10,17 @@ type Config struct {
 	Namespace string `yaml:"namespace"` // default "/service"
 	Name      string `yaml:"name"`
 
-	Log        Log        `yaml:"log"`
-	RestAPI    RestAPI    `yaml:"restapi"`
-	Ctl        Ctl        `yaml:"ctl"`
-	Etcd3      *Etcd      `yaml:"etcd3"` // "etcd" is accepted as etcd v3 too and lands here
-	Bootstrap  Bootstrap  `yaml:"bootstrap"`
-	PostgreSQL PostgreSQL `yaml:"postgresql"`
-	Tags       Tags       `yaml:"tags"`
-	Watchdog   Watchdog   `yaml:"watchdog"`
+	Log        Log         `yaml:"log"`
+	RestAPI    RestAPI     `yaml:"restapi"`
+	Ctl        Ctl         `yaml:"ctl"`
+	Etcd3      *Etcd       `yaml:"etcd3"` // "etcd" is accepted as etcd v3 too and lands here
+	Consul     *Consul     `yaml:"consul"`
+	ZooKeeper  *ZooKeeper  `yaml:"zookeeper"`
+	Kubernetes *Kubernetes `yaml:"kubernetes"`
+	Bootstrap  Bootstrap   `yaml:"bootstrap"`
+	PostgreSQL PostgreSQL  `yaml:"postgresql"`
+	Tags       Tags        `yaml:"tags"`
+	Watchdog   Watchdog    `yaml:"watchdog"`
 
 	// Unimplemented lists (sorted, unique) the key paths present in the input that tusker accepts
 	// but does not act on yet, and unknown keys: the top-most such key only (for example "consul",

@@ -324,6 +324,9 @@ func decodeConfig(d *decoder, root *node) *Config {
 	var e3, e *Etcd
 	handlers["etcd3"] = func(p string, v *node) { e3 = d.etcd(p, v) }
 	handlers["etcd"] = func(p string, v *node) { e = d.etcd(p, v) }
+	handlers["consul"] = func(p string, v *node) { c.Consul = d.consul(p, v) }
+	handlers["zookeeper"] = func(p string, v *node) { c.ZooKeeper = d.zookeeper(p, v) }
+	handlers["kubernetes"] = func(p string, v *node) { c.Kubernetes = d.kubernetes(p, v) }
 
 	if root.kind == nullNode {
 		root = newMapNode(root.src)

@@ -38,6 +38,19 @@ func LoadCtl(path string, env []string) (*Config, error) {
 	return load(path, env, (*Config).validateCtl)
 }
 
+// LoadCtlWith is LoadCtl where setDCS (when not nil) replaces the DCS sections before validation,
+// as patronictl's --dcs-url replaces the configured DCS. setDCS sees the sections as read (to keep
+// a kubernetes section's labels when the URL says kubernetes too) and sets exactly one.
+func LoadCtlWith(path string, env []string, setDCS func(*Config)) (*Config, error) {
+	return load(path, env, func(c *Config) error {
+		if setDCS != nil {
+			setDCS(c)
+			c.etcdKey = ""
+		}
+		return c.validateCtl()
+	})
+}
+
 func (c *Config) validateCtl() error {
 	var problems []string
 	add := func(path, format string, args ...any) {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -354,27 +355,119 @@ func TestEtcdAndEtcd3Folded(t *testing.T) {
 	assert.Equal(t, "https", c.Etcd3.Protocol)
 }
 
-func TestUnsupportedDCS(t *testing.T) {
+func TestOtherDCSSections(t *testing.T) {
 	dir := t.TempDir()
-	p := writeFile(t, dir, "c.yml", strings.Replace(minimal, "etcd3:\n  host: 127.0.0.1:2379\n",
-		"consul:\n  host: 127.0.0.1:8500\nkubernetes:\n  namespace: db\n", 1))
+	noEtcd := func(dcs string) string {
+		return strings.Replace(minimal, "etcd3:\n  host: 127.0.0.1:2379\n", dcs, 1)
+	}
+	p := writeFile(t, dir, "two.yml", noEtcd("consul:\n  host: 127.0.0.1:8500\nkubernetes:\n  namespace: db\n"))
 	_, err := LoadWithEnv(p, nil)
-	assert.Equal(t, []string{
-		"consul: this DCS is not supported yet by tusker (supported: etcd3)",
-		"kubernetes: this DCS is not supported yet by tusker (supported: etcd3)",
-	}, problemsOf(t, err))
+	prefixes(t, problemsOf(t, err), "kubernetes: only one DCS section may be configured, found consul and kubernetes (at "+p)
 
-	p = writeFile(t, dir, "none.yml", strings.Replace(minimal, "etcd3:\n  host: 127.0.0.1:2379\n", "", 1))
+	p = writeFile(t, dir, "raft.yml", noEtcd("raft:\n  data_dir: /x\n"))
+	_, err = LoadWithEnv(p, nil)
+	assert.Equal(t, []string{"raft: this DCS is not supported by tusker (supported: etcd3, consul, zookeeper, kubernetes)"}, problemsOf(t, err))
+
+	p = writeFile(t, dir, "none.yml", noEtcd(""))
 	_, err = LoadWithEnv(p, nil)
 	problems := problemsOf(t, err)
 	require.Len(t, problems, 1)
 	assert.True(t, strings.HasPrefix(problems[0], "etcd3: required"), problems[0])
 
-	// etcd3 next to another DCS: etcd3 is used, the other one is only reported.
 	p = writeFile(t, dir, "both.yml", minimal+"zookeeper:\n  hosts: [a:2181]\n")
+	_, err = LoadWithEnv(p, nil)
+	problems = problemsOf(t, err)
+	require.Len(t, problems, 1)
+	assert.True(t, strings.HasPrefix(problems[0], "zookeeper: only one DCS section may be configured, found etcd3 and zookeeper"), problems[0])
+
+	p = writeFile(t, dir, "consul.yml", noEtcd(`consul:
+  url: https://consul.example:8501
+  token: secret
+  verify: false
+  dc: dc2
+  consistency: stale
+  checks: [serfHealth]
+  register_service: true
+  service_tags: [pg, prod]
+  service_check_interval: 7s
+`))
 	c, err := LoadWithEnv(p, nil)
 	require.NoError(t, err)
-	assert.Equal(t, []string{"zookeeper"}, c.Unimplemented)
+	require.Equal(t, "consul", c.DCSName())
+	addr, scheme, err := c.Consul.Address()
+	require.NoError(t, err)
+	assert.Equal(t, "consul.example:8501", addr)
+	assert.Equal(t, "https", scheme)
+	assert.False(t, *c.Consul.Verify)
+	assert.Equal(t, 7*time.Second, c.Consul.ServiceCheckInterval)
+	assert.Equal(t, []string{"pg", "prod"}, c.Consul.ServiceTags)
+	assert.Equal(t, "stale", c.Consul.Consistency)
+	assert.Empty(t, c.Unimplemented)
+
+	c, err = LoadWithEnv(writeFile(t, dir, "consul2.yml", noEtcd("consul:\n  host: agent\n  port: 8600\n")), nil)
+	require.NoError(t, err)
+	addr, scheme, _ = c.Consul.Address()
+	assert.Equal(t, "agent:8600", addr)
+	assert.Equal(t, "http", scheme)
+
+	p = writeFile(t, dir, "zk.yml", noEtcd(`zookeeper:
+  hosts: ['zk1:2181', 'zk2:2181']
+  use_ssl: true
+  set_acls:
+    CN=principal1: [ALL]
+    'digest:admin:abc=': [READ, write]
+  auth_data:
+    digest: admin:pw
+`))
+	c, err = LoadWithEnv(p, nil)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"zk1:2181", "zk2:2181"}, c.ZooKeeper.Hosts)
+	assert.Equal(t, map[string][]string{"CN=principal1": {"ALL"}, "digest:admin:abc=": {"READ", "write"}}, c.ZooKeeper.SetACLs)
+	assert.Equal(t, map[string]string{"digest": "admin:pw"}, c.ZooKeeper.AuthData)
+
+	p = writeFile(t, dir, "k8s.yml", noEtcd(`kubernetes:
+  namespace: db
+  labels: {app: pg}
+  use_endpoints: true
+  ports: [{name: postgresql, port: 5432}]
+`))
+	_, err = LoadWithEnv(p, nil)
+	prefixes(t, problemsOf(t, err), "kubernetes.pod_ip: required with use_endpoints")
+	c, err = LoadWithEnv(p, []string{"PATRONI_KUBERNETES_POD_IP=10.0.0.5", "PATRONI_KUBERNETES_RETRIABLE_HTTP_CODES=[429, 503]",
+		"PATRONI_KUBERNETES_USE_LEASES=false", "PATRONI_KUBERNETES_BOOTSTRAP_LABELS={init: 'true'}"})
+	require.NoError(t, err)
+	k := c.Kubernetes
+	assert.Equal(t, "10.0.0.5", k.PodIP)
+	assert.Equal(t, []int{429, 503}, k.RetriableHTTPCodes)
+	assert.Equal(t, []KubePort{{Name: "postgresql", Port: 5432}}, k.Ports)
+	assert.Equal(t, map[string]string{"app": "pg"}, k.Labels)
+	assert.Equal(t, map[string]string{"init": "true"}, k.BootstrapLabels)
+
+	_, err = LoadWithEnv(writeFile(t, dir, "bad.yml", noEtcd(`kubernetes:
+  use_endpoints: true
+  use_leases: true
+  pod_ip: 10.0.0.1
+  ports: [{name: pg, port: 70000}]
+  retriable_http_codes: [5000]
+`)), nil)
+	prefixes(t, problemsOf(t, err),
+		"kubernetes.use_leases: cannot be combined with kubernetes.use_endpoints: choose where the leader lock lives",
+		"kubernetes.ports[0].port: expected a port number 1-65535, got 70000",
+		"kubernetes.retriable_http_codes[0]: expected an HTTP status code, got 5000")
+	_, err = LoadWithEnv(writeFile(t, dir, "badc.yml", noEtcd("consul:\n  consistency: eventual\n  service_check_interval: soon\n")), nil)
+	problems = problemsOf(t, err)
+	require.Len(t, problems, 2, strings.Join(problems, "\n"))
+	assert.Contains(t, problems[0], "consul.service_check_interval: expected a duration")
+	assert.Contains(t, problems[1], `consul.consistency: expected default, consistent or stale, got "eventual"`)
+}
+
+// prefixes checks that problems are exactly want, each up to its "(at file:line)" suffix.
+func prefixes(t *testing.T, problems []string, want ...string) {
+	t.Helper()
+	require.Len(t, problems, len(want), strings.Join(problems, "\n"))
+	for i, w := range want {
+		assert.True(t, strings.HasPrefix(problems[i], w), "problem %d: got %q, want prefix %q", i, problems[i], w)
+	}
 }
 
 func TestMissingDataDir(t *testing.T) {
@@ -404,8 +497,8 @@ func TestMultipleProblemsReportedTogether(t *testing.T) {
 name: a/b
 restapi:
   listen: 0.0.0.0:99999
-consul:
-  host: x
+raft:
+  data_dir: x
 bootstrap:
   dcs:
     ttl: 1
@@ -428,7 +521,7 @@ tags:
 		"name: \"a/b\" must not contain \"/\"",
 		"scope: required",
 		"restapi.listen: \"0.0.0.0:99999\" is not host:port: port 99999 out of range 1-65535",
-		"consul: this DCS is not supported yet by tusker (supported: etcd3)",
+		"raft: this DCS is not supported by tusker",
 		"bootstrap.dcs.ttl: must be at least 2 seconds, got 1",
 		"bootstrap.dcs.loop_wait: must be at least 1 second, got 0",
 		"postgresql.data_dir: required",
@@ -487,7 +580,6 @@ func TestEnvOverrides(t *testing.T) {
 		"PATRONI_CTL_INSECURE=true",
 		"PATRONI_CTL_USERNAME=ctluser",
 		"PATRONI_SUPERUSER_SSLMODE=require",
-		"PATRONI_KUBERNETES_LABELS={app: db}",
 		"PATRONI_EMPTY_HOST=",
 	}
 	c, err := LoadWithEnv(p, env)
@@ -518,7 +610,7 @@ func TestEnvOverrides(t *testing.T) {
 		Protocol: "https", Username: "etcduser", Password: "etcdpass",
 		CACert: "/ca.pem", Cert: "/cert.pem", Key: "/key.pem",
 	}, c.Etcd3)
-	assert.Equal(t, []string{"kubernetes", "postgresql.authentication.superuser.sslmode"}, c.Unimplemented)
+	assert.Equal(t, []string{"postgresql.authentication.superuser.sslmode"}, c.Unimplemented)
 }
 
 func TestEnvOnlyConfiguration(t *testing.T) {

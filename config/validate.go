@@ -34,8 +34,9 @@ func (e *ValidationError) Error() string {
 // ReservedName cannot be used as a member name (Patroni uses it in synchronous_standby_names).
 const ReservedName = "__patroni_strict_sync_replica_placeholder__"
 
-// unsupportedDCS are Patroni's other DCS sections; tusker only speaks etcd v3 for now.
-var unsupportedDCS = []string{"consul", "exhibitor", "kubernetes", "raft", "zookeeper"}
+// unsupportedDCS are Patroni's DCS sections tusker does not speak: Exhibitor (a ZooKeeper
+// front-end; point zookeeper.hosts at the ensemble instead) and Raft (deprecated in Patroni).
+var unsupportedDCS = []string{"exhibitor", "raft"}
 
 // Validate checks the whole configuration (after defaults) and returns a *ValidationError that
 // lists every problem, or nil.
@@ -181,17 +182,34 @@ func (c *Config) validateDCS(add func(string, string, ...any)) {
 	if key == "" {
 		key = "etcd3"
 	}
-	if e == nil {
+	var configured []string
+	for _, s := range []struct {
+		name string
+		set  bool
+	}{{key, e != nil}, {"consul", c.Consul != nil}, {"zookeeper", c.ZooKeeper != nil}, {"kubernetes", c.Kubernetes != nil}} {
+		if s.set {
+			configured = append(configured, s.name)
+		}
+	}
+	if len(configured) > 1 {
+		// Two stores would be two views of who leads: refuse rather than pick one.
+		add(configured[1], "only one DCS section may be configured, found %s", strings.Join(configured, " and "))
+	}
+	c.validateOtherDCS(add)
+	if len(configured) == 0 {
 		named := false
 		for _, u := range c.Unimplemented {
 			if slices.Contains(unsupportedDCS, u) {
-				add(u, "this DCS is not supported yet by tusker (supported: etcd3)")
+				add(u, "this DCS is not supported by tusker (supported: etcd3, consul, zookeeper, kubernetes)")
 				named = true
 			}
 		}
 		if !named {
-			add("etcd3", `required: a DCS section (tusker supports etcd3; "etcd" is accepted as an alias)`)
+			add("etcd3", `required: a DCS section (etcd3, consul, zookeeper or kubernetes; "etcd" is accepted as an alias of etcd3)`)
 		}
+		return
+	}
+	if e == nil {
 		return
 	}
 	if len(e.Hosts) == 0 {

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -187,23 +186,39 @@ func (a *app) loadConfig() (*config.Config, error) {
 			}
 			return nil, &usageError{err}
 		}
-		// The configuration must validate with some DCS section; the URL's replaces it below.
-		env = append(slices.Clone(env), "PATRONI_ETCD3_HOSTS=["+strings.Join(u.Hosts, ",")+"]")
 	}
-	cfg, err := config.LoadCtl(path, env)
+	var setDCS func(*config.Config)
+	if u != nil {
+		// As patronictl: the URL replaces the whole DCS section (endpoints, protocol, credentials),
+		// except that kubernetes:// keeps a configured kubernetes section (its namespace, labels).
+		setDCS = func(c *config.Config) {
+			k := c.Kubernetes
+			c.Etcd3, c.Consul, c.ZooKeeper, c.Kubernetes = nil, nil, nil, nil
+			switch u.Scheme {
+			case "etcd3":
+				c.Etcd3 = &config.Etcd{Hosts: u.Hosts}
+			case "consul":
+				c.Consul = &config.Consul{Host: u.Hosts[0]}
+			case "zookeeper":
+				c.ZooKeeper = &config.ZooKeeper{Hosts: u.Hosts}
+			case "kubernetes":
+				if k == nil {
+					k = &config.Kubernetes{}
+				}
+				c.Kubernetes = k
+			}
+			if u.Namespace != "" {
+				c.Namespace = u.Namespace
+			}
+		}
+	}
+	cfg, err := config.LoadCtlWith(path, env, setDCS)
 	if err != nil {
 		if path == "" && u == nil {
 			return nil, usagef("no configuration: pass -c CONFIG, set PATRONICTL_CONFIG_FILE, create %s, or pass -d etcd3://HOST:PORT",
 				a.defaultConfigPath())
 		}
 		return nil, fmt.Errorf("loading the configuration: %w", err)
-	}
-	if u != nil {
-		// As patronictl: the URL replaces the whole DCS section (endpoints, protocol, credentials).
-		cfg.Etcd3 = &config.Etcd{Hosts: u.Hosts}
-		if u.Namespace != "" {
-			cfg.Namespace = u.Namespace
-		}
 	}
 	if cfg.Namespace == "" {
 		cfg.Namespace = "/service"
@@ -216,18 +231,32 @@ func (a *app) loadConfig() (*config.Config, error) {
 
 // dcsAddress names the store in messages: its endpoints as the client dials them.
 func dcsAddress(cfg *config.Config) string {
-	if cfg == nil || cfg.Etcd3 == nil {
-		return "(no DCS configured)"
+	switch {
+	case cfg == nil:
+	case cfg.Etcd3 != nil:
+		proto := cfg.Etcd3.Protocol
+		if proto == "" {
+			proto = "http"
+		}
+		eps := make([]string, len(cfg.Etcd3.Hosts))
+		for i, h := range cfg.Etcd3.Hosts {
+			eps[i] = proto + "://" + h
+		}
+		return strings.Join(eps, ",")
+	case cfg.Consul != nil:
+		if addr, scheme, err := cfg.Consul.Address(); err == nil {
+			return "consul " + scheme + "://" + addr
+		}
+	case cfg.ZooKeeper != nil:
+		return "zookeeper " + strings.Join(cfg.ZooKeeper.Hosts, ",")
+	case cfg.Kubernetes != nil:
+		ns := cfg.Kubernetes.Namespace
+		if ns == "" {
+			ns = "default"
+		}
+		return "the Kubernetes API (namespace " + ns + ")"
 	}
-	proto := cfg.Etcd3.Protocol
-	if proto == "" {
-		proto = "http"
-	}
-	eps := make([]string, len(cfg.Etcd3.Hosts))
-	for i, h := range cfg.Etcd3.Hosts {
-		eps[i] = proto + "://" + h
-	}
-	return strings.Join(eps, ",")
+	return "(no DCS configured)"
 }
 
 // store opens (once) the DCS view of one cluster.

@@ -476,8 +476,8 @@ func TestCmdQueryArguments(t *testing.T) {
 	// -c and -d are query's own here; the global ones keep their long names or go first.
 	_, errOut = h.mustRun(1, "", "--config-file", "/nonexistent.yml", "query", "-c", "select 1", "-d", "db")
 	assert.Contains(t, errOut, "/nonexistent.yml")
-	_, errOut = h.mustRun(1, "", "query", "--dcs-url", "consul://h:8500", "-c", "select 1")
-	assert.Contains(t, errOut, "consul is not supported yet by tusker")
+	_, errOut = h.mustRun(1, "", "query", "--dcs-url", "exhibitor://h:8181", "-c", "select 1")
+	assert.Contains(t, errOut, "exhibitor is not supported by tusker")
 	// No postgres listens on the members' conn_urls: the connection error names the member.
 	_, errOut = h.mustRun(1, "", "query", "-c", "select 1", "-U", "postgres")
 	assert.Contains(t, errOut, "connecting to member n1")

@@ -10,13 +10,13 @@ import (
 
 // DCSURL is a parsed -d/--dcs-url value: DCS://HOST:PORT[,HOST:PORT...]/NAMESPACE.
 type DCSURL struct {
-	Scheme    string   // etcd3 (etcd is read as etcd3: tusker speaks etcd v3 only)
+	Scheme    string   // etcd3 (etcd is read as etcd3: tusker speaks etcd v3 only), consul, zookeeper or kubernetes
 	Hosts     []string // host:port
 	Namespace string   // "" keeps the configured namespace
 }
 
-// errUnsupportedDCS: the URL names a DCS patronictl knows and tusker does not speak yet.
-var errUnsupportedDCS = errors.New("is not supported yet by tusker (supported: etcd3)")
+// errUnsupportedDCS: the URL names a DCS patronictl knows and tusker does not speak.
+var errUnsupportedDCS = errors.New("is not supported by tusker (supported: etcd3, consul, zookeeper, kubernetes)")
 
 // Default client ports of the DCSs patronictl knows; a URL without a scheme picks the DCS by its
 // port, as patronictl does, and falls back to etcd.
@@ -29,8 +29,9 @@ var dcsPorts = []struct {
 }
 
 // ParseDCSURL parses patronictl's --dcs-url. Besides patronictl's single host it accepts a
-// comma-separated list of hosts, since an etcd cluster has several endpoints. Schemes of the DCSs
-// tusker does not speak yet are recognised and refused with that reason, not as unknown.
+// comma-separated list of hosts, since etcd and ZooKeeper clusters have several endpoints.
+// Exhibitor, which tusker does not speak, is recognised and refused with that reason, not as
+// unknown. kubernetes:// takes no host: the API server comes from the pod or the kubeconfig.
 func ParseDCSURL(s string) (*DCSURL, error) {
 	raw := strings.TrimSpace(s)
 	if raw == "" {
@@ -78,12 +79,18 @@ func ParseDCSURL(s string) (*DCSURL, error) {
 		}
 	}
 	if !known {
-		return nil, fmt.Errorf("DCS URL %q: unknown DCS scheme %q (tusker speaks etcd3; etcd is read as etcd3)", s, scheme)
+		return nil, fmt.Errorf("DCS URL %q: unknown DCS scheme %q (tusker speaks etcd3, consul, zookeeper and kubernetes; etcd is read as etcd3)", s, scheme)
 	}
-	if scheme != "etcd" && scheme != "etcd3" {
+	switch scheme {
+	case "exhibitor":
 		return nil, fmt.Errorf("DCS URL %q: %s %w", s, scheme, errUnsupportedDCS)
+	case "etcd":
+		scheme = "etcd3"
+	case "kubernetes":
+		u.Scheme = scheme
+		return u, nil
 	}
-	u.Scheme = "etcd3"
+	u.Scheme = scheme
 	if len(hosts) == 0 {
 		hosts, ports = []string{"localhost"}, []int{0}
 	}

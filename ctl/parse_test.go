@@ -39,10 +39,25 @@ func TestParseDCSURL(t *testing.T) {
 		assert.Equal(t, tc.hosts, u.Hosts, tc.in)
 		assert.Equal(t, tc.ns, u.Namespace, tc.in)
 	}
-	for _, in := range []string{"consul://h:8500", "zookeeper://h", "h:8500", "h:2181", "kubernetes://", "exhibitor://h"} {
-		_, err := ParseDCSURL(in)
-		require.ErrorIs(t, err, errUnsupportedDCS, in)
+	for _, tc := range []struct {
+		in, scheme string
+		hosts      []string
+	}{
+		{"consul://h:8500", "consul", []string{"h:8500"}},
+		{"h:8500", "consul", []string{"h:8500"}},
+		{"consul://h", "consul", []string{"h:8500"}},
+		{"zookeeper://z1,z2:2182/ns", "zookeeper", []string{"z1:2181", "z2:2182"}},
+		{"h:2181", "zookeeper", []string{"h:2181"}},
+		{"kubernetes://", "kubernetes", nil},
+		{"kubernetes:///service2", "kubernetes", nil},
+	} {
+		u, err := ParseDCSURL(tc.in)
+		require.NoError(t, err, tc.in)
+		assert.Equal(t, tc.scheme, u.Scheme, tc.in)
+		assert.Equal(t, tc.hosts, u.Hosts, tc.in)
 	}
+	_, err := ParseDCSURL("exhibitor://h")
+	require.ErrorIs(t, err, errUnsupportedDCS)
 	for _, in := range []string{"", "redis://h:6379", "etcd3://h:port", "etcd3://h:99999", "etcd3://h:1:2"} {
 		_, err := ParseDCSURL(in)
 		require.Error(t, err, in)

@@ -10,7 +10,10 @@ import (
 
 	"github.com/tusker-ha/tusker/config"
 	"github.com/tusker-ha/tusker/dcs"
+	"github.com/tusker-ha/tusker/dcs/consul"
 	"github.com/tusker-ha/tusker/dcs/etcd"
+	"github.com/tusker-ha/tusker/dcs/kubernetes"
+	"github.com/tusker-ha/tusker/dcs/zookeeper"
 )
 
 // Options are what differs between the callers of Open.
@@ -58,6 +61,59 @@ func Open(cfg *config.Config, o Options) (dcs.DCS, error) {
 			return nil, fmt.Errorf("opening etcd at %v: %w", e.Hosts, err)
 		}
 		return b, nil
+	case cfg.Consul != nil:
+		c := cfg.Consul
+		addr, scheme, err := c.Address()
+		if err != nil {
+			return nil, err
+		}
+		b, err := consul.New(consul.Options{
+			Address: addr, Scheme: scheme, Token: c.Token, CACert: c.CACert, Cert: c.Cert, Key: c.Key,
+			Verify: c.Verify, DC: c.DC, Consistency: c.Consistency, Checks: c.Checks,
+			RegisterService: c.RegisterService, ServiceTags: c.ServiceTags,
+			ServiceCheckInterval: c.ServiceCheckInterval, ServiceCheckTLSServerName: c.ServiceCheckTLSServerName,
+			Namespace: cfg.Namespace, Scope: o.Scope, Name: o.Name,
+			TTL: o.TTL, RetryTimeout: o.RetryTimeout, Logger: o.Logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("opening consul at %s: %w", addr, err)
+		}
+		return b, nil
+	case cfg.ZooKeeper != nil:
+		z := cfg.ZooKeeper
+		var auth []zookeeper.AuthData
+		for scheme, cred := range z.AuthData {
+			auth = append(auth, zookeeper.AuthData{Scheme: scheme, Credential: cred})
+		}
+		b, err := zookeeper.New(zookeeper.Options{
+			Hosts: z.Hosts, UseSSL: z.UseSSL, CACert: z.CACert, Cert: z.Cert, Key: z.Key,
+			KeyPassword: z.KeyPassword, Verify: z.Verify, SetACLs: z.SetACLs, AuthData: auth,
+			Namespace: cfg.Namespace, Scope: o.Scope, Name: o.Name,
+			TTL: o.TTL, RetryTimeout: o.RetryTimeout, Logger: o.Logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("opening zookeeper at %v: %w", z.Hosts, err)
+		}
+		return b, nil
+	case cfg.Kubernetes != nil:
+		k := cfg.Kubernetes
+		ports := make([]kubernetes.Port, 0, len(k.Ports))
+		for _, p := range k.Ports {
+			ports = append(ports, kubernetes.Port{Name: p.Name, Port: int32(p.Port), Protocol: p.Protocol})
+		}
+		b, err := kubernetes.New(kubernetes.Options{
+			Namespace: k.Namespace, Scope: o.Scope, Name: o.Name, Labels: k.Labels,
+			ScopeLabel: k.ScopeLabel, RoleLabel: k.RoleLabel, LeaderLabelValue: k.LeaderLabelValue,
+			FollowerLabelValue: k.FollowerLabelValue, StandbyLeaderLabelValue: k.StandbyLeaderLabelValue,
+			TmpRoleLabel: k.TmpRoleLabel, BootstrapLabels: k.BootstrapLabels,
+			UseEndpoints: k.UseEndpoints, UseLeases: k.UseLeases, PodIP: k.PodIP, Ports: ports,
+			CACert: k.CACert, Context: k.Context, RetriableHTTPCodes: k.RetriableHTTPCodes,
+			TTL: o.TTL, RetryTimeout: o.RetryTimeout, Logger: o.Logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("opening the Kubernetes API: %w", err)
+		}
+		return b, nil
 	}
-	return nil, errors.New("no DCS configured (etcd3)")
+	return nil, errors.New("no DCS configured (etcd3, consul, zookeeper or kubernetes)")
 }
