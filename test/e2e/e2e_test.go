@@ -26,7 +26,13 @@ func TestMain(m *testing.M) {
 		if err := harness.GoBuild(binDir, "tuskerctl", "github.com/tusker-ha/tusker/cmd/tuskerctl"); err != nil {
 			return err
 		}
-		return harness.PrepareEtcd(binDir)
+		if err := harness.PrepareConsul(binDir); err != nil {
+			return err
+		}
+		if err := harness.CheckZooKeeper(binDir); err != nil {
+			return err
+		}
+		return harness.PrepareKube(binDir) // etcd too
 	})
 }
 
@@ -118,9 +124,15 @@ next:
 }
 
 // TestClusterLifecycle walks one cluster through bootstrap, replication, an unplanned failover
-// (SIGKILL of the primary's node), the old primary's rejoin, and a SIGTERM handover.
+// (SIGKILL of the primary's node), the old primary's rejoin, and a SIGTERM handover, on every DCS
+// tusker speaks (see dcs_matrix_test.go).
 func TestClusterLifecycle(t *testing.T) {
-	e := newCluster(t, 3, "")
+	for _, s := range stores {
+		t.Run(s.name, func(t *testing.T) { lifecycle(t, newClusterOn(t, 3, s)) })
+	}
+}
+
+func lifecycle(t *testing.T, e *env) {
 	ctx := context.Background()
 	require.NoError(t, e.c.Start())
 	primary := e.waitHealthy(90 * time.Second)
@@ -291,8 +303,8 @@ func TestBadInput(t *testing.T) {
 name: n
 restapi:
   listen: [1, 2]
-consul:
-  host: 127.0.0.1:8500
+raft:
+  data_dir: /tmp/raft
 bootstrap:
   dcs:
     ttl: abc
@@ -302,7 +314,7 @@ postgresql:
 		out, err := exec.Command(bin, "--validate-config", p).CombinedOutput()
 		require.Error(t, err)
 		s := string(out)
-		for _, want := range []string{"restapi.listen", "bootstrap.dcs.ttl", "postgresql.data_dir", "consul"} {
+		for _, want := range []string{"restapi.listen", "bootstrap.dcs.ttl", "postgresql.data_dir", "raft: this DCS is not supported"} {
 			require.Contains(t, s, want)
 		}
 	})

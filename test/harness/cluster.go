@@ -32,6 +32,10 @@ type ClusterOptions struct {
 	TuskerBin  string
 	PGBinDir   string
 	EtcdHost   string              // host:port of a running etcd
+	// DCS, when set, is the YAML of the DCS section instead of etcd3 at EtcdHost, for one node.
+	DCS func(node string) string
+	// NodeEnv, when set, adds environment variables to one node's tusker process.
+	NodeEnv func(node string) []string
 	Cred       *syscall.Credential // run tusker as this user (set when the caller is root)
 	ExtraLocal string              // YAML appended to every node's config (top level)
 	// APIClient, when set, reaches the nodes' REST APIs over HTTPS (the nodes' ExtraLocal then
@@ -72,8 +76,7 @@ name: {{.Name}}
 restapi:
   listen: 127.0.0.1:{{.APIPort}}
   connect_address: 127.0.0.1:{{.APIPort}}
-etcd3:
-  hosts: {{.EtcdHost}}
+{{.DCS}}
 bootstrap:
   dcs:
     postgresql:
@@ -143,6 +146,9 @@ func NewCluster(o ClusterOptions) (*Cluster, error) {
 		n := &Node{Name: name, Dir: dir, DataDir: filepath.Join(dir, "data"), APIPort: api, PGPort: pgp,
 			ConfigPath: filepath.Join(dir, "tusker.yml"), LogPath: filepath.Join(dir, "tusker.log"),
 			cred: o.Cred, bin: o.TuskerBin, client: o.APIClient}
+		if o.NodeEnv != nil {
+			n.Env = append(n.Env, o.NodeEnv(name)...)
+		}
 		if err := c.WriteConfig(n, o.ExtraLocal); err != nil {
 			return nil, err
 		}
@@ -154,9 +160,13 @@ func NewCluster(o ClusterOptions) (*Cluster, error) {
 // WriteConfig (re)writes a node's YAML with extra top-level YAML appended.
 func (c *Cluster) WriteConfig(n *Node, extra string) error {
 	var b strings.Builder
+	dcsYAML := "etcd3:\n  hosts: " + c.Opts.EtcdHost
+	if c.Opts.DCS != nil {
+		dcsYAML = c.Opts.DCS(n.Name)
+	}
 	err := nodeConfig.Execute(&b, map[string]any{
 		"Scope": c.Opts.Scope, "Name": n.Name, "APIPort": n.APIPort, "PGPort": n.PGPort,
-		"EtcdHost": c.Opts.EtcdHost, "SocketDir": c.SocketDir, "DataDir": n.DataDir, "PGBinDir": c.Opts.PGBinDir, "Dir": n.Dir,
+		"DCS": dcsYAML, "SocketDir": c.SocketDir, "DataDir": n.DataDir, "PGBinDir": c.Opts.PGBinDir, "Dir": n.Dir,
 		"Extra": extra, "PGExtra": n.PGExtra,
 	})
 	if err != nil {
