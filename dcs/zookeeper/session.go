@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -28,6 +29,25 @@ type session struct {
 
 	authMu sync.Mutex
 	authed bool
+
+	// lastLease is when (unix ns) the HA loop last made a lease call (AcquireLeader, RenewLeader,
+	// TouchMember) on this session; 0 when it never did (tuskerctl). See leaseExpired.
+	lastLease atomic.Int64
+	// acquired: this session took or was handed the leader znode; RenewLeader on any other
+	// session is ErrNotLeader without asking the server.
+	acquired atomic.Bool
+}
+
+// touch records a lease call: the HA loop is alive and wants the session.
+func (s *session) touch() { s.lastLease.Store(time.Now().UnixNano()) }
+
+// leaseEnd is when the lease of the last lease call runs out (zero time: no lease calls).
+func (s *session) leaseEnd() time.Time {
+	n := s.lastLease.Load()
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).Add(s.ttl)
 }
 
 // connect starts a client for a session with timeout ttl; go-zookeeper connects (and reconnects,
@@ -78,6 +98,9 @@ func (s *session) waitSession(ctx context.Context) error {
 		select {
 		case <-ch:
 		case <-ctx.Done():
+			if last := s.sock.lastError(); last != nil {
+				return fmt.Errorf("no session (%s; last connection attempt: %v): %w", st, last, ctx.Err())
+			}
 			return fmt.Errorf("no session (%s): %w", st, ctx.Err())
 		}
 	}
@@ -129,6 +152,13 @@ type sockets struct {
 	mu      sync.Mutex
 	open    map[*trackedConn]struct{}
 	dropped bool
+	lastErr error // of the last dial, nil once one succeeded: says why there is no session
+}
+
+func (t *sockets) lastError() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.lastErr
 }
 
 func (t *sockets) dial(d zk.Dialer, network, addr string, timeout time.Duration) (net.Conn, error) {
@@ -139,11 +169,12 @@ func (t *sockets) dial(d zk.Dialer, network, addr string, timeout time.Duration)
 		return nil, errDropped
 	}
 	c, err := d(network, addr, timeout)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.lastErr = err
 	if err != nil {
 		return nil, err
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.dropped {
 		c.Close()
 		return nil, errDropped
@@ -247,6 +278,7 @@ func (b *Backend) moveSession(ctx context.Context, ttl time.Duration) (*session,
 	if err != nil {
 		return nil, err
 	}
+	movedLeader := false
 	err = b.run(ctx, "moving to a session with timeout "+ttl.String(), func() error {
 		if err := b.ready(ctx, ns); err != nil {
 			return err
@@ -254,6 +286,7 @@ func (b *Backend) moveSession(ctx context.Context, ttl time.Duration) (*session,
 		oldSID := old.conn.SessionID()
 		var err error
 		for range 3 {
+			movedLeader = false
 			var ops []any
 			for _, p := range []string{b.keys.Leader(), b.keys.Member(b.name)} {
 				data, st, gerr := ns.conn.Get(p)
@@ -268,6 +301,9 @@ func (b *Backend) moveSession(ctx context.Context, ttl time.Duration) (*session,
 				}
 				ops = append(ops, &zk.DeleteRequest{Path: p, Version: st.Version},
 					&zk.CreateRequest{Path: p, Data: data, Acl: b.acl, Flags: zk.FlagEphemeral})
+				if p == b.keys.Leader() {
+					movedLeader = true
+				}
 			}
 			if len(ops) == 0 {
 				return nil
@@ -275,17 +311,16 @@ func (b *Backend) moveSession(ctx context.Context, ttl time.Duration) (*session,
 			if err = multi(ns.conn, ops...); err == nil || !conflict(err) {
 				return err
 			}
+			movedLeader = false
 		}
 		return err
 	})
 	if err != nil {
-		b.wg.Add(1)
-		go func() {
-			defer b.wg.Done()
-			ns.conn.Close() // it owns nothing yet
-		}()
+		b.background(ns.conn.Close) // it owns nothing yet
 		return nil, err
 	}
+	ns.lastLease.Store(old.lastLease.Load())
+	ns.acquired.Store(movedLeader)
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -293,17 +328,14 @@ func (b *Backend) moveSession(ctx context.Context, ttl time.Duration) (*session,
 		return nil, fmt.Errorf("zookeeper at %s: backend closed: %w", b.where, dcs.ErrUnreachable)
 	}
 	b.sess = ns
-	b.wg.Add(1)
 	b.mu.Unlock()
 	b.log.Info("moved to a new ZooKeeper session for the new ttl", "ttl", ttl,
-		"old", fmt.Sprintf("0x%x", old.conn.SessionID()), "new", fmt.Sprintf("0x%x", ns.conn.SessionID()))
+		"old", fmt.Sprintf("0x%x", old.conn.SessionID()), "new", fmt.Sprintf("0x%x", ns.conn.SessionID()),
+		"leader", movedLeader)
 	b.poke()
-	go func() {
-		// The old session owns none of our znodes any more: close it for real, so that the
-		// server forgets it now rather than after its timeout.
-		defer b.wg.Done()
-		old.conn.Close()
-	}()
+	// The old session owns none of our znodes any more: close it for real, so that the server
+	// forgets it now rather than after its timeout.
+	b.background(old.conn.Close)
 	return ns, nil
 }
 
@@ -315,6 +347,12 @@ func (b *Backend) watch() {
 	keys := [3]string{b.keys.Leader(), b.keys.Failover(), b.keys.Config()}
 	var armed *session
 	var chans [3]<-chan zk.Event
+	lease := time.NewTimer(time.Hour)
+	defer lease.Stop()
+	// fired: a watch fired and Changes is signalled once it is set again, not before: a reader
+	// woken earlier could read, and a change landing between its read and the new watch would
+	// wake nobody.
+	fired := false
 	for {
 		b.mu.Lock()
 		s := b.sess
@@ -323,10 +361,15 @@ func (b *Backend) watch() {
 			armed, chans = s, [3]<-chan zk.Event{}
 		}
 		var changed chan struct{}
+		var leaseOver <-chan time.Time
 		if s != nil {
 			s.mu.Lock()
 			changed = s.changed
 			s.mu.Unlock()
+			if end := s.leaseEnd(); !end.IsZero() {
+				lease.Reset(time.Until(end))
+				leaseOver = lease.C
+			}
 		}
 		if s != nil && s.conn.State() == zk.StateHasSession {
 			if err := b.arm(s, keys, &chans); err != nil {
@@ -340,20 +383,27 @@ func (b *Backend) watch() {
 				continue
 			}
 		}
+		if fired {
+			// Without a session the watches cannot be set: the HA loop is woken all the same.
+			fired = false
+			b.signal()
+		}
 		select {
 		case <-b.stop:
 			return
 		case <-b.wake:
 		case <-changed: // nil (blocks) without a session
+		case <-leaseOver:
+			b.leaseExpired(s)
 		case ev := <-chans[0]:
-			chans[0] = nil
-			b.fired(ev)
+			chans[0], fired = nil, true
+			b.logEvent(ev)
 		case ev := <-chans[1]:
-			chans[1] = nil
-			b.fired(ev)
+			chans[1], fired = nil, true
+			b.logEvent(ev)
 		case ev := <-chans[2]:
-			chans[2] = nil
-			b.fired(ev)
+			chans[2], fired = nil, true
+			b.logEvent(ev)
 		}
 	}
 }
@@ -390,9 +440,31 @@ func (b *Backend) arm(s *session, keys [3]string, chans *[3]<-chan zk.Event) err
 	return nil
 }
 
-func (b *Backend) fired(ev zk.Event) {
+// leaseExpired closes a session whose HA loop stopped making lease calls for its ttl. ZooKeeper
+// would keep it (and the leader znode) alive forever, as go-zookeeper pings in the background;
+// a stalled loop must lose the lock as it would with an etcd lease. Its own lease ran out by now
+// (it counts from before its last call, we count from the call), so nobody is left holding it.
+// The next call opens a new session.
+func (b *Backend) leaseExpired(s *session) {
+	b.switchMu.Lock()
+	b.mu.Lock()
+	end := s.leaseEnd()
+	if b.sess != s || end.IsZero() || time.Now().Before(end) {
+		b.mu.Unlock()
+		b.switchMu.Unlock()
+		return
+	}
+	b.sess = nil
+	b.mu.Unlock()
+	b.switchMu.Unlock()
+	b.log.Warn("no lease call for the ttl: closing the ZooKeeper session, its ephemeral znodes go with it",
+		"ttl", s.ttl, "session", fmt.Sprintf("0x%x", s.conn.SessionID()), "acquired", s.acquired.Load())
+	b.signal()
+	b.background(s.conn.Close)
+}
+
+func (b *Backend) logEvent(ev zk.Event) {
 	if ev.Type != zk.EventNotWatching {
 		b.log.Debug("zookeeper watch fired", "znode", ev.Path, "event", ev.Type.String())
 	}
-	b.signal()
 }

@@ -275,20 +275,43 @@ func (b *Backend) current() (*session, error) {
 	return b.sess, nil
 }
 
-// leaseSession is current for the calls that hold ephemerals: when the ttl changed it first moves
-// them to a session with the new timeout.
+// leaseSession is current for the lease calls (AcquireLeader, RenewLeader, TouchMember): it
+// records the call for the lease watchdog, and when the ttl changed it first moves our ephemeral
+// znodes to a session with the new timeout.
 func (b *Backend) leaseSession(ctx context.Context) (*session, error) {
 	s, err := b.current()
 	if err != nil {
 		return nil, err
 	}
+	s.touch()
 	b.mu.Lock()
 	ttl := b.ttl
 	b.mu.Unlock()
 	if s.ttl == ttl {
 		return s, nil
 	}
-	return b.moveSession(ctx, ttl)
+	s, err = b.moveSession(ctx, ttl)
+	if err != nil {
+		return nil, err
+	}
+	s.touch()
+	return s, nil
+}
+
+// background runs fn on a goroutine Close waits for (at once when the backend is closed).
+func (b *Backend) background(fn func()) {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		fn()
+		return
+	}
+	b.wg.Add(1)
+	b.mu.Unlock()
+	go func() {
+		defer b.wg.Done()
+		fn()
+	}()
 }
 
 // ready waits (bounded by ctx) until s has a session and our credentials are added to it.
@@ -426,7 +449,7 @@ func (b *Backend) AcquireLeader(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	lk := b.keys.Leader()
-	var won bool
+	var won bool // read only once run returned nil: fn has ended then
 	err = b.run(ctx, "acquiring "+lk, func() error {
 		if err := b.ready(ctx, s); err != nil {
 			return err
@@ -469,20 +492,34 @@ func (b *Backend) AcquireLeader(ctx context.Context) (bool, error) {
 		}
 		return nil
 	})
-	return won, err
+	if err != nil {
+		return false, err
+	}
+	if won {
+		s.acquired.Store(true)
+	}
+	return won, nil
 }
 
 // RenewLeader confirms, in one round trip that also proves the session alive now, that the leader
 // znode holds this member's name and belongs to our current session. While the client has no live
-// session it fails at once with ErrUnreachable: the server may be expiring us.
+// session it fails at once with ErrUnreachable: the server may be expiring us. A session that
+// never held the leader znode (a new one after a restart, DeleteMember or a stall) cannot own
+// it: ErrNotLeader without asking, as etcd's backend does without a lease.
 func (b *Backend) RenewLeader(ctx context.Context) error {
 	ctx, cancel := b.call(ctx)
 	defer cancel()
+	lk := b.keys.Leader()
+	b.mu.Lock()
+	s := b.sess
+	b.mu.Unlock()
+	if s == nil || !s.acquired.Load() {
+		return fmt.Errorf("renewing %s: this session never held it: %w", lk, dcs.ErrNotLeader)
+	}
 	s, err := b.leaseSession(ctx)
 	if err != nil {
 		return err
 	}
-	lk := b.keys.Leader()
 	if st := s.conn.State(); st != zk.StateHasSession {
 		return fmt.Errorf("zookeeper renewing %s at %s: no live session (%s): %w", lk, b.where, st, dcs.ErrUnreachable)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -41,6 +42,7 @@ type ZooKeeper struct {
 	java    string
 	args    []string
 	tls     bool
+	logFrom int64 // the log's size when the current start began
 	cmd     *exec.Cmd
 	done    chan struct{}
 }
@@ -118,27 +120,28 @@ func NewZooKeeper(dir string, tc *ZooKeeperTLS) (*ZooKeeper, error) {
 minSessionTimeout=1000
 maxSessionTimeout=60000
 dataDir=%s
-clientPortAddress=127.0.0.1
 admin.enableServer=false
-4lw.commands.whitelist=ruok,srvr,mntr
+4lw.commands.whitelist=ruok,srvr,mntr,cons
 forceSync=no
 `, filepath.Join(dir, "data"))
 	if tc == nil {
-		cfg += fmt.Sprintf("clientPort=%d\n", port)
+		cfg += fmt.Sprintf("clientPortAddress=127.0.0.1\nclientPort=%d\n", port)
 	} else {
 		bundle, err := pemBundle(dir, tc)
 		if err != nil {
 			return nil, err
 		}
-		cfg += fmt.Sprintf(`secureClientPort=%d
+		cfg += fmt.Sprintf(`secureClientPortAddress=127.0.0.1
+secureClientPort=%d
 serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory
 ssl.keyStore.location=%s
 ssl.keyStore.type=PEM
-ssl.trustStore.location=%s
-ssl.trustStore.type=PEM
 ssl.clientAuth=%s
 authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider
-`, port, bundle, tc.CAFile, map[bool]string{true: "need", false: "none"}[tc.ClientAuth])
+`, port, bundle, map[bool]string{true: "need", false: "none"}[tc.ClientAuth])
+		if tc.CAFile != "" {
+			cfg += fmt.Sprintf("ssl.trustStore.location=%s\nssl.trustStore.type=PEM\n", tc.CAFile)
+		}
 	}
 	if err := os.WriteFile(filepath.Join(dir, "zoo.cfg"), []byte(cfg), 0o644); err != nil {
 		return nil, fmt.Errorf("writing zoo.cfg in %s: %w", dir, err)
@@ -179,6 +182,9 @@ func (z *ZooKeeper) Start() error {
 	if err != nil {
 		return fmt.Errorf("opening %s: %w", z.logFile, err)
 	}
+	if st, err := logf.Stat(); err == nil {
+		z.logFrom = st.Size()
+	}
 	cmd := exec.Command(z.java, z.args...)
 	cmd.Dir = z.Dir
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -209,24 +215,24 @@ func (z *ZooKeeper) Start() error {
 }
 
 // ready asks `srvr`: `ruok` answers before the server serves requests, `srvr` says
-// "Mode: standalone" only once it does. The TLS port does not speak four-letter words in clear,
-// so there an accepted TCP connection plus the log line of the bound port have to do.
+// "Mode: standalone" only once it does. The TLS port does not speak four-letter words in clear (and
+// may demand a client certificate), so there the line this start logged once the port was bound
+// has to do, with an accepted connection.
 func (z *ZooKeeper) ready() bool {
+	if !z.tls {
+		out, err := z.fourLetter("srvr")
+		return err == nil && strings.Contains(out, "Mode: standalone")
+	}
+	log, _ := os.ReadFile(z.logFile)
+	if int64(len(log)) < z.logFrom || !bytes.Contains(log[z.logFrom:], []byte("bound to port")) {
+		return false
+	}
 	c, err := net.DialTimeout("tcp", z.Addr, time.Second)
 	if err != nil {
 		return false
 	}
-	defer c.Close()
-	if z.tls {
-		log, _ := os.ReadFile(z.logFile)
-		return bytes.Contains(log, []byte("binding to port")) || bytes.Contains(log, []byte("bound to port"))
-	}
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := c.Write([]byte("srvr")); err != nil {
-		return false
-	}
-	out, _ := io.ReadAll(c)
-	return bytes.Contains(out, []byte("Mode: standalone"))
+	c.Close()
+	return true
 }
 
 // Stop kills the server; its data stays, so Start brings the same tree and sessions back.
@@ -239,6 +245,54 @@ func (z *ZooKeeper) Stop() {
 		}
 		z.cmd = nil
 	}
+}
+
+// Sessions lists the server's connected sessions with the timeout each negotiated, from the
+// `cons` four-letter word (plain-text servers only).
+func (z *ZooKeeper) Sessions() (map[int64]time.Duration, error) {
+	out, err := z.fourLetter("cons")
+	if err != nil {
+		return nil, err
+	}
+	// One line per connection: " /127.0.0.1:40000[1](queued=0,...,sid=0x1000...,...,to=2000,...)".
+	m := map[int64]time.Duration{}
+	for _, line := range strings.Split(out, "\n") {
+		var sid int64 = -1
+		to := time.Duration(-1)
+		for _, f := range strings.FieldsFunc(line, func(r rune) bool { return r == ',' || r == '(' || r == ')' }) {
+			if v, ok := strings.CutPrefix(f, "sid=0x"); ok {
+				if n, err := strconv.ParseUint(v, 16, 64); err == nil {
+					sid = int64(n)
+				}
+			}
+			if v, ok := strings.CutPrefix(f, "to="); ok {
+				if n, err := strconv.Atoi(v); err == nil {
+					to = time.Duration(n) * time.Millisecond
+				}
+			}
+		}
+		if sid >= 0 && to >= 0 {
+			m[sid] = to
+		}
+	}
+	return m, nil
+}
+
+func (z *ZooKeeper) fourLetter(cmd string) (string, error) {
+	c, err := net.DialTimeout("tcp", z.Addr, 2*time.Second)
+	if err != nil {
+		return "", fmt.Errorf("four-letter word %s to %s: %w", cmd, z.Addr, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte(cmd)); err != nil {
+		return "", fmt.Errorf("four-letter word %s to %s: %w", cmd, z.Addr, err)
+	}
+	out, err := io.ReadAll(c)
+	if err != nil {
+		return "", fmt.Errorf("four-letter word %s to %s: %w", cmd, z.Addr, err)
+	}
+	return string(out), nil
 }
 
 // Log returns the server's log so far (for failure messages).
