@@ -107,7 +107,7 @@ if [ ! -x "$KUBE_DIR/kube-apiserver" ]; then
 		curl -fsSL "$proxy/k8s.io/kubernetes/@v/$KUBE_VERSION.mod" -o kubernetes.mod
 		{
 			printf 'module kubebuild\ngo 1.26\nrequire k8s.io/kubernetes %s\n' "$KUBE_VERSION"
-			grep -E '^[[:space:]]+k8s\.io/[a-z0-9-]+ v0\.0\.0' kubernetes.mod |
+			grep -E '^[[:space:]]+k8s\.io/[a-z0-9-]+ v0\.0\.0([[:space:]]|$)' kubernetes.mod |
 				awk -v v="$staging" '{print "replace " $1 " => " $1 " " v}'
 		} >go.mod
 		GOFLAGS=-mod=mod go get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION" >&2
