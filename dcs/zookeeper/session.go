@@ -2,6 +2,7 @@ package zookeeper
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -76,6 +77,12 @@ func (b *Backend) event(s *session, ev zk.Event) {
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
+	if ev.State == zk.StateHasSession {
+		if g := s.grantedTimeout(); g != s.ttl {
+			b.log.Warn("ZooKeeper granted a session timeout other than ttl (its minSessionTimeout/maxSessionTimeout)",
+				"granted", g, "ttl", s.ttl, "server", ev.Server)
+		}
+	}
 	switch ev.State {
 	case zk.StateHasSession, zk.StateDisconnected, zk.StateExpired:
 		// Connected again (a change may have been missed), or lost: the HA loop looks now.
@@ -153,6 +160,15 @@ type sockets struct {
 	open    map[*trackedConn]struct{}
 	dropped bool
 	lastErr error // of the last dial, nil once one succeeded: says why there is no session
+	// granted is the session timeout (ms) the server granted in its last connect response: it
+	// clamps the one asked for to its minSessionTimeout..maxSessionTimeout, and go-zookeeper
+	// keeps the value to itself.
+	granted atomic.Int64
+}
+
+// grantedTimeout is the session timeout the server granted (0 before the first session).
+func (s *session) grantedTimeout() time.Duration {
+	return time.Duration(s.sock.granted.Load()) * time.Millisecond
 }
 
 func (t *sockets) lastError() error {
@@ -201,6 +217,20 @@ type trackedConn struct {
 	net.Conn
 	t    *sockets
 	once sync.Once
+	// head collects the first 12 bytes the server sends on the connection: the connect
+	// response's length, protocol version and granted timeout. Reads come from one goroutine.
+	head []byte
+}
+
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if need := 12 - len(c.head); need > 0 && n > 0 {
+		c.head = append(c.head, p[:min(n, need)]...)
+		if len(c.head) == 12 {
+			c.t.granted.Store(int64(int32(binary.BigEndian.Uint32(c.head[8:12]))))
+		}
+	}
+	return n, err
 }
 
 func (c *trackedConn) Close() error {

@@ -314,6 +314,21 @@ func (b *Backend) background(fn func()) {
 	}()
 }
 
+// leaseSafe refuses to lead on a session the server granted a shorter timeout than ttl: it would
+// end (and the leader znode with it) while this member still counts on its lease, and another
+// member could be promoted next to a primary that does not know it lost the lock yet.
+func (b *Backend) leaseSafe(s *session) error {
+	b.mu.Lock()
+	ttl := b.ttl
+	b.mu.Unlock()
+	if g := s.grantedTimeout(); g > 0 && g < ttl {
+		return fmt.Errorf("ZooKeeper at %s granted a session timeout of %s, less than ttl %s (the server's "+
+			"minSessionTimeout/maxSessionTimeout, by default 2 and 20 times its tickTime): the lock could "+
+			"expire while this member still counts on it; lower ttl or raise maxSessionTimeout", b.where, g, ttl)
+	}
+	return nil
+}
+
 // ready waits (bounded by ctx) until s has a session and our credentials are added to it.
 func (b *Backend) ready(ctx context.Context, s *session) error {
 	if err := s.waitSession(ctx); err != nil {
@@ -454,6 +469,9 @@ func (b *Backend) AcquireLeader(ctx context.Context) (bool, error) {
 		if err := b.ready(ctx, s); err != nil {
 			return err
 		}
+		if err := b.leaseSafe(s); err != nil {
+			return err
+		}
 		for range 3 {
 			err := b.create(ctx, s.conn, lk, []byte(b.name), zk.FlagEphemeral)
 			if err == nil {
@@ -522,6 +540,9 @@ func (b *Backend) RenewLeader(ctx context.Context) error {
 	}
 	if st := s.conn.State(); st != zk.StateHasSession {
 		return fmt.Errorf("zookeeper renewing %s at %s: no live session (%s): %w", lk, b.where, st, dcs.ErrUnreachable)
+	}
+	if err := b.leaseSafe(s); err != nil {
+		return fmt.Errorf("renewing %s: %w", lk, err)
 	}
 	sid := s.conn.SessionID()
 	return b.run(ctx, "renewing "+lk, func() error {

@@ -94,6 +94,9 @@ func TestZooKeeperBackend(t *testing.T) {
 		sessions, err := e.z.Sessions()
 		require.NoError(t, err)
 		require.Equal(t, 3*time.Second, sessions[sessionOf(a)], "the session timeout the server granted")
+		a.mu.Lock()
+		require.Equal(t, 3*time.Second, a.sess.grantedTimeout(), "read from the connect response")
+		a.mu.Unlock()
 
 		raw := e.raw(t)
 		require.NoError(t, a.Close()) // a crash: the session is not closed
@@ -263,6 +266,28 @@ func TestZooKeeperBackend(t *testing.T) {
 		b := e.open(t, "acl", "b2", 10*time.Second, withACL)
 		require.NoError(t, b.SetFailover(ctx, dcs.Failover{Leader: "a", Member: "b2"}, 0))
 		require.NoError(t, b.DeleteCluster(ctx))
+	})
+
+	t.Run("no lock on a session the server grants less than ttl", func(t *testing.T) {
+		ctx := ctxT(t)
+		// The test server's maxSessionTimeout is 60 s.
+		a := e.open(t, "clamp", "a", 70*time.Second)
+		require.NoError(t, a.TouchMember(ctx, dcs.MemberData{State: "running"}), "a member key is harmless")
+		ok, err := a.AcquireLeader(ctx)
+		require.False(t, ok)
+		require.ErrorContains(t, err, "maxSessionTimeout")
+		require.NotErrorIs(t, err, dcs.ErrUnreachable)
+		// Lowered to what the server grants, the ttl change opens a session it accepts.
+		a.SetTTL(60 * time.Second)
+		ok, err = a.AcquireLeader(ctx)
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.NoError(t, a.RenewLeader(ctx))
+		// Raised beyond it again, renewing refuses (the primary then fences when its lease ends).
+		a.SetTTL(70 * time.Second)
+		err = a.RenewLeader(ctx)
+		require.ErrorContains(t, err, "maxSessionTimeout")
+		require.NotErrorIs(t, err, dcs.ErrUnreachable)
 	})
 
 	t.Run("garbage in znodes is skipped", func(t *testing.T) {
