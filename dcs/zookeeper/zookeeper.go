@@ -50,17 +50,19 @@ type Backend struct {
 	hosts []string
 	where string // the hosts, for error messages
 	keys  dcs.Keys
+	scope string
 	name  string
 	log   *slog.Logger
 	acl   []zk.ACL
 	auth  []AuthData
 	dial  zk.Dialer
 
-	// switchMu serializes replacing the session (ttl change, DeleteMember, first use).
+	// switchMu serializes replacing the session (opening one, a ttl change, DeleteMember, the lease
+	// watchdog).
 	switchMu sync.Mutex
 
 	mu     sync.Mutex
-	sess   *session // nil until first use and after DeleteMember
+	sess   *session // nil after DeleteMember, the lease watchdog and Close: the next call opens one
 	ttl    time.Duration
 	retry  time.Duration
 	closed bool
@@ -112,7 +114,7 @@ func New(opts Options) (*Backend, error) {
 	}
 	b := &Backend{
 		hosts: append([]string(nil), opts.Hosts...), where: strings.Join(opts.Hosts, ","),
-		keys: dcs.NewKeys(opts.Namespace, opts.Scope), name: opts.Name,
+		keys: dcs.NewKeys(opts.Namespace, opts.Scope), scope: opts.Scope, name: opts.Name,
 		log: opts.Logger.With("dcs", "zookeeper"), acl: acl, auth: opts.AuthData,
 		ttl: opts.TTL, retry: opts.RetryTimeout,
 		changes: make(chan struct{}, 1), wake: make(chan struct{}, 1), stop: make(chan struct{}),
@@ -246,7 +248,7 @@ func conflict(err error) bool {
 		errors.Is(err, zk.ErrNotEmpty)
 }
 
-// current returns the session, opening one when there is none (first use, after DeleteMember).
+// current returns the session, opening one when there is none.
 func (b *Backend) current() (*session, error) {
 	b.mu.Lock()
 	s, closed := b.sess, b.closed
@@ -673,6 +675,10 @@ func (b *Backend) DeleteMember(ctx context.Context) error {
 
 // DeleteCluster removes the scope's znodes, children first.
 func (b *Backend) DeleteCluster(ctx context.Context) error {
+	if b.scope == "" {
+		// The prefix would be the namespace itself: every cluster's znodes.
+		return fmt.Errorf("zookeeper: refusing to delete %s: no scope", b.keys.Prefix)
+	}
 	ctx, cancel := b.call(ctx)
 	defer cancel()
 	s, err := b.current()

@@ -151,8 +151,9 @@ authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider
 		cp = strings.Join(ZooKeeperJars, ":")
 	}
 	// A small heap, the serial collector and the C1 compiler only: the server starts in about a
-	// second and stays out of the way of the other processes sharing the test machine.
-	z.args = []string{"-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+	// second and stays out of the way of the other processes sharing the test machine (no
+	// hsperfdata files in /tmp either).
+	z.args = []string{"-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData",
 		"-Dzookeeper.jmx.log4j.disable=true", "-cp", cp,
 		"org.apache.zookeeper.server.ZooKeeperServerMain", filepath.Join(dir, "zoo.cfg")}
 	return z, nil
