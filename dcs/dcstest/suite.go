@@ -509,7 +509,23 @@ func (s *suite) watch(t *testing.T) {
 	// The watch may take a moment to be established after the backend opens.
 	time.Sleep(time.Second)
 	wake := func(what string, change func()) {
-		drain(b.Changes())
+		// Wait for a quiet moment first, so that a wake-up from an earlier change (or a backend
+		// that signals on a timer) cannot pass for this one.
+		// a's lease must outlive the quiet wait: renew it first (a renewal may wake the watcher
+		// too, which the wait absorbs).
+		if cl := cluster(t, b); cl.LeaderName() == "a" {
+			require.NoError(t, a.RenewLeader(ctx))
+		}
+		quiet := false
+		for deadline := time.Now().Add(5 * time.Second); !quiet && time.Now().Before(deadline); {
+			drain(b.Changes())
+			select {
+			case <-b.Changes():
+			case <-time.After(700 * time.Millisecond):
+				quiet = true
+			}
+		}
+		require.True(t, quiet, "%s: the watcher never went quiet for 700ms", what)
 		start := time.Now()
 		change()
 		select {
