@@ -149,9 +149,9 @@ func copyMap(m map[string]string) map[string]string {
 	return out
 }
 
-// meta is the metadata to write: the object's own (labels and annotations tusker does not know
+// objectMeta is the metadata to write: the object's own (labels and annotations tusker does not know
 // survive) with the cluster labels and o's annotations on top.
-func meta(base metav1.ObjectMeta, o *object, ns string, labels map[string]string, skip map[string]bool) metav1.ObjectMeta {
+func objectMeta(base metav1.ObjectMeta, o *object, ns string, labels map[string]string, skip map[string]bool) metav1.ObjectMeta {
 	m := *base.DeepCopy()
 	m.Name, m.Namespace, m.ResourceVersion = o.name, ns, o.rv
 	if m.Labels == nil {
@@ -191,16 +191,18 @@ func configMapKind(c rest.Interface, ns string) *kind {
 			if o.raw != nil {
 				cm = o.raw.(*corev1.ConfigMap).DeepCopy()
 			}
-			cm.ObjectMeta = meta(cm.ObjectMeta, o, ns, labels, nil)
+			cm.ObjectMeta = objectMeta(cm.ObjectMeta, o, ns, labels, nil)
 			return cm
 		},
 	}
 }
 
+// endpointsKind is Patroni's use_endpoints mode. v1 Endpoints are deprecated since Kubernetes 1.33
+// (still served); the mode stays for Patroni compatibility and its one-write routing.
 func endpointsKind(c rest.Interface, ns string) *kind {
 	return &kind{
 		resource: "endpoints", client: c, ns: ns,
-		newObj:  func() runtime.Object { return &corev1.Endpoints{} }, //nolint:staticcheck // Patroni's Endpoints mode
+		newObj:  func() runtime.Object { return &corev1.Endpoints{} },
 		newList: func() runtime.Object { return &corev1.EndpointsList{} },
 		items: func(l runtime.Object) []runtime.Object {
 			items := l.(*corev1.EndpointsList).Items
@@ -220,7 +222,7 @@ func endpointsKind(c rest.Interface, ns string) *kind {
 			if o.raw != nil {
 				ep = o.raw.(*corev1.Endpoints).DeepCopy()
 			}
-			ep.ObjectMeta = meta(ep.ObjectMeta, o, ns, labels, nil)
+			ep.ObjectMeta = objectMeta(ep.ObjectMeta, o, ns, labels, nil)
 			ep.Subsets = o.subsets
 			return ep
 		},
@@ -272,7 +274,7 @@ func leaseKind(c rest.Interface, ns string) *kind {
 			if o.raw != nil {
 				l = o.raw.(*coordinationv1.Lease).DeepCopy()
 			}
-			l.ObjectMeta = meta(l.ObjectMeta, o, ns, labels, leaseRecord)
+			l.ObjectMeta = objectMeta(l.ObjectMeta, o, ns, labels, leaseRecord)
 			a := o.annotations
 			l.Spec.HolderIdentity = nil
 			if h := a[annLeader]; h != "" {

@@ -36,6 +36,9 @@ func (b *Backend) watch(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		if err == nil && time.Since(start) < time.Second {
+			err = errors.New("the watch ended as soon as it started") // never spin on a server that does that
+		}
 		if err == nil {
 			backoff = 500 * time.Millisecond
 			continue // the server ended the watch at its timeout: resume where it was
@@ -73,14 +76,16 @@ func (b *Backend) watchOnce(ctx context.Context, kinds []*kind, rvs []string) er
 		go func() { errc <- b.watchKind(wctx, k, &rvs[i]) }()
 	}
 	var err error
+	received := 0
 	select {
 	case err = <-errc:
+		received++
 	case <-b.kick:
 		err = errKicked
 	case <-ctx.Done():
 	}
 	cancel()
-	for range len(kinds) - 1 {
+	for ; received < len(kinds); received++ { // every watch goroutine ends before we return
 		if e := <-errc; err == nil {
 			err = e
 		}
