@@ -513,6 +513,9 @@ func (s *suite) watch(t *testing.T) {
 		// that signals on a timer) cannot pass for this one.
 		// a's lease must outlive the quiet wait: renew it first (a renewal may wake the watcher
 		// too, which the wait absorbs).
+		// Both members keep their keys alive as their loops would (a backend may end a session
+		// whose loop went silent for the ttl).
+		require.NoError(t, b.TouchMember(ctx, dcs.MemberData{State: "running", Role: "replica"}))
 		if cl := cluster(t, b); cl.LeaderName() == "a" {
 			require.NoError(t, a.RenewLeader(ctx))
 		}
