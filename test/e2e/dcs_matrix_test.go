@@ -57,7 +57,11 @@ func kubeStore(name, mode string) store {
 // newClusterOn is newCluster on the given store.
 func newClusterOn(t *testing.T, nodes int, s store) *env {
 	t.Helper()
-	const scope = "e2e"
+	return newClusterOnScope(t, nodes, s, "e2e")
+}
+
+func newClusterOnScope(t *testing.T, nodes int, s store, scope string) *env {
+	t.Helper()
 	section, nodeEnv, dynamic := s.start(t, scope)
 	extra := ""
 	if dynamic != "" {
