@@ -26,16 +26,16 @@ const (
 
 // ClusterOptions shape a harness cluster.
 type ClusterOptions struct {
-	Dir        string // every node gets Dir/<name>
-	Scope      string
-	Nodes      int
-	TuskerBin  string
-	PGBinDir   string
-	EtcdHost   string              // host:port of a running etcd
+	Dir       string // every node gets Dir/<name>
+	Scope     string
+	Nodes     int
+	TuskerBin string
+	PGBinDir  string
+	EtcdHost  string // host:port of a running etcd
 	// DCS, when set, is the YAML of the DCS section instead of etcd3 at EtcdHost, for one node.
 	DCS func(node string) string
 	// NodeEnv, when set, adds environment variables to one node's tusker process.
-	NodeEnv func(node string) []string
+	NodeEnv    func(node string) []string
 	Cred       *syscall.Credential // run tusker as this user (set when the caller is root)
 	ExtraLocal string              // YAML appended to every node's config (top level)
 	// APIClient, when set, reaches the nodes' REST APIs over HTTPS (the nodes' ExtraLocal then
