@@ -8,6 +8,7 @@ package consul
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -86,6 +87,8 @@ type Backend struct {
 	lastRenew   time.Time
 	lastMember  []byte // the member value written under the current session
 	lastService string // fingerprint of the registration the agent has, "" when none or unknown
+	// lastServiceErr is the last failure to update the registration, so that it is logged once.
+	lastServiceErr string
 
 	changes chan struct{}
 	cancel  context.CancelFunc
@@ -133,20 +136,26 @@ func New(opts Options) (*Backend, error) {
 	// As in Patroni, a CA bundle always means verifying against it.
 	tlsCfg.InsecureSkipVerify = opts.Verify != nil && !*opts.Verify && opts.CACert == ""
 	// Our own transport: the api package's pooled default would be shared with every other client
-	// in the process, and Close releases this one's idle connections.
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 8
-	hc, err := api.NewHttpClient(tr, tlsCfg)
-	if err != nil {
-		return nil, fmt.Errorf("consul TLS configuration (cacert %q, cert %q, key %q): %w",
-			opts.CACert, opts.Cert, opts.Key, err)
+	// in the process, and Close releases this one's idle connections. NewClient adds the TLS
+	// settings to it, after filling what is unset from the standard CONSUL_* variables.
+	// (Not a clone of http.DefaultTransport: once used, it carries a TLS configuration, and the
+	// api package then silently skips ours.)
+	tr := &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        16,
+		MaxIdleConnsPerHost: 8,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 10 * time.Second,
+		ForceAttemptHTTP2:   true,
 	}
 	cli, err := api.NewClient(&api.Config{
 		Address: opts.Address, Scheme: opts.Scheme, Datacenter: opts.DC, Token: opts.Token,
-		HttpClient: hc, Transport: tr, TLSConfig: tlsCfg,
+		Transport: tr, TLSConfig: tlsCfg,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("consul client for %s: %w", opts.Address, err)
+		return nil, fmt.Errorf("consul client for %s (cacert %q, cert %q, key %q): %w",
+			opts.Address, opts.CACert, opts.Cert, opts.Key, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Backend{
@@ -222,6 +231,15 @@ func statusCode(err error) int {
 // unreachable says whether err means Consul did not answer in a usable way: no connection, a
 // timeout, no cluster leader or another server-side failure (5xx, 429).
 func unreachable(err error) bool {
+	if invalidSession(err) || strings.Contains(err.Error(), "Invalid Session TTL") {
+		// Consul answers these with a 500, but they are answers: our session is gone, or the
+		// servers' session_ttl_min is above what tusker asks for.
+		return false
+	}
+	var cve *tls.CertificateVerificationError
+	if errors.As(err, &cve) {
+		return false // a configuration error (cacert, verify), not worth sending again
+	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return true
 	}
@@ -248,7 +266,16 @@ func notApplied(err error) bool {
 	if statusCode(err) == http.StatusTooManyRequests {
 		return true
 	}
-	return strings.Contains(err.Error(), "No cluster leader")
+	// A server that just took over has not yet registered the agent's node, which a session
+	// needs: the request was refused before it was applied.
+	msg := err.Error()
+	return strings.Contains(msg, "No cluster leader") || strings.Contains(msg, "Missing node registration")
+}
+
+// invalidSession says whether Consul refused a lock because the session no longer exists (it was
+// destroyed, or one of its checks failed, since the last renewal).
+func invalidSession(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "invalid session")
 }
 
 func denied(err error) bool {
@@ -311,10 +338,11 @@ func (b *Backend) readOpts(ctx context.Context) *api.QueryOptions {
 	return q.WithContext(ctx)
 }
 
-// consistentOpts never allow a stale answer: used where this member checks its own lock.
+// consistentOpts ask for a consistent read, where a wrong answer would cost the lock: the checks
+// of this member's own leader key. Only a consistent read waits until a newly elected Consul leader
+// has applied its whole log; in the default mode it may answer from a state without our session.
 func (b *Backend) consistentOpts(ctx context.Context) *api.QueryOptions {
-	q := &api.QueryOptions{RequireConsistent: b.readMode == "consistent"}
-	return q.WithContext(ctx)
+	return (&api.QueryOptions{RequireConsistent: true}).WithContext(ctx)
 }
 
 func writeOpts(ctx context.Context) *api.WriteOptions { return (&api.WriteOptions{}).WithContext(ctx) }

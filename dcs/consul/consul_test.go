@@ -2,9 +2,21 @@ package consul
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +24,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tusker-ha/tusker/dcs"
@@ -45,11 +58,15 @@ func raw(t *testing.T, c *harness.Consul) *api.Client {
 }
 
 func TestConformance(t *testing.T) {
+	t.Parallel() // mostly waiting for leases to run out, on an agent of its own
 	c := harness.StartConsul(t)
 	t.Logf("consul server elected itself in %s", c.ElectedIn.Round(time.Millisecond))
 	dcstest.Run(t, dcstest.Target{
 		New: func(t testing.TB, scope, name string, ttl, retryTimeout time.Duration) dcs.DCS {
-			b, err := New(Options{Address: c.Addr, Scope: scope, Name: name, TTL: ttl, RetryTimeout: retryTimeout})
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).
+				With("member", scope+"/"+name)
+			b, err := New(Options{Address: c.Addr, Scope: scope, Name: name, TTL: ttl, RetryTimeout: retryTimeout,
+				Logger: log})
 			require.NoError(t, err)
 			return b
 		},
@@ -268,6 +285,7 @@ func TestConsulBackend(t *testing.T) {
 // TestLeaseExpiry: a crashed holder's keys vanish between ttl and ttl plus a little after its last
 // renewal, while a holder that renews keeps its key.
 func TestLeaseExpiry(t *testing.T) {
+	t.Parallel()
 	c := harness.StartConsul(t)
 	ctx := context.Background()
 	crash := open(t, c, "e1", "crash", nil)
@@ -309,6 +327,40 @@ func TestLeaseExpiry(t *testing.T) {
 	require.NotZero(t, gone, "the crashed leader's key did not expire")
 	require.GreaterOrEqual(t, gone, testTTL, "the key vanished before the holder's lease ran out")
 	require.LessOrEqual(t, gone, testTTL+1500*time.Millisecond)
+}
+
+// TestRenewRightAfterElection: a Consul server that was restarted answers "session not found" for
+// live sessions until it has replayed its log; the leader must not take that for a lost lock.
+func TestRenewRightAfterElection(t *testing.T) {
+	c := harness.StartConsul(t)
+	ctx := context.Background()
+	cli := raw(t, c)
+	// A long raft log, which the restarted server applies in batches after its election.
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 500 {
+				_, err := cli.KV().Put(&api.KVPair{Key: fmt.Sprintf("bulk/%d/%d", w, i), Value: []byte("x")}, nil)
+				assert.NoError(t, err)
+			}
+		}()
+	}
+	wg.Wait()
+	a := open(t, c, "el", "a", nil)
+	require.NoError(t, a.TouchMember(ctx, dcs.MemberData{State: "running", Role: "primary"}))
+	ok, err := a.AcquireLeader(ctx)
+	require.NoError(t, err)
+	require.True(t, ok)
+	id := a.sessionID()
+	c.Stop()
+	require.NoError(t, c.StartElected())
+	require.NoError(t, a.RenewLeader(ctx), "a live session read as expired right after the election")
+	require.Equal(t, id, a.sessionID())
+	cl, err := a.Cluster(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "a", cl.LeaderName())
 }
 
 func TestServiceRegistration(t *testing.T) {
@@ -409,26 +461,38 @@ func TestACLToken(t *testing.T) {
 	require.Contains(t, err.Error(), "permission denied")
 	require.Contains(t, err.Error(), "no token is configured")
 	require.False(t, errors.Is(err, dcs.ErrUnreachable), "a refused token is not an unreachable store: %v", err)
-	_, err = anon.Cluster(ctx)
-	require.Error(t, err, "a read that ACLs filter must not look like an empty cluster")
-	require.Contains(t, err.Error(), "ACLs")
 
 	bad := open(t, c, "acl", "a", func(o *Options) { o.Token = "00000000-0000-4000-8000-000000000000" })
 	err = bad.TouchMember(ctx, dcs.MemberData{State: "running"})
 	require.ErrorContains(t, err, "permission denied")
 
+	token := func(rules string) string {
+		pol, _, err := cli.ACL().PolicyCreate(&api.ACLPolicy{Name: fmt.Sprintf("p%d", time.Now().UnixNano()), Rules: rules}, nil)
+		require.NoError(t, err)
+		tok, _, err := cli.ACL().TokenCreate(&api.ACLToken{Policies: []*api.ACLTokenPolicyLink{{ID: pol.ID}}}, nil)
+		require.NoError(t, err)
+		return tok.SecretID
+	}
+	// A token that may not read the keys: the cluster read must fail, not look like an empty
+	// cluster. (Consul only says so to a request that carries a token.)
+	blind := open(t, c, "acl", "a", func(o *Options) { o.Token = token(`session_prefix "" { policy = "write" }`) })
+	_, err = blind.Cluster(ctx)
+	require.ErrorContains(t, err, "hidden by Consul's ACLs")
+
 	// A token with the policy docs/dcs-consul.md documents.
-	pol, _, err := cli.ACL().PolicyCreate(&api.ACLPolicy{Name: "tusker", Rules: `
+	a := open(t, c, "acl", "a", func(o *Options) {
+		o.Token = token(`
 key_prefix "service/" { policy = "write" }
 session_prefix "" { policy = "write" }
 service_prefix "" { policy = "write" }
-`}, nil)
-	require.NoError(t, err)
-	tok, _, err := cli.ACL().TokenCreate(&api.ACLToken{Policies: []*api.ACLTokenPolicyLink{{ID: pol.ID}}}, nil)
-	require.NoError(t, err)
-
-	a := open(t, c, "acl", "a", func(o *Options) { o.Token = tok.SecretID })
-	require.NoError(t, a.TouchMember(ctx, dcs.MemberData{State: "running", Role: "primary"}))
+`)
+		o.RegisterService = true
+	})
+	require.NoError(t, a.TouchMember(ctx, dcs.MemberData{State: "running", Role: "primary",
+		APIURL: "http://127.0.0.1:1/patroni", ConnURL: "postgres://127.0.0.1:5432/postgres"}))
+	s, _, err := cli.Agent().Service("acl/a", nil)
+	require.NoError(t, err, "the token may register the service")
+	require.Equal(t, []string{"primary", "master"}, s.Tags)
 	ok, err := a.AcquireLeader(ctx)
 	require.NoError(t, err)
 	require.True(t, ok)
@@ -440,4 +504,63 @@ service_prefix "" { policy = "write" }
 	require.JSONEq(t, `{"ttl":40}`, string(cl.Config.Value))
 	require.NoError(t, a.ReleaseLeader(ctx))
 	require.NoError(t, a.DeleteMember(ctx))
+}
+
+// TestTLS checks the client side of TLS against a stand-in for the agent's HTTPS API: the CA
+// bundle, verify: false, and a client certificate given as one PEM file with its key.
+func TestTLS(t *testing.T) {
+	var clientCerts atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		clientCerts.Store(int32(len(r.TLS.PeerCertificates)))
+		w.Header().Set("X-Consul-Index", "7")
+		_, _ = w.Write([]byte(`[{"Key":"service/tls/config","Value":"e30=","ModifyIndex":7}]`))
+	}))
+	srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
+	srv.StartTLS()
+	defer srv.Close()
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	require.NoError(t, os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600))
+
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "tusker"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	kder, err := x509.MarshalECPrivateKey(key)
+	require.NoError(t, err)
+	// Another CA: the client certificate, self-signed.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "server.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
+	combined := filepath.Join(dir, "client.pem")
+	require.NoError(t, os.WriteFile(combined, append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})...), 0o600))
+
+	addr := strings.TrimPrefix(srv.URL, "https://")
+	read := func(o Options) error {
+		o.Address, o.Scheme, o.Scope, o.Name = addr, "https", "tls", "a"
+		b, err := New(o)
+		require.NoError(t, err)
+		defer b.Close()
+		c, err := b.Cluster(context.Background())
+		if err == nil {
+			require.JSONEq(t, `{}`, string(c.Config.Value))
+		}
+		return err
+	}
+	err = read(Options{})
+	require.ErrorContains(t, err, "certificate", "an unknown CA must be refused")
+	no := false
+	require.NoError(t, read(Options{Verify: &no}), "verify: false")
+	_, err = New(Options{Address: addr, Scheme: "https", Scope: "tls", Name: "a", CACert: filepath.Join(dir, "missing.pem")})
+	require.ErrorContains(t, err, "missing.pem", "an unreadable cacert is refused at once")
+	start := time.Now()
+	require.ErrorContains(t, read(Options{Verify: &no, CACert: filepath.Join(dir, "server.pem")}), "certificate",
+		"a cacert always means verifying against it")
+	require.Less(t, time.Since(start), time.Second, "a certificate error is not sent again until retry_timeout")
+	require.NoError(t, read(Options{CACert: ca}))
+	require.Zero(t, clientCerts.Load())
+	require.NoError(t, read(Options{CACert: ca, Cert: combined}), "cert and key in one file")
+	require.Equal(t, int32(1), clientCerts.Load(), "the client certificate was presented")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strconv"
 	"strings"
@@ -109,8 +110,8 @@ func (b *Backend) currentTTL() time.Duration {
 func (b *Backend) updateService(ctx context.Context, d dcs.MemberData) {
 	reg, want, err := b.registration(d)
 	if err != nil {
-		b.log.Warn("consul: cannot register the service", "service_id", b.serviceID(), "err", err)
-		return
+		// The member's URLs are the configuration's: the same error every cycle until fixed.
+		want = "invalid:" + err.Error()
 	}
 	b.mu.Lock()
 	have := b.lastService
@@ -119,6 +120,9 @@ func (b *Backend) updateService(ctx context.Context, d dcs.MemberData) {
 		return
 	}
 	switch {
+	case strings.HasPrefix(want, "invalid:"):
+		b.log.Warn("consul: cannot register the service", "service_id", b.serviceID(), "err", err)
+		err = nil // remembered as done: logged once per distinct problem
 	case want == serviceDeregistered:
 		err = b.deregister(ctx)
 	case strings.HasPrefix(want, serviceUnknownRole):
@@ -132,13 +136,23 @@ func (b *Backend) updateService(ctx context.Context, d dcs.MemberData) {
 				"check", reg.Check.HTTP)
 		}
 	}
-	if err != nil {
-		b.log.Warn("consul: could not update the service registration; will retry", "service_id", b.serviceID(), "err", err)
-		return
-	}
 	b.mu.Lock()
-	b.lastService = want
+	repeated := err != nil && err.Error() == b.lastServiceErr
+	if err == nil {
+		b.lastService, b.lastServiceErr = want, ""
+	} else {
+		b.lastServiceErr = err.Error()
+	}
 	b.mu.Unlock()
+	if err != nil {
+		// Tried again every cycle; the same failure is logged once, not every loop_wait.
+		level := slog.LevelWarn
+		if repeated {
+			level = slog.LevelDebug
+		}
+		b.log.Log(ctx, level, "consul: could not update the service registration; will retry",
+			"service_id", b.serviceID(), "err", err)
+	}
 }
 
 // deregister removes the member's service from the local agent; an unknown service is no error.

@@ -151,13 +151,35 @@ func (b *Backend) moveKeys(ctx context.Context, old, id string, member []byte) (
 
 // renew refreshes session id; false means Consul no longer knows it.
 func (b *Backend) renew(ctx context.Context, id string) (bool, error) {
-	var entry *api.SessionEntry
-	err := b.do(ctx, "renewing session "+id, true, func(ctx context.Context) (err error) {
-		entry, _, err = b.cli.Session().Renew(id, writeOpts(ctx))
-		return err
-	})
+	renewOnce := func() (*api.SessionEntry, error) {
+		var entry *api.SessionEntry
+		err := b.do(ctx, "renewing session "+id, true, func(ctx context.Context) (err error) {
+			entry, _, err = b.cli.Session().Renew(id, writeOpts(ctx))
+			return err
+		})
+		return entry, err
+	}
+	entry, err := renewOnce()
 	if err != nil {
 		return false, err
+	}
+	if entry == nil {
+		// A Consul leader elected a moment ago may not have applied its whole log yet, and then
+		// answers "not found" for a live session; forgetting it would cost the lock. Only a
+		// consistent read waits for that log: the session is gone only if it says so too.
+		var info *api.SessionEntry
+		err := b.do(ctx, "reading session "+id, true, func(ctx context.Context) (err error) {
+			info, _, err = b.cli.Session().Info(id, b.consistentOpts(ctx))
+			return err
+		})
+		if err != nil {
+			return false, err
+		}
+		if info != nil {
+			if entry, err = renewOnce(); err != nil {
+				return false, err
+			}
+		}
 	}
 	if entry == nil {
 		b.log.Info("consul: session expired; its keys are gone", "session", id)
@@ -203,18 +225,28 @@ func (b *Backend) liveSession(ctx context.Context, fresh bool) (string, error) {
 func (b *Backend) AcquireLeader(ctx context.Context) (bool, error) {
 	ctx, cancel := b.call(ctx)
 	defer cancel()
-	id, err := b.liveSession(ctx, true)
-	if err != nil {
-		return false, err
-	}
 	lk := ckey(b.keys.Leader())
-	var ok bool
-	err = b.do(ctx, "acquiring "+lk, true, func(ctx context.Context) (err error) {
-		ok, _, err = b.cli.KV().Acquire(&api.KVPair{Key: lk, Value: []byte(b.name), Session: id}, writeOpts(ctx))
-		return err
-	})
-	if err != nil || ok {
-		return ok, err
+	var (
+		id  string
+		ok  bool
+		err error
+	)
+	for attempt := 0; ; attempt++ {
+		if id, err = b.liveSession(ctx, true); err != nil {
+			return false, err
+		}
+		err = b.do(ctx, "acquiring "+lk, true, func(ctx context.Context) (err error) {
+			ok, _, err = b.cli.KV().Acquire(&api.KVPair{Key: lk, Value: []byte(b.name), Session: id}, writeOpts(ctx))
+			return err
+		})
+		if attempt == 0 && invalidSession(err) {
+			b.forget(id) // ended since its renewal (a check failed, or it was destroyed): once more
+			continue
+		}
+		if err != nil || ok {
+			return ok, err
+		}
+		break
 	}
 	var cur *api.KVPair
 	err = b.do(ctx, "reading "+lk, true, func(ctx context.Context) (err error) {
@@ -312,17 +344,26 @@ func (b *Backend) TouchMember(ctx context.Context, data dcs.MemberData) error {
 	if err != nil {
 		return fmt.Errorf("encoding member %s: %w", b.name, err)
 	}
-	id, err := b.liveSession(ctx, false)
-	if err != nil {
-		return err
-	}
-	b.mu.Lock()
-	same := string(b.lastMember) == string(val)
-	b.mu.Unlock()
-	if !same {
-		if err := b.writeMember(ctx, id, val); err != nil {
+	for attempt := 0; ; attempt++ {
+		id, err := b.liveSession(ctx, false)
+		if err != nil {
 			return err
 		}
+		b.mu.Lock()
+		same := string(b.lastMember) == string(val)
+		b.mu.Unlock()
+		if same {
+			break
+		}
+		err = b.writeMember(ctx, id, val)
+		if attempt == 0 && invalidSession(err) {
+			b.forget(id) // ended since its renewal (a check failed, or it was destroyed): once more
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		break
 	}
 	if b.opts.RegisterService {
 		b.updateService(ctx, data)

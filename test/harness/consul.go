@@ -54,7 +54,7 @@ func PrepareConsul(binDir string) error {
 type Consul struct {
 	Addr  string // 127.0.0.1:port of the HTTP API
 	Token string // the management token when ACLs are on, else ""
-	// ElectedIn is how long the last Start took until the server had elected itself.
+	// ElectedIn is how long the last Start took until the server was ready.
 	ElectedIn time.Duration
 	dir       string
 	bin       string
@@ -173,8 +173,15 @@ performance {
 }
 
 // Start (re)starts the server and waits until it has elected itself (GET /v1/status/leader names
-// a leader) and, with ACLs, until its management token works.
-func (c *Consul) Start() error {
+// a leader), its node is in the catalog (sessions need it) and, with ACLs, its management token
+// works.
+func (c *Consul) Start() error { return c.start(c.ready) }
+
+// StartElected (re)starts the server and returns as soon as it has elected itself, when a
+// restarted server may still be applying its log: what clients meet right after an election.
+func (c *Consul) StartElected() error { return c.start(c.elected) }
+
+func (c *Consul) start(ready func() bool) error {
 	logf, err := os.OpenFile(c.logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
@@ -194,7 +201,7 @@ func (c *Consul) Start() error {
 	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if c.ready() {
+		if ready() {
 			c.ElectedIn = time.Since(start)
 			return nil
 		}
@@ -209,9 +216,13 @@ func (c *Consul) Start() error {
 	return fmt.Errorf("consul at %s did not elect itself within 30s; log:\n%s", c.Addr, log)
 }
 
-func (c *Consul) ready() bool {
+func (c *Consul) elected() bool {
 	body, code := c.get("/v1/status/leader")
-	if code != http.StatusOK || strings.Trim(strings.TrimSpace(body), `"`) == "" {
+	return code == http.StatusOK && strings.Trim(strings.TrimSpace(body), `"`) != ""
+}
+
+func (c *Consul) ready() bool {
+	if !c.elected() {
 		return false
 	}
 	if c.Token != "" {
@@ -219,8 +230,15 @@ func (c *Consul) ready() bool {
 			return false
 		}
 	}
-	// The KV store answers once the leader has finished establishing itself.
-	_, code = c.get("/v1/kv/tusker-harness-ready")
+	// Sessions need the agent's node in the catalog, which its first sync after the election
+	// puts there.
+	body, code := c.get("/v1/catalog/node/tusker-test")
+	if code != http.StatusOK || strings.TrimSpace(body) == "null" {
+		return false
+	}
+	// A consistent read is answered once the leader has applied its whole log (after a restart
+	// it replays it in batches, and default reads may see a state from before the restart).
+	_, code = c.get("/v1/kv/tusker-harness-ready?consistent")
 	return code == http.StatusOK || code == http.StatusNotFound
 }
 
