@@ -65,6 +65,10 @@ func SessionTTL(ttl time.Duration) time.Duration {
 
 // Backend is a dcs.DCS on Consul.
 type Backend struct {
+	// KeyWriter writes the plain keys (config, status, history, failover, sync, failsafe)
+	// through kv, this backend's compare-and-swap and delete.
+	dcs.KeyWriter
+
 	cli       *api.Client
 	transport *http.Transport
 	keys      dcs.Keys
@@ -165,6 +169,7 @@ func New(opts Options) (*Backend, error) {
 		sem: make(chan struct{}, 1), ttl: opts.TTL, retry: opts.RetryTimeout,
 		changes: make(chan struct{}, 1), cancel: cancel,
 	}
+	b.KeyWriter = dcs.KeyWriter{Keys: b.keys, Store: kv{b}}
 	if b.ttl <= 0 {
 		b.ttl = 30 * time.Second
 	}
@@ -383,3 +388,12 @@ func (b *Backend) decode(pairs api.KVPairs) *dcs.Cluster {
 	}
 	return b.keys.Decode(kvs)
 }
+
+// kv is the backend as a dcs.KVStore, for the KeyWriter it embeds.
+type kv struct{ b *Backend }
+
+func (k kv) CAS(ctx context.Context, key string, value []byte, version int64) error {
+	return k.b.cas(ctx, key, value, version)
+}
+
+func (k kv) Delete(ctx context.Context, key string) error { return k.b.delete(ctx, key) }

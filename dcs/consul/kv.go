@@ -2,7 +2,6 @@ package consul
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/hashicorp/consul/api"
@@ -82,70 +81,4 @@ func (b *Backend) cas(ctx context.Context, key string, value []byte, version int
 		return fmt.Errorf("writing %s at version %d: %w", k, version, dcs.ErrConflict)
 	}
 	return nil
-}
-
-// SetConfig writes the config key (create-if-absent, CAS or unconditional; see dcs.DCS).
-func (b *Backend) SetConfig(ctx context.Context, value []byte, version int64) error {
-	return b.cas(ctx, b.keys.Config(), value, version)
-}
-
-// SetStatus writes the status key.
-func (b *Backend) SetStatus(ctx context.Context, st dcs.Status) error {
-	v, err := json.Marshal(st)
-	if err != nil {
-		return fmt.Errorf("encoding status: %w", err)
-	}
-	return b.cas(ctx, b.keys.Status(), v, -1)
-}
-
-// SetHistory writes the history key.
-func (b *Backend) SetHistory(ctx context.Context, h []dcs.HistoryEntry) error {
-	if h == nil {
-		h = []dcs.HistoryEntry{}
-	}
-	v, err := json.Marshal(h)
-	if err != nil {
-		return fmt.Errorf("encoding history: %w", err)
-	}
-	return b.cas(ctx, b.keys.History(), v, -1)
-}
-
-// SetFailover writes the failover key.
-func (b *Backend) SetFailover(ctx context.Context, f dcs.Failover, version int64) error {
-	v, err := json.Marshal(f)
-	if err != nil {
-		return fmt.Errorf("encoding failover: %w", err)
-	}
-	return b.cas(ctx, b.keys.Failover(), v, version)
-}
-
-// DeleteFailover removes the failover key.
-func (b *Backend) DeleteFailover(ctx context.Context) error {
-	return b.delete(ctx, b.keys.Failover())
-}
-
-// SetSync writes the sync key.
-func (b *Backend) SetSync(ctx context.Context, s dcs.Sync, version int64) error {
-	v, err := json.Marshal(s)
-	if err != nil {
-		return fmt.Errorf("encoding sync: %w", err)
-	}
-	return b.cas(ctx, b.keys.Sync(), v, version)
-}
-
-// DeleteSync removes the sync key.
-func (b *Backend) DeleteSync(ctx context.Context) error {
-	return b.delete(ctx, b.keys.Sync())
-}
-
-// SetFailsafe writes the failsafe key, or deletes it when members is nil.
-func (b *Backend) SetFailsafe(ctx context.Context, members map[string]string) error {
-	if members == nil {
-		return b.delete(ctx, b.keys.Failsafe())
-	}
-	v, err := json.Marshal(members)
-	if err != nil {
-		return fmt.Errorf("encoding failsafe: %w", err)
-	}
-	return b.cas(ctx, b.keys.Failsafe(), v, -1)
 }

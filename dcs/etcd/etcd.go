@@ -37,6 +37,10 @@ type Options struct {
 
 // Backend is a dcs.DCS on etcd v3.
 type Backend struct {
+	// KeyWriter writes the plain keys (config, status, history, failover, sync, failsafe)
+	// through kv, this backend's compare-and-swap and delete.
+	dcs.KeyWriter
+
 	cli   *clientv3.Client
 	keys  dcs.Keys
 	name  string
@@ -98,6 +102,7 @@ func New(opts Options) (*Backend, error) {
 		eps: strings.Join(opts.Endpoints, ","), log: opts.Logger, retry: opts.RetryTimeout,
 		ttl: opts.TTL, changes: make(chan struct{}, 1), cancel: cancel,
 	}
+	b.KeyWriter = dcs.KeyWriter{Keys: b.keys, Store: kv{b}}
 	if b.ttl <= 0 {
 		b.ttl = 6 * time.Second
 	}
@@ -425,81 +430,6 @@ func (b *Backend) cas(ctx context.Context, key string, value []byte, version int
 	return nil
 }
 
-// SetConfig writes the config key (create-if-absent, CAS or unconditional; see dcs.DCS).
-func (b *Backend) SetConfig(ctx context.Context, value []byte, version int64) error {
-	return b.cas(ctx, b.keys.Config(), value, version)
-}
-
-// SetStatus writes the status key.
-func (b *Backend) SetStatus(ctx context.Context, st dcs.Status) error {
-	v, err := json.Marshal(st)
-	if err != nil {
-		return fmt.Errorf("encoding status: %w", err)
-	}
-	return b.cas(ctx, b.keys.Status(), v, -1)
-}
-
-// SetHistory writes the history key.
-func (b *Backend) SetHistory(ctx context.Context, h []dcs.HistoryEntry) error {
-	if h == nil {
-		h = []dcs.HistoryEntry{}
-	}
-	v, err := json.Marshal(h)
-	if err != nil {
-		return fmt.Errorf("encoding history: %w", err)
-	}
-	return b.cas(ctx, b.keys.History(), v, -1)
-}
-
-// SetFailover writes the failover key.
-func (b *Backend) SetFailover(ctx context.Context, f dcs.Failover, version int64) error {
-	v, err := json.Marshal(f)
-	if err != nil {
-		return fmt.Errorf("encoding failover: %w", err)
-	}
-	return b.cas(ctx, b.keys.Failover(), v, version)
-}
-
-// SetSync writes the sync key.
-func (b *Backend) SetSync(ctx context.Context, s dcs.Sync, version int64) error {
-	v, err := json.Marshal(s)
-	if err != nil {
-		return fmt.Errorf("encoding sync: %w", err)
-	}
-	return b.cas(ctx, b.keys.Sync(), v, version)
-}
-
-// DeleteSync removes the sync key.
-func (b *Backend) DeleteSync(ctx context.Context) error {
-	ctx, cancel := b.call(ctx)
-	defer cancel()
-	_, err := b.cli.Delete(ctx, b.keys.Sync())
-	return b.wrap("deleting "+b.keys.Sync(), err)
-}
-
-// SetFailsafe writes the failsafe key, or deletes it when members is nil.
-func (b *Backend) SetFailsafe(ctx context.Context, members map[string]string) error {
-	if members == nil {
-		ctx, cancel := b.call(ctx)
-		defer cancel()
-		_, err := b.cli.Delete(ctx, b.keys.Failsafe())
-		return b.wrap("deleting "+b.keys.Failsafe(), err)
-	}
-	v, err := json.Marshal(members)
-	if err != nil {
-		return fmt.Errorf("encoding failsafe: %w", err)
-	}
-	return b.cas(ctx, b.keys.Failsafe(), v, -1)
-}
-
-// DeleteFailover removes the failover key.
-func (b *Backend) DeleteFailover(ctx context.Context) error {
-	ctx, cancel := b.call(ctx)
-	defer cancel()
-	_, err := b.cli.Delete(ctx, b.keys.Failover())
-	return b.wrap("deleting "+b.keys.Failover(), err)
-}
-
 // watch follows the leader, failover and config keys until Close, re-establishing the watch after
 // errors; every event (and every re-establishment, which may have missed events) signals Changes.
 func (b *Backend) watch(ctx context.Context) {
@@ -555,4 +485,20 @@ func (b *Backend) signal() {
 	case b.changes <- struct{}{}:
 	default:
 	}
+}
+
+// kv is the backend as a dcs.KVStore, for the KeyWriter it embeds.
+type kv struct{ b *Backend }
+
+func (k kv) CAS(ctx context.Context, key string, value []byte, version int64) error {
+	return k.b.cas(ctx, key, value, version)
+}
+
+func (k kv) Delete(ctx context.Context, key string) error { return k.b.del(ctx, key) }
+
+func (b *Backend) del(ctx context.Context, key string) error {
+	ctx, cancel := b.call(ctx)
+	defer cancel()
+	_, err := b.cli.Delete(ctx, key)
+	return b.wrap("deleting "+key, err)
 }

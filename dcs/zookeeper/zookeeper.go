@@ -47,6 +47,10 @@ type Options struct {
 
 // Backend is a dcs.DCS on ZooKeeper.
 type Backend struct {
+	// KeyWriter writes the plain keys (config, status, history, failover, sync, failsafe)
+	// through kv, this backend's compare-and-swap and delete.
+	dcs.KeyWriter
+
 	hosts []string
 	where string // the hosts, for error messages
 	keys  dcs.Keys
@@ -120,6 +124,7 @@ func New(opts Options) (*Backend, error) {
 		changes: make(chan struct{}, 1), wake: make(chan struct{}, 1), stop: make(chan struct{}),
 		dial: net.DialTimeout,
 	}
+	b.KeyWriter = dcs.KeyWriter{Keys: b.keys, Store: kv{b}}
 	if opts.UseSSL {
 		cfg, err := tlsConfig(opts)
 		if err != nil {
@@ -786,68 +791,6 @@ func (b *Backend) cas(ctx context.Context, key string, value []byte, ver int64) 
 	})
 }
 
-// SetConfig writes the config znode (create-if-absent, CAS or unconditional; see dcs.DCS).
-func (b *Backend) SetConfig(ctx context.Context, value []byte, version int64) error {
-	return b.cas(ctx, b.keys.Config(), value, version)
-}
-
-// SetStatus writes the status znode.
-func (b *Backend) SetStatus(ctx context.Context, st dcs.Status) error {
-	v, err := json.Marshal(st)
-	if err != nil {
-		return fmt.Errorf("encoding status: %w", err)
-	}
-	return b.cas(ctx, b.keys.Status(), v, -1)
-}
-
-// SetHistory writes the history znode.
-func (b *Backend) SetHistory(ctx context.Context, h []dcs.HistoryEntry) error {
-	if h == nil {
-		h = []dcs.HistoryEntry{}
-	}
-	v, err := json.Marshal(h)
-	if err != nil {
-		return fmt.Errorf("encoding history: %w", err)
-	}
-	return b.cas(ctx, b.keys.History(), v, -1)
-}
-
-// SetFailover writes the failover znode.
-func (b *Backend) SetFailover(ctx context.Context, f dcs.Failover, version int64) error {
-	v, err := json.Marshal(f)
-	if err != nil {
-		return fmt.Errorf("encoding failover: %w", err)
-	}
-	return b.cas(ctx, b.keys.Failover(), v, version)
-}
-
-// DeleteFailover removes the failover znode.
-func (b *Backend) DeleteFailover(ctx context.Context) error { return b.del(ctx, b.keys.Failover()) }
-
-// SetSync writes the sync znode.
-func (b *Backend) SetSync(ctx context.Context, sy dcs.Sync, version int64) error {
-	v, err := json.Marshal(sy)
-	if err != nil {
-		return fmt.Errorf("encoding sync: %w", err)
-	}
-	return b.cas(ctx, b.keys.Sync(), v, version)
-}
-
-// DeleteSync removes the sync znode.
-func (b *Backend) DeleteSync(ctx context.Context) error { return b.del(ctx, b.keys.Sync()) }
-
-// SetFailsafe writes the failsafe znode, or deletes it when members is nil.
-func (b *Backend) SetFailsafe(ctx context.Context, members map[string]string) error {
-	if members == nil {
-		return b.del(ctx, b.keys.Failsafe())
-	}
-	v, err := json.Marshal(members)
-	if err != nil {
-		return fmt.Errorf("encoding failsafe: %w", err)
-	}
-	return b.cas(ctx, b.keys.Failsafe(), v, -1)
-}
-
 // multi runs ops in one transaction and returns the first failure: go-zookeeper reports a failed
 // transaction either as the call's error or in the per-op results.
 func multi(c *zk.Conn, ops ...any) error {
@@ -877,3 +820,12 @@ func (b *Backend) poke() {
 	default:
 	}
 }
+
+// kv is the backend as a dcs.KVStore, for the KeyWriter it embeds.
+type kv struct{ b *Backend }
+
+func (k kv) CAS(ctx context.Context, key string, value []byte, version int64) error {
+	return k.b.cas(ctx, key, value, version)
+}
+
+func (k kv) Delete(ctx context.Context, key string) error { return k.b.del(ctx, key) }
