@@ -173,6 +173,7 @@ func New(opts Options) (*Backend, error) {
 	if b.ttl <= 0 {
 		b.ttl = 30 * time.Second
 	}
+	b.warnShortTTL(b.ttl)
 	b.wg.Add(1)
 	go b.watch(ctx)
 	return b, nil
@@ -197,8 +198,21 @@ func (b *Backend) Changes() <-chan struct{} { return b.changes }
 // session with the new TTL.
 func (b *Backend) SetTTL(ttl time.Duration) {
 	b.mu.Lock()
+	changed := b.ttl != ttl
 	b.ttl = ttl
 	b.mu.Unlock()
+	if changed {
+		b.warnShortTTL(ttl)
+	}
+}
+
+// warnShortTTL says when Consul's 10 s minimum session TTL makes the lock outlive ttl: safe (the
+// primary still fences itself by ttl) but a dead primary is replaced only after 2 × 10 s.
+func (b *Backend) warnShortTTL(ttl time.Duration) {
+	if held := 2 * SessionTTL(ttl); held-ttl > time.Second {
+		b.log.Warn("consul: ttl is shorter than Consul sessions allow; a dead primary's lock lasts longer: set ttl to at least 20s",
+			"ttl", ttl, "lock_lasts", held)
+	}
 }
 
 // SetRetryTimeout changes the bound on every following call (retry_timeout changed in /config).

@@ -1,6 +1,7 @@
 package consul
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -92,6 +93,19 @@ func TestSessionTTL(t *testing.T) {
 		72 * time.Hour:   24 * time.Hour, // Consul's maximum
 	} {
 		require.Equal(t, want, SessionTTL(ttl), "ttl %s", ttl)
+	}
+}
+
+func TestShortTTLWarning(t *testing.T) {
+	for ttl, warn := range map[time.Duration]bool{6 * time.Second: true, 20 * time.Second: false, 21 * time.Second: false} {
+		var buf bytes.Buffer
+		b, err := New(Options{Scope: "c", Name: "a", TTL: ttl, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+		require.NoError(t, err)
+		require.Equal(t, warn, strings.Contains(buf.String(), "ttl is shorter than Consul sessions allow"), "ttl %s: %s", ttl, buf.String())
+		buf.Reset()
+		b.SetTTL(5 * time.Second)
+		require.Contains(t, buf.String(), "lock_lasts=20s", "a ttl change to 5s warns too")
+		require.NoError(t, b.Close())
 	}
 }
 
