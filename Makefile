@@ -13,7 +13,8 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/tusker ./cmd/tusker
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/tuskerctl ./cmd/tuskerctl
 
-# PostgreSQL 15 (Debian) if absent, and etcd built from the Go module proxy, cached outside the repo.
+# PostgreSQL 15 (Debian) if absent, etcd 3.4 and ZooKeeper (Debian), and etcd 3.6, Consul and
+# kube-apiserver built from the Go module proxy, cached outside the repo.
 deps:
 	bash scripts/install-deps.sh
 
@@ -29,7 +30,8 @@ test: deps vet
 unit:
 	$(GO) test -count=1 ./config/... ./dcs ./ha/... ./restapi/...
 
-demo: deps build
+demo: build
+	bash scripts/install-deps.sh --demo
 	$(GO) run ./test/demo -tusker $(BIN)/tusker
 
 bench: build

@@ -5,6 +5,8 @@
 #   - etcd 3.6, Consul 1.16.3 and kube-apiserver 1.36.3, built from the Go module proxy and cached
 #     outside the repo, keyed by version (TUSKER_CACHE, default ~/.cache/tusker);
 #   - with --bench: wrk and Patroni (Debian packages) for `make bench`.
+# --demo and --bench install only PostgreSQL and etcd 3.6 besides (and, for --bench, wrk and
+# Patroni): the other DCS servers are for the tests.
 # Idempotent: a second run only checks. Prints the etcd binary path on its last line.
 set -euo pipefail
 
@@ -15,6 +17,15 @@ CACHE="${TUSKER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tusker}"
 PGBIN="${TUSKER_PG_BIN:-/usr/lib/postgresql/15/bin}"
 
 log() { echo "install-deps: $*" >&2; }
+
+mode="${1:-}"
+case "$mode" in "" | --demo | --bench) ;; *)
+	log "unknown option $mode (expected --demo or --bench)"
+	exit 2
+	;;
+esac
+all=
+[ -z "$mode" ] && all=1 # everything make test needs
 
 as_root() {
 	if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
@@ -50,13 +61,13 @@ missing=()
 [ -x /usr/bin/etcd ] || missing+=(etcd-server)
 [ -e /usr/share/java/zookeeper.jar ] || missing+=(zookeeper)
 command -v java >/dev/null || missing+=(default-jre-headless)
-if [ ${#missing[@]} -gt 0 ]; then
+if [ -n "$all" ] && [ ${#missing[@]} -gt 0 ]; then
 	log "installing for the DCS tests: ${missing[*]}"
 	apt_install "${missing[@]}"
 fi
 
 # make bench also needs wrk (the REST load generator) and Patroni 3.0.2 to compare against.
-if [ "${1:-}" = "--bench" ]; then
+if [ "$mode" = "--bench" ]; then
 	missing=()
 	command -v wrk >/dev/null || missing+=(wrk)
 	command -v patroni >/dev/null || missing+=(patroni python3-etcd)
@@ -73,7 +84,7 @@ trap 'rm -rf "$work"' EXIT
 # the main module); 1.16.3 is the last MPL-2.0 release the proxy serves. Two of its modules are
 # missing from the proxy's checksum database, hence GONOSUMDB for just those.
 CONSUL_DIR="$CACHE/consul-$CONSUL_VERSION"
-if [ ! -x "$CONSUL_DIR/consul" ]; then
+if [ -n "$all" ] && [ ! -x "$CONSUL_DIR/consul" ]; then
 	log "building consul $CONSUL_VERSION from the Go module proxy into $CONSUL_DIR (about 5 minutes, once)"
 	mkdir -p "$work/consul"
 	(
@@ -93,7 +104,7 @@ fi
 # kube-apiserver: k8s.io/kubernetes replaces its staging modules with local directories, so the
 # wrapper module points each one it requires at the matching v0.x.y on the proxy instead.
 KUBE_DIR="$CACHE/kube-apiserver-$KUBE_VERSION"
-if [ ! -x "$KUBE_DIR/kube-apiserver" ]; then
+if [ -n "$all" ] && [ ! -x "$KUBE_DIR/kube-apiserver" ]; then
 	log "building kube-apiserver $KUBE_VERSION from the Go module proxy into $KUBE_DIR (about 4 minutes, once)"
 	mkdir -p "$work/kube"
 	(
