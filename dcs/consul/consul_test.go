@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -577,4 +578,145 @@ func TestTLS(t *testing.T) {
 	require.Zero(t, clientCerts.Load())
 	require.NoError(t, read(Options{CACert: ca, Cert: combined}), "cert and key in one file")
 	require.Equal(t, int32(1), clientCerts.Load(), "the client certificate was presented")
+}
+
+// tlsCA issues certificates for TestTLSAgent (the e2e tests have their own, in a package that
+// cannot be imported).
+type tlsCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+}
+
+func newTLSCA(t *testing.T, dir, name string) (*tlsCA, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	cert, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	file := filepath.Join(dir, name+".pem")
+	require.NoError(t, os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
+	return &tlsCA{cert: cert, key: key}, file
+}
+
+// issue writes <name>.pem and <name>-key.pem, a certificate for 127.0.0.1 with the given uses.
+func (ca *tlsCA) issue(t *testing.T, dir, name string, serial int64, usage ...x509.ExtKeyUsage) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: usage}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	require.NoError(t, err)
+	kder, err := x509.MarshalECPrivateKey(key)
+	require.NoError(t, err)
+	certFile, keyFile = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
+	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
+	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600))
+	return certFile, keyFile
+}
+
+// TestTLSAgent runs the backend against a real agent serving its API over HTTPS with
+// verify_incoming, so that it requires a client certificate signed by its CA.
+func TestTLSAgent(t *testing.T) {
+	dir := t.TempDir()
+	ca, caFile := newTLSCA(t, dir, "ca")
+	_, otherCA := newTLSCA(t, dir, "other-ca")
+	srvCert, srvKey := ca.issue(t, dir, "server", 2, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
+	cliCert, cliKey := ca.issue(t, dir, "client", 3, x509.ExtKeyUsageClientAuth)
+
+	c := harness.StartConsulTLS(t, caFile, srvCert, srvKey)
+	t.Logf("consul server with HTTPS at %s elected itself in %s", c.HTTPSAddr, c.ElectedIn.Round(time.Millisecond))
+	ctx := context.Background()
+	const retry = 2 * time.Second
+	openTLS := func(name string, mod func(*Options)) *Backend {
+		t.Helper()
+		o := Options{Address: c.HTTPSAddr, Scheme: "https", Namespace: "/service", Scope: "tls", Name: name,
+			TTL: testTTL, RetryTimeout: retry}
+		mod(&o)
+		b, err := New(o)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = b.Close() })
+		return b
+	}
+
+	t.Run("cacert, cert and key", func(t *testing.T) {
+		start := time.Now()
+		b := openTLS("a", func(o *Options) { o.CACert, o.Cert, o.Key = caFile, cliCert, cliKey })
+		require.NoError(t, b.TouchMember(ctx, dcs.MemberData{State: "running", Role: "primary"}))
+		ok, err := b.AcquireLeader(ctx)
+		require.NoError(t, err)
+		require.True(t, ok)
+		cl, err := b.Cluster(ctx)
+		require.NoError(t, err)
+		require.NotNil(t, cl.Leader)
+		require.Equal(t, "a", cl.Leader.Name)
+		require.NotNil(t, cl.Member("a"))
+		require.Equal(t, "primary", cl.Member("a").Data.Role)
+		// The writes made over HTTPS are those the plain HTTP API sees.
+		pair, _, err := raw(t, c).KV().Get("service/tls/leader", nil)
+		require.NoError(t, err)
+		require.NotNil(t, pair)
+		require.Equal(t, "a", string(pair.Value))
+		require.Equal(t, b.sessionID(), pair.Session)
+		t.Logf("touch, acquire and read over mutual TLS: %s", time.Since(start).Round(time.Millisecond))
+	})
+
+	t.Run("no client certificate is refused by the agent", func(t *testing.T) {
+		// With TLS 1.3 the client's handshake is over before the agent checks its certificate: the
+		// agent's certificate_required alert comes after the request was sent, and when the agent
+		// closes the connection with that request unread the kernel resets it, which may discard
+		// the alert (seen: "connection reset by peer" or "broken pipe" alone). The call fails as
+		// unreachable: reads are sent again until retry_timeout.
+		refused := func(t *testing.T, err error) {
+			t.Helper()
+			require.Error(t, err)
+			require.ErrorContains(t, err, "https://"+c.HTTPSAddr, "the error names the agent")
+			msg := err.Error()
+			require.True(t, strings.Contains(msg, "tls: certificate required") ||
+				strings.Contains(msg, "connection reset by peer") || strings.Contains(msg, "broken pipe") ||
+				strings.Contains(msg, "EOF"), "refused by the agent: %v", err)
+		}
+		b := openTLS("b", func(o *Options) { o.CACert = caFile })
+		start := time.Now()
+		_, err := b.Cluster(ctx)
+		took := time.Since(start)
+		t.Logf("read after %s: %v", took.Round(time.Millisecond), err)
+		refused(t, err)
+		require.Less(t, took, retry+time.Second, "bounded by retry_timeout, not a hang")
+		start = time.Now()
+		err = b.TouchMember(ctx, dcs.MemberData{State: "running"})
+		took = time.Since(start)
+		t.Logf("touch after %s: %v", took.Round(time.Millisecond), err)
+		refused(t, err)
+		require.Less(t, took, retry+time.Second, "bounded by retry_timeout, not a hang")
+	})
+
+	t.Run("a CA that did not sign the agent's certificate", func(t *testing.T) {
+		b := openTLS("c", func(o *Options) { o.CACert, o.Cert, o.Key = otherCA, cliCert, cliKey })
+		start := time.Now()
+		_, err := b.Cluster(ctx)
+		took := time.Since(start)
+		t.Logf("after %s: %v", took.Round(time.Millisecond), err)
+		require.ErrorContains(t, err, "x509: certificate signed by unknown authority")
+		require.NotErrorIs(t, err, dcs.ErrUnreachable, "a configuration error, not an outage")
+		require.Less(t, took, time.Second, "a certificate error is reported at once, not retried")
+	})
+
+	t.Run("verify false without cacert", func(t *testing.T) {
+		no := false
+		// The agent still wants a client certificate; only the check of its own is skipped.
+		b := openTLS("d", func(o *Options) { o.Verify, o.Cert, o.Key = &no, cliCert, cliKey })
+		require.NoError(t, b.TouchMember(ctx, dcs.MemberData{State: "running"}))
+		cl, err := b.Cluster(ctx)
+		require.NoError(t, err)
+		require.NotNil(t, cl.Member("d"))
+		require.Equal(t, "a", cl.Leader.Name)
+	})
 }

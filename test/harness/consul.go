@@ -54,6 +54,8 @@ func PrepareConsul(binDir string) error {
 type Consul struct {
 	Addr  string // 127.0.0.1:port of the HTTP API
 	Token string // the management token when ACLs are on, else ""
+	// HTTPSAddr is 127.0.0.1:port of the HTTPS API when StartConsulTLS started it, else "".
+	HTTPSAddr string
 	// ElectedIn is how long the last Start took until the server was ready.
 	ElectedIn time.Duration
 	dir       string
@@ -67,17 +69,28 @@ type Consul struct {
 // directory on free ports, and stops it when the test ends.
 func StartConsul(t testing.TB) *Consul {
 	t.Helper()
-	return startConsul(t, false)
+	return startConsul(t, false, nil)
 }
 
 // StartConsulACL is StartConsul with ACLs on and default_policy deny; Token is the management
 // token (initial_management, also the agent's own token).
 func StartConsulACL(t testing.TB) *Consul {
 	t.Helper()
-	return startConsul(t, true)
+	return startConsul(t, true, nil)
 }
 
-func startConsul(t testing.TB, acl bool) *Consul {
+// StartConsulTLS is StartConsul with the HTTPS API on a further free port (HTTPSAddr), serving
+// certFile/keyFile and requiring a client certificate signed by caFile (verify_incoming). The
+// plain HTTP port stays open for the harness's readiness checks.
+func StartConsulTLS(t testing.TB, caFile, certFile, keyFile string) *Consul {
+	t.Helper()
+	return startConsul(t, false, &consulTLS{ca: caFile, cert: certFile, key: keyFile})
+}
+
+// consulTLS is the certificate configuration of an agent with an HTTPS listener.
+type consulTLS struct{ ca, cert, key string }
+
+func startConsul(t testing.TB, acl bool, tc *consulTLS) *Consul {
 	t.Helper()
 	bin := ""
 	if dir := os.Getenv(envBinDir); dir != "" {
@@ -92,7 +105,7 @@ func startConsul(t testing.TB, acl bool) *Consul {
 		}
 		bin = p
 	}
-	c, err := NewConsul(t.TempDir(), bin, acl)
+	c, err := newConsul(t.TempDir(), bin, acl, tc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,10 +118,17 @@ func startConsul(t testing.TB, acl bool) *Consul {
 
 // NewConsul writes the configuration of a server in dir on free ports (HTTP only: no DNS, gRPC or
 // HTTPS listener), with raft timing for a single fast server.
-func NewConsul(dir, bin string, acl bool) (*Consul, error) {
-	// PickFreePort does not reserve a port: draw until the four differ.
+func NewConsul(dir, bin string, acl bool) (*Consul, error) { return newConsul(dir, bin, acl, nil) }
+
+// newConsul is NewConsul, with an HTTPS listener when tc is not nil.
+func newConsul(dir, bin string, acl bool, tc *consulTLS) (*Consul, error) {
+	// PickFreePort does not reserve a port: draw until they all differ.
+	n := 4
+	if tc != nil {
+		n = 5
+	}
 	var ports []int
-	for len(ports) < 4 {
+	for len(ports) < n {
 		p, err := PickFreePort()
 		if err != nil {
 			return nil, err
@@ -140,6 +160,20 @@ func NewConsul(dir, bin string, acl bool) (*Consul, error) {
 }
 `, c.Token, c.Token)
 	}
+	https, tlsCfg := -1, ""
+	if tc != nil {
+		https = ports[4]
+		c.HTTPSAddr = fmt.Sprintf("127.0.0.1:%d", https)
+		tlsCfg = fmt.Sprintf(`tls {
+  defaults {
+    ca_file = %q
+    cert_file = %q
+    key_file = %q
+    verify_incoming = true
+  }
+}
+`, tc.ca, tc.cert, tc.key)
+	}
 	cfg := fmt.Sprintf(`node_name = "tusker-test"
 datacenter = "dc1"
 data_dir = %q
@@ -154,7 +188,7 @@ leave_on_terminate = false
 skip_leave_on_interrupt = true
 ports {
   http = %d
-  https = -1
+  https = %d
   grpc = -1
   grpc_tls = -1
   dns = -1
@@ -165,7 +199,7 @@ ports {
 performance {
   raft_multiplier = 1
 }
-%s`, filepath.Join(dir, "data"), ports[0], ports[1], ports[2], ports[3], aclCfg)
+%s%s`, filepath.Join(dir, "data"), ports[0], https, ports[1], ports[2], ports[3], aclCfg, tlsCfg)
 	if err := os.WriteFile(filepath.Join(dir, "consul.hcl"), []byte(cfg), 0o600); err != nil {
 		return nil, fmt.Errorf("writing the consul configuration: %w", err)
 	}
