@@ -256,8 +256,8 @@ func unreachable(err error) bool {
 		return false
 	}
 	var cve *tls.CertificateVerificationError
-	if errors.As(err, &cve) {
-		return false // a configuration error (cacert, verify), not worth sending again
+	if errors.As(err, &cve) || clientCertRefused(err) {
+		return false // a configuration error (cacert, verify, cert), not worth sending again
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return true
@@ -297,6 +297,23 @@ func invalidSession(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "invalid session")
 }
 
+// clientCertRefused says whether the agent's TLS alert reached us: it wants a client certificate
+// (verify_incoming) or refused ours.
+func clientCertRefused(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "tls: certificate required") || strings.Contains(msg, "tls: bad certificate") ||
+		strings.Contains(msg, "tls: unknown certificate authority")
+}
+
+// lostAlert says whether a failure over TLS looks like an agent closing the connection after a
+// handshake: with TLS 1.3 the agent checks the client certificate after the client sent its
+// request, and the reset that follows may discard the alert that would have said so.
+func lostAlert(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "connection reset by peer") || strings.Contains(msg, "broken pipe") ||
+		strings.HasSuffix(msg, "EOF")
+}
+
 func denied(err error) bool {
 	if statusCode(err) == http.StatusForbidden {
 		return true
@@ -317,7 +334,13 @@ func (b *Backend) wrap(op string, err error) error {
 			hint = "no token is configured (consul.token)"
 		}
 		return fmt.Errorf("consul %s at %s: permission denied by Consul's ACLs, %s: %w", op, b.addr, hint, err)
+	case clientCertRefused(err):
+		return fmt.Errorf("consul %s at %s: the agent refused the TLS client certificate (consul.cert, consul.key): %w", op, b.addr, err)
 	case unreachable(err):
+		if b.opts.Scheme == "https" && b.opts.Cert == "" && lostAlert(err) {
+			return fmt.Errorf("consul %s at %s: %w: %v (if the agent sets verify_incoming, it needs a client certificate: consul.cert and consul.key)",
+				op, b.addr, dcs.ErrUnreachable, err)
+		}
 		return fmt.Errorf("consul %s at %s: %w: %v", op, b.addr, dcs.ErrUnreachable, err)
 	}
 	return fmt.Errorf("consul %s at %s: %w", op, b.addr, err)
