@@ -183,6 +183,20 @@ func lifecycle(t *testing.T, e *env) {
 	p, err := e.c.Primary(ctx)
 	require.NoError(t, err)
 	require.Equal(t, next.Name, p.Name, "the rejoining node must not take over")
+	// tuskerctl reads the same store with a member's own configuration (and environment).
+	r := &ctlRunner{t: t, bin: ctlBin(t), cfg: old.ConfigPath, env: old.Env}
+	require.NoError(t, harness.WaitFor(ctx, 30*time.Second, 500*time.Millisecond, func() error {
+		m := r.members()
+		if len(m) != 3 || m[next.Name]["Role"] != "Leader" {
+			return fmt.Errorf("tuskerctl list: %v", m)
+		}
+		for _, n := range others(e.c, next) {
+			if m[n.Name]["State"] != "streaming" {
+				return fmt.Errorf("tuskerctl list: %s is %v", n.Name, m[n.Name]["State"])
+			}
+		}
+		return nil
+	}))
 	insert(t, next, 3)
 	waitRow(t, old, 3)
 	waitRow(t, old, 2)
