@@ -311,7 +311,7 @@ func clientCertRefused(err error) bool {
 func lostAlert(err error) bool {
 	msg := err.Error()
 	return strings.Contains(msg, "connection reset by peer") || strings.Contains(msg, "broken pipe") ||
-		strings.HasSuffix(msg, "EOF")
+		strings.HasSuffix(msg, "EOF") || strings.Contains(msg, "http2: client conn")
 }
 
 func denied(err error) bool {
