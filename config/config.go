@@ -128,6 +128,15 @@ type Dynamic struct {
 	FailsafeMode       bool `json:"failsafe_mode"`
 	Pause              bool `json:"pause"`
 
+	// Synchronous replication: SynchronousMode is "off" (default), "on" or "quorum" (Patroni also
+	// takes true/false); SynchronousNodeCount (default 1) is how many standbys acknowledge each
+	// commit; MaximumLagOnSyncnode (bytes, -1 = off) keeps a standby that far behind the most
+	// advanced one out of the synchronous set.
+	SynchronousMode       string `json:"synchronous_mode"`
+	SynchronousModeStrict bool   `json:"synchronous_mode_strict"`
+	SynchronousNodeCount  int    `json:"synchronous_node_count"`
+	MaximumLagOnSyncnode  int64  `json:"maximum_lag_on_syncnode"`
+
 	PostgreSQL DynamicPostgreSQL `json:"postgresql"`
 
 	Raw map[string]any `json:"-"`
@@ -210,6 +219,7 @@ type Tags struct {
 	CloneFrom        bool           `yaml:"clonefrom"`
 	NoSync           bool           `yaml:"nosync"`
 	FailoverPriority *int           `yaml:"failover_priority"` // 0 means nofailover; default 1
+	SyncPriority     *int           `yaml:"sync_priority"`     // 0 means nosync; default 1
 	Extra            map[string]any `yaml:"-"`
 }
 
@@ -234,12 +244,24 @@ func (t Tags) Map() map[string]any {
 	if t.FailoverPriority != nil {
 		m["failover_priority"] = *t.FailoverPriority
 	}
+	if t.SyncPriority != nil {
+		m["sync_priority"] = *t.SyncPriority
+	}
 	return m
 }
 
 // Eligible reports whether the tags allow this member to become primary automatically.
 func (t Tags) Eligible() bool {
 	return !t.NoFailover && (t.FailoverPriority == nil || *t.FailoverPriority > 0)
+}
+
+// SyncMode is synchronous_mode normalised: "off", "on" or "quorum".
+func (d Dynamic) SyncMode() string {
+	switch d.SynchronousMode {
+	case "on", "quorum":
+		return d.SynchronousMode
+	}
+	return "off"
 }
 
 // Priority is the failover priority (higher preferred at equal WAL position).

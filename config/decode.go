@@ -678,7 +678,7 @@ func (d *decoder) watchdog(path string, n *node, w *Watchdog) {
 
 // patroniTagsNotImplemented are tags Patroni acts on and tusker does not yet; they are still
 // published with the other tags.
-var patroniTagsNotImplemented = []string{"nostream", "replicatefrom", "sync_priority"}
+var patroniTagsNotImplemented = []string{"nostream", "replicatefrom"}
 
 func (d *decoder) tags(path string, n *node) Tags {
 	var t Tags
@@ -704,6 +704,14 @@ func (d *decoder) tags(path string, n *node) Tags {
 			d.setBool(&t.CloneFrom)(p, v)
 		case "nosync":
 			d.setBool(&t.NoSync)(p, v)
+		case "sync_priority":
+			if i, ok := d.integer(p, v, "an integer >= 0"); ok {
+				if i < 0 {
+					d.problem(p, v, "must be an integer >= 0, got %d", i)
+				}
+				prio := int(i)
+				t.SyncPriority = &prio
+			}
 		case "failover_priority":
 			priorityNode = v
 			if i, ok := d.integer(p, v, "an integer >= 0"); ok {
@@ -763,6 +771,31 @@ func decodeDynamic(d *decoder, path string, n *node) Dynamic {
 		"pause":                 d.setBool(&dyn.Pause),
 		"failsafe_mode":         d.setBool(&dyn.FailsafeMode),
 		"primary_race_backoff":  d.setInt(&dyn.PrimaryRaceBackoff, secs),
+		"synchronous_mode": func(p string, v *node) {
+			// Patroni takes a boolean (true = on) or, since 4.0, on/off/quorum.
+			if v.kind == scalarNode {
+				if s, ok := v.val.(string); ok && strings.EqualFold(strings.TrimSpace(s), "quorum") {
+					dyn.SynchronousMode = "quorum"
+					return
+				}
+				if b, ok := scalarBool(v.val); ok {
+					dyn.SynchronousMode = map[bool]string{true: "on", false: "off"}[b]
+					return
+				}
+			}
+			if v.kind == nullNode {
+				return
+			}
+			d.track(p, v)
+			d.problem(p, v, "expected off, on or quorum (or a boolean), got %s", describe(v))
+		},
+		"synchronous_mode_strict": d.setBool(&dyn.SynchronousModeStrict),
+		"synchronous_node_count":  d.setInt(&dyn.SynchronousNodeCount, "an integer >= 1"),
+		"maximum_lag_on_syncnode": func(p string, v *node) {
+			if i, ok := d.integer(p, v, "an integer number of bytes (-1 for off)"); ok {
+				dyn.MaximumLagOnSyncnode = i
+			}
+		},
 		"postgresql": func(p string, v *node) {
 			d.fields(p, v, map[string]func(string, *node){
 				"use_pg_rewind": d.setBool(&dyn.PostgreSQL.UsePgRewind),

@@ -16,6 +16,8 @@ const (
 	DefaultRetryTimeout         = 2
 	DefaultMaximumLagOnFailover = 1048576
 	DefaultPrimaryStartTimeout  = 300
+	DefaultSynchronousNodeCount = 1
+	DefaultMaximumLagOnSyncnode = -1
 )
 
 // DefaultDynamic returns tusker's default dynamic configuration (Raw is empty).
@@ -26,6 +28,9 @@ func DefaultDynamic() Dynamic {
 		RetryTimeout:         DefaultRetryTimeout,
 		MaximumLagOnFailover: DefaultMaximumLagOnFailover,
 		PrimaryStartTimeout:  DefaultPrimaryStartTimeout,
+		SynchronousMode:      "off",
+		SynchronousNodeCount: DefaultSynchronousNodeCount,
+		MaximumLagOnSyncnode: DefaultMaximumLagOnSyncnode,
 		PostgreSQL:           DynamicPostgreSQL{UseSlots: true, UsePgRewind: true},
 		Raw:                  map[string]any{},
 	}
@@ -96,6 +101,17 @@ func (d Dynamic) JSON() ([]byte, error) {
 	} else {
 		delete(out, "primary_race_backoff")
 	}
+	// The synchronous settings are written when they were given or differ from the default, so
+	// that a configuration without them stays without them.
+	setIf := func(key string, v any, isDefault bool) {
+		if _, given := out[key]; given || !isDefault {
+			out[key] = v
+		}
+	}
+	setIf("synchronous_mode", d.SyncMode(), d.SyncMode() == "off")
+	setIf("synchronous_mode_strict", d.SynchronousModeStrict, !d.SynchronousModeStrict)
+	setIf("synchronous_node_count", d.SynchronousNodeCount, d.SynchronousNodeCount == DefaultSynchronousNodeCount)
+	setIf("maximum_lag_on_syncnode", d.MaximumLagOnSyncnode, d.MaximumLagOnSyncnode == DefaultMaximumLagOnSyncnode)
 	pg, _ := out["postgresql"].(map[string]any)
 	if pg == nil {
 		pg = map[string]any{}
@@ -165,6 +181,17 @@ func (d Dynamic) Validate() []string {
 	}
 	if d.PrimaryStartTimeout < 0 {
 		add("primary_start_timeout", "must be >= 0 seconds, got %d", d.PrimaryStartTimeout)
+	}
+	switch d.SynchronousMode {
+	case "off", "on", "quorum":
+	default:
+		add("synchronous_mode", "must be off, on or quorum (or a boolean), got %q", d.SynchronousMode)
+	}
+	if d.SynchronousNodeCount < 1 {
+		add("synchronous_node_count", "must be at least 1, got %d", d.SynchronousNodeCount)
+	}
+	if d.MaximumLagOnSyncnode < -1 {
+		add("maximum_lag_on_syncnode", "must be -1 (off) or >= 0 bytes, got %d", d.MaximumLagOnSyncnode)
 	}
 	for _, k := range slices.Sorted(maps.Keys(d.PostgreSQL.Parameters)) {
 		switch d.PostgreSQL.Parameters[k].(type) {

@@ -47,8 +47,8 @@ func TestParseDynamic(t *testing.T) {
 		PgHBA:       []string{"local all all trust"},
 	}, d.PostgreSQL)
 	assert.Equal(t, "quorum", d.Raw["synchronous_mode"])
-	assert.Equal(t, []string{"postgresql.recovery_conf", "slots", "standby_cluster",
-		"synchronous_mode", "synchronous_node_count"}, d.Unimplemented())
+	assert.Equal(t, "quorum", d.SyncMode())
+	assert.Equal(t, []string{"postgresql.recovery_conf", "slots", "standby_cluster"}, d.Unimplemented())
 	assert.Empty(t, d.Validate(), "5 + 2*7 <= 20")
 }
 
@@ -204,4 +204,43 @@ func TestDynamicValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestParseDynamicSynchronous(t *testing.T) {
+	for in, want := range map[string]string{
+		`{}`: "off", `{"synchronous_mode": true}`: "on", `{"synchronous_mode": "on"}`: "on",
+		`{"synchronous_mode": false}`: "off", `{"synchronous_mode": "off"}`: "off",
+		`{"synchronous_mode": "Quorum"}`: "quorum", `{"synchronous_mode": "yes"}`: "on",
+	} {
+		d, err := ParseDynamic([]byte(in))
+		require.NoError(t, err, in)
+		assert.Equal(t, want, d.SyncMode(), in)
+		assert.Empty(t, d.Validate(), in)
+	}
+	d, err := ParseDynamic([]byte(`{"synchronous_mode": "quorum", "synchronous_mode_strict": "on",
+		"synchronous_node_count": "2", "maximum_lag_on_syncnode": 1024}`))
+	require.NoError(t, err)
+	assert.True(t, d.SynchronousModeStrict)
+	assert.Equal(t, 2, d.SynchronousNodeCount)
+	assert.Equal(t, int64(1024), d.MaximumLagOnSyncnode)
+	b, err := d.JSON()
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"ttl":6,"loop_wait":1,"retry_timeout":2,"maximum_lag_on_failover":1048576,
+		"check_timeline":false,"primary_start_timeout":300,"synchronous_mode":"quorum",
+		"synchronous_mode_strict":true,"synchronous_node_count":2,"maximum_lag_on_syncnode":1024,
+		"postgresql":{"use_pg_rewind":true,"use_slots":true}}`, string(b))
+
+	// A configuration without the synchronous settings stays without them.
+	b, err = DefaultDynamic().JSON()
+	require.NoError(t, err)
+	assert.NotContains(t, string(b), "synchronous")
+
+	_, err = ParseDynamic([]byte(`{"synchronous_mode": "sometimes"}`))
+	require.ErrorContains(t, err, `synchronous_mode: expected off, on or quorum (or a boolean), got "sometimes"`)
+	_, err = ParseDynamic([]byte(`{"synchronous_mode": [1]}`))
+	require.ErrorContains(t, err, "synchronous_mode")
+	d, err = ParseDynamic([]byte(`{"synchronous_node_count": 0, "maximum_lag_on_syncnode": -5}`))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"synchronous_node_count: must be at least 1, got 0",
+		"maximum_lag_on_syncnode: must be -1 (off) or >= 0 bytes, got -5"}, d.Validate())
 }

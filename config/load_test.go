@@ -148,7 +148,6 @@ func TestLoadPatroniFile(t *testing.T) {
 	assert.Equal(t, []string{
 		"bootstrap.dcs.postgresql.recovery_conf",
 		"bootstrap.dcs.slots",
-		"bootstrap.dcs.synchronous_mode",
 		"log.dir",
 		"log.file_num",
 		"log.file_size",
@@ -160,7 +159,7 @@ func TestLoadPatroniFile(t *testing.T) {
 		"postgresql.proxy_address",
 		"tags.nostream",
 	}, c.Unimplemented)
-	assert.Equal(t, c.Unimplemented[:3], prefixAll("bootstrap.dcs.", dcs.Unimplemented()))
+	assert.Equal(t, c.Unimplemented[:2], prefixAll("bootstrap.dcs.", dcs.Unimplemented()))
 }
 
 func prefixAll(prefix string, l []string) []string {

@@ -6,6 +6,7 @@ package dcs
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -194,6 +195,20 @@ type Sync struct {
 	SyncStandby []string `json:"-"` // Patroni writes them comma-separated, or null
 	Quorum      int      `json:"-"`
 	Version     int64    `json:"-"`
+}
+
+// Has reports whether name is listed as a synchronous (or quorum) standby; member names compare
+// case-insensitively, as in Patroni. A nil Sync lists nobody.
+func (s *Sync) Has(name string) bool {
+	if s == nil || name == "" {
+		return false
+	}
+	for _, m := range s.SyncStandby {
+		if strings.EqualFold(m, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // Status is the status key the leader writes: its WAL position and slot positions.

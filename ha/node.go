@@ -1166,6 +1166,11 @@ func (n *Node) publish(v View, p Plan) {
 	if len(md.Tags) == 0 {
 		md.Tags = nil
 	}
+	st.SyncMode = n.dyn.SyncMode()
+	if st.Role == "replica" && v.Cluster.Sync.Has(n.cfg.Name) {
+		st.SyncStandby = st.SyncMode == "on"
+		st.QuorumStandby = st.SyncMode == "quorum"
+	}
 	if running && n.pgReady {
 		pg := n.lastPG
 		st.PostmasterStartTime, st.ServerVersion, st.PendingRestart = pg.PostmasterStartTime, pg.ServerVersion, pg.PendingRestart

@@ -49,6 +49,12 @@ type Status struct {
 	// WatchdogFailed: watchdog.mode is required and the device could not be used.
 	WatchdogFailed bool
 	LeaderOptime   int64 // the leader's WAL position from the status key
+	// SyncMode is synchronous_mode from the dynamic configuration: "off", "on" or "quorum".
+	// SyncStandby (mode on) and QuorumStandby (mode quorum): this replica is listed in the sync
+	// key, so it is known to have every acknowledged commit (on) or counts as a voter (quorum).
+	SyncMode      string
+	SyncStandby   bool
+	QuorumStandby bool
 	Cluster        *dcs.Cluster
 
 	Tags map[string]any
