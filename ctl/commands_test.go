@@ -82,6 +82,36 @@ func TestCmdList(t *testing.T) {
 	assert.Contains(t, errOut, "tuskerctl: cannot reach the DCS at http://127.0.0.1:2379 within 5s: ")
 }
 
+// TestCmdListSyncRoles: list and topology read synchronous_mode from the config key in the DCS
+// and the standbys from the sync key.
+func TestCmdListSyncRoles(t *testing.T) {
+	h, _ := cluster3(t, nil)
+	h.store.update(func(c *dcs.Cluster) {
+		c.Config.Value = []byte(`{"ttl":6,"loop_wait":1,"synchronous_mode":"on"}`)
+		c.Sync = &dcs.Sync{Leader: "n1", SyncStandby: []string{"n2"}}
+	})
+	out, _ := h.mustRun(0, "", "list")
+	assert.Contains(t, out, "| n2     | 127.0.0.1:5433 | Sync Standby | streaming |")
+	assert.Contains(t, out, "| n3     | 127.0.0.1:5434 | Replica      | stopped   |")
+	out, _ = h.mustRun(0, "", "topology")
+	assert.Contains(t, out, "| + n2   | 127.0.0.1:5433 | Sync Standby | streaming |")
+
+	h.store.update(func(c *dcs.Cluster) {
+		c.Config.Value = []byte(`{"synchronous_mode":"quorum"}`)
+	})
+	out, _ = h.mustRun(0, "", "list", "-f", "json")
+	var rows []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &rows))
+	require.Len(t, rows, 3)
+	assert.Equal(t, []any{"Leader", "Quorum Standby", "Replica"}, []any{rows[0]["Role"], rows[1]["Role"], rows[2]["Role"]})
+
+	h.store.update(func(c *dcs.Cluster) {
+		c.Config.Value = []byte(`{"synchronous_mode":"off"}`)
+	})
+	out, _ = h.mustRun(0, "", "list")
+	assert.Contains(t, out, "| n2     | 127.0.0.1:5433 | Replica | streaming |")
+}
+
 func TestCmdNoClusterName(t *testing.T) {
 	h, _ := cluster3(t, nil)
 	h.extra = []string{"DCS_URL=etcd3://127.0.0.1:2379"}

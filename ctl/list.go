@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tusker-ha/tusker/config"
 	"github.com/tusker-ha/tusker/dcs"
 )
 
@@ -104,6 +105,15 @@ func buildClusterView(scope string, c *dcs.Cluster, statuses map[string]map[stri
 		}
 		hosts[h] = true
 	}
+	// A member listed in the sync key is a Sync Standby (synchronous_mode: on) or a Quorum
+	// Standby (quorum); with synchronous replication off the key means nothing.
+	syncRole := ""
+	switch syncMode(c) {
+	case "on":
+		syncRole = "Sync Standby"
+	case "quorum":
+		syncRole = "Quorum Standby"
+	}
 	for _, m := range c.Members {
 		mv := memberView{cluster: scope, name: m.Name, timeline: m.Data.Timeline, pending: m.Data.PendingRestart,
 			tags: m.Data.Tags, isLeader: m.Name == leader}
@@ -120,6 +130,9 @@ func buildClusterView(scope string, c *dcs.Cluster, statuses map[string]map[stri
 			}
 		} else {
 			mv.role = "Replica"
+			if syncRole != "" && c.Sync.Has(m.Name) {
+				mv.role = syncRole
+			}
 			if m.Data.ReplicationState != "" {
 				mv.state = m.Data.ReplicationState
 			}
@@ -178,6 +191,17 @@ func paused(c *dcs.Cluster) bool {
 		return false
 	}
 	return truthy(cfg.Pause)
+}
+
+// syncMode is synchronous_mode from the cluster's dynamic configuration: "off", "on" or
+// "quorum". Without a configuration key, or one that is not a JSON object, it is "off".
+func syncMode(c *dcs.Cluster) string {
+	if c.Config == nil {
+		return "off"
+	}
+	// A problem elsewhere in the configuration does not hide a valid synchronous_mode.
+	d, _ := config.ParseDynamic(c.Config.Value)
+	return d.SyncMode()
 }
 
 func pendingReason(v any) string {
@@ -393,10 +417,11 @@ func (a *app) listCommand(topology bool) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "list [CLUSTER...]",
 		Short: "Show the members of clusters, their roles, state, timeline and lag",
-		Long: `Show the members of one or more clusters as read from the DCS: name, host, role
-(Leader, Standby Leader, Replica), state, timeline and replication lag behind the leader in MB.
-Pending restarts and tags are shown when a member has them. The footer says when maintenance
-mode is on or a switchover is scheduled.
+		Long: `Show the members of one or more clusters as read from the DCS: name, host, role,
+state, timeline and replication lag behind the leader in MB. The role is Leader, Standby Leader,
+Sync Standby (listed in the sync key with synchronous_mode: on), Quorum Standby (listed with
+synchronous_mode: quorum) or Replica. Pending restarts and tags are shown when a member has them.
+The footer says when maintenance mode is on or a switchover is scheduled.
 
 With -e the received and replayed positions, the pending restart reasons and the scheduled
 restarts are shown for every member (the last two are read from each member's REST API).`,

@@ -208,3 +208,81 @@ func TestTableTitleLongerThanBorder(t *testing.T) {
 	require.NoError(t, tb.write(&b, fmtPretty))
 	assert.Equal(t, "+ Cl+\n| A |\n+---+\n| x |\n+---+\n", b.String())
 }
+
+// syncTestCluster is testCluster with synchronous_mode set to mode (raw JSON) in the config key
+// and n2 and n3 listed in the sync key.
+func syncTestCluster(mode string) *dcs.Cluster {
+	c := testCluster()
+	c.Config.Value = []byte(`{"ttl":6,"loop_wait":1,"synchronous_mode":` + mode + `}`)
+	c.Sync = &dcs.Sync{Leader: "n1", SyncStandby: []string{"n2", "N3"}, Quorum: 1}
+	return c
+}
+
+// TestListSyncRoles: a member listed in the sync key is a Sync Standby with synchronous_mode on
+// (or true) and a Quorum Standby with quorum, in every format; with synchronous replication off
+// (or no usable configuration) a leftover sync key leaves it a Replica.
+func TestListSyncRoles(t *testing.T) {
+	roles := func(c *dcs.Cluster) []string {
+		var out []string
+		for _, m := range buildClusterView("demo", c, nil).members {
+			out = append(out, m.role)
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		mode string
+		want []string
+	}{
+		{`"on"`, []string{"Leader", "Sync Standby", "Sync Standby"}},
+		{`true`, []string{"Leader", "Sync Standby", "Sync Standby"}},
+		{`"quorum"`, []string{"Leader", "Quorum Standby", "Quorum Standby"}},
+		{`"off"`, []string{"Leader", "Replica", "Replica"}},
+		{`false`, []string{"Leader", "Replica", "Replica"}},
+		{`null`, []string{"Leader", "Replica", "Replica"}},
+		{`"bogus"`, []string{"Leader", "Replica", "Replica"}},
+	} {
+		assert.Equal(t, tt.want, roles(syncTestCluster(tt.mode)), "synchronous_mode: %s", tt.mode)
+	}
+
+	// The leader stays Leader when listed; no sync key, no config key or a config key that is not
+	// JSON mean Replica.
+	c := syncTestCluster(`"on"`)
+	c.Sync.SyncStandby = []string{"n1", "n2"}
+	assert.Equal(t, []string{"Leader", "Sync Standby", "Replica"}, roles(c))
+	c = syncTestCluster(`"on"`)
+	c.Sync = nil
+	assert.Equal(t, []string{"Leader", "Replica", "Replica"}, roles(c))
+	c = syncTestCluster(`"on"`)
+	c.Config = nil
+	assert.Equal(t, []string{"Leader", "Replica", "Replica"}, roles(c))
+	c = syncTestCluster(`"on"`)
+	c.Config.Value = []byte(`{"synchronous_mode":"on",`)
+	assert.Equal(t, []string{"Leader", "Replica", "Replica"}, roles(c))
+	// A problem elsewhere in the configuration does not hide the mode.
+	c = syncTestCluster(`"quorum", "ttl": "soon"`)
+	assert.Equal(t, []string{"Leader", "Quorum Standby", "Quorum Standby"}, roles(c))
+
+	c = syncTestCluster(`"on"`)
+	c.Sync.SyncStandby = []string{"n2"}
+	v := buildClusterView("demo", c, nil)
+	assert.Equal(t, `+ Cluster: demo (7300000000000000001) ---+-----------+----+-----------+------------------+
+| Member | Host           | Role         | State     | TL | Lag in MB | Tags             |
++--------+----------------+--------------+-----------+----+-----------+------------------+
+| n1     | 127.0.0.1:5432 | Leader       | running   |  2 |           |                  |
+| n2     | 127.0.0.1:5433 | Sync Standby | streaming |  2 |         1 |                  |
+| n3     | 127.0.0.1:5434 | Replica      | stopped   |    |   unknown | nofailover: true |
++--------+----------------+--------------+-----------+----+-----------+------------------+
+`, render(t, v, fmtPretty, false, false))
+	assert.Contains(t, render(t, v, fmtPretty, false, true), "| + n2   | 127.0.0.1:5433 | Sync Standby | streaming |")
+	assert.Contains(t, render(t, v, fmtTSV, false, false), "demo\tn2\t127.0.0.1:5433\tSync Standby\tstreaming\t2\t1\t\n")
+	assert.Contains(t, render(t, v, fmtJSON, false, false), `{"Cluster": "demo", "Member": "n2", "Host": "127.0.0.1:5433", "Role": "Sync Standby", "State": "streaming", "TL": 2, "Lag in MB": 1}`)
+	assert.Contains(t, render(t, v, fmtYAML, false, false), "  Member: n2\n  Role: Sync Standby\n")
+
+	c = syncTestCluster(`"quorum"`)
+	c.Sync.SyncStandby = []string{"n2"}
+	v = buildClusterView("demo", c, nil)
+	assert.Contains(t, render(t, v, fmtPretty, false, false), "| n2     | 127.0.0.1:5433 | Quorum Standby | streaming |  2 |         1 |")
+	assert.Contains(t, render(t, v, fmtTSV, false, false), "demo\tn2\t127.0.0.1:5433\tQuorum Standby\tstreaming\t2\t1\t\n")
+	assert.Contains(t, render(t, v, fmtJSON, false, false), `"Role": "Quorum Standby"`)
+	assert.Contains(t, render(t, v, fmtYAML, false, false), "  Member: n2\n  Role: Quorum Standby\n")
+}

@@ -108,6 +108,30 @@ func noLB() *ha.Status {
 	return st
 }
 
+// syncCluster is testCluster with synchronous_mode on or quorum: the sync key lists n2, as the
+// HA loop publishes it (SyncMode from the dynamic configuration, the sync key in the snapshot).
+func syncCluster(st *ha.Status, mode string) *ha.Status {
+	st.SyncMode = mode
+	if st.Cluster != nil {
+		st.Cluster.Sync = &dcs.Sync{Leader: "n1", SyncStandby: []string{"n2"}, Quorum: 1}
+	}
+	return st
+}
+
+// syncStandby is the replica n2 listed in the sync key with synchronous_mode: on.
+func syncStandby() *ha.Status {
+	st := syncCluster(replica(), "on")
+	st.SyncStandby = true
+	return st
+}
+
+// quorumStandby is the replica n2 listed in the sync key with synchronous_mode: quorum.
+func quorumStandby() *ha.Status {
+	st := syncCluster(replica(), "quorum")
+	st.QuorumStandby = true
+	return st
+}
+
 // statusBox is the atomic pointer the HA loop would publish to.
 type statusBox struct{ p atomic.Pointer[ha.Status] }
 

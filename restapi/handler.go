@@ -250,12 +250,17 @@ func healthCode(ep endpoint, st *ha.Status, query string) int {
 		ok = primaryOK || standbyLeaderOK || replicaOK(st, query)
 	case epHealth:
 		ok = running
-	case epSync, epQuorum:
-		ok = false // no synchronous replication yet: nobody is a sync or quorum standby
+	// The rest need the DCS: the sync key says who is a synchronous or quorum standby.
+	case epSync:
+		ok = st.DCSReachable && st.SyncStandby && replicaOK(st, query)
+	case epQuorum:
+		ok = st.DCSReachable && st.QuorumStandby && replicaOK(st, query)
 	case epAsync:
-		ok = st.DCSReachable && replicaOK(st, query) // every standby is asynchronous
-	case epReadOnlySync, epReadOnlyQuorum:
-		ok = st.DCSReachable && (primaryOK || standbyLeaderOK)
+		ok = st.DCSReachable && !st.SyncStandby && !st.QuorumStandby && replicaOK(st, query)
+	case epReadOnlySync:
+		ok = st.DCSReachable && (primaryOK || standbyLeaderOK || st.SyncStandby && replicaOK(st, query))
+	case epReadOnlyQuorum:
+		ok = st.DCSReachable && (primaryOK || standbyLeaderOK || st.QuorumStandby && replicaOK(st, query))
 	}
 	if ok && checkTags && query != "" && !tagsMatch(st.Tags, query) {
 		ok = false

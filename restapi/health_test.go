@@ -95,6 +95,107 @@ func TestHealthMatrix(t *testing.T) {
 	}
 }
 
+// TestSyncHealthMatrix checks the synchronous replication paths against the primary, a sync
+// standby (synchronous_mode: on), a quorum standby (quorum) and an asynchronous replica, for GET,
+// HEAD and OPTIONS.
+func TestSyncHealthMatrix(t *testing.T) {
+	async := func() *ha.Status { // n3: not in the sync key
+		st := replica()
+		st.Name = "n3"
+		return syncCluster(st, "on")
+	}
+	laggingSync := func() *ha.Status {
+		st := syncStandby()
+		st.ReplayedLocation = optime - 2*mib
+		return st
+	}
+	noLBSync := func() *ha.Status {
+		st := syncStandby()
+		st.Tags = map[string]any{"noloadbalance": true}
+		return st
+	}
+	dcsDown := func(f func() *ha.Status) func() *ha.Status {
+		return func() *ha.Status {
+			st := f()
+			st.DCSReachable = false
+			st.Pause = true // so that the primary still counts as one without the DCS
+			return st
+		}
+	}
+	nodes := []struct {
+		name string
+		st   func() *ha.Status
+	}{
+		{"primary (on)", func() *ha.Status { return syncCluster(primary(), "on") }},
+		{"primary (quorum)", func() *ha.Status { return syncCluster(primary(), "quorum") }},
+		{"sync standby", syncStandby},
+		{"quorum standby", quorumStandby},
+		{"async replica", async},
+		{"lagging sync standby", laggingSync},
+		{"noloadbalance sync standby", noLBSync},
+		{"sync standby, DCS down", dcsDown(syncStandby)},
+		{"primary, DCS down", dcsDown(func() *ha.Status { return syncCluster(primary(), "on") })},
+	}
+	const x, o = unavailable, ok
+	tests := []struct {
+		path string
+		want [9]int // as nodes
+	}{
+		{"/sync", [9]int{x, x, o, x, x, o, x, x, x}},
+		{"/synchronous", [9]int{x, x, o, x, x, o, x, x, x}},
+		{"/sync?lag=1MB", [9]int{x, x, o, x, x, x, x, x, x}},
+		{"/quorum", [9]int{x, x, x, o, x, x, x, x, x}},
+		{"/quorum?lag=1MB", [9]int{x, x, x, o, x, x, x, x, x}},
+		{"/async", [9]int{x, x, x, x, o, x, x, x, x}},
+		{"/asynchronous", [9]int{x, x, x, x, o, x, x, x, x}},
+		{"/asynchronous?lag=1MB", [9]int{x, x, x, x, o, x, x, x, x}},
+		{"/read-only-sync", [9]int{o, o, o, x, x, o, x, x, x}},
+		{"/read-only-synchronous", [9]int{o, o, o, x, x, o, x, x, x}},
+		{"/read-only-sync?lag=1MB", [9]int{o, o, o, x, x, x, x, x, x}},
+		{"/read-only-quorum", [9]int{o, o, x, o, x, x, x, x, x}},
+		{"/read-only-quorum?lag=1MB", [9]int{o, o, x, o, x, x, x, x, x}},
+		// Unchanged by synchronous replication.
+		{"/replica", [9]int{x, x, o, o, o, o, x, o, x}},
+		{"/read-only", [9]int{o, o, o, o, o, o, x, o, o}},
+	}
+	for _, tt := range tests {
+		for i, n := range nodes {
+			s, _ := newTestServer(n.st())
+			for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodOptions} {
+				rec := do(t, s, m, tt.path)
+				if rec.Code != tt.want[i] {
+					t.Errorf("%s %s on %s = %d, want %d", m, tt.path, n.name, rec.Code, tt.want[i])
+				}
+				if m == http.MethodGet && !strings.HasPrefix(rec.Body.String(), `{"state":`) {
+					t.Errorf("GET %s on %s: body %s, want the /patroni JSON", tt.path, n.name, rec.Body)
+				}
+			}
+		}
+	}
+
+	// Tag filters apply to the standbys and, as on /read-only, to the primary.
+	tagged := func(st *ha.Status) *ha.Status {
+		st.Tags = map[string]any{"zone": "a"}
+		return st
+	}
+	for _, tt := range []struct {
+		st   *ha.Status
+		path string
+		want int
+	}{
+		{tagged(syncStandby()), "/sync?tag_zone=a", ok},
+		{tagged(syncStandby()), "/sync?tag_zone=b", unavailable},
+		{tagged(quorumStandby()), "/quorum?tag_zone=b", unavailable},
+		{tagged(quorumStandby()), "/read-only-quorum?tag_zone=a", ok},
+		{tagged(syncCluster(primary(), "on")), "/read-only-sync?tag_zone=b", unavailable},
+		{tagged(syncCluster(primary(), "on")), "/read-only-sync?tag_zone=a", ok},
+	} {
+		if got := code(t, tt.st, http.MethodGet, tt.path); got != tt.want {
+			t.Errorf("%s on %s = %d, want %d", tt.path, tt.st.Name, got, tt.want)
+		}
+	}
+}
+
 func TestGetBodyIsPatroniStatus(t *testing.T) {
 	s, _ := newTestServer(lagging())
 	want := do(t, s, http.MethodGet, "/patroni").Body.String()

@@ -62,6 +62,8 @@ type patroniStatus struct {
 	Role                string                      `json:"role"`
 	ServerVersion       int                         `json:"server_version,omitempty"`
 	XLog                any                         `json:"xlog,omitempty"` // *xlogPrimary or *xlogReplica
+	QuorumStandby       bool                        `json:"quorum_standby,omitempty"`
+	SyncStandby         bool                        `json:"sync_standby,omitempty"`
 	Timeline            int                         `json:"timeline,omitempty"`
 	ReplicationState    string                      `json:"replication_state,omitempty"`
 	Replication         []replication               `json:"replication,omitempty"`
@@ -175,6 +177,8 @@ func (s *Server) patroniBody(st *ha.Status) []byte {
 			}
 			p.XLog = x
 			p.ReplicationState = st.ReplicationState
+			// Listed in the sync key: Patroni says so with the rest of what Postgres answered.
+			p.SyncStandby, p.QuorumStandby = st.SyncStandby, st.QuorumStandby
 		}
 		for _, r := range st.Replication {
 			rr := replication{
@@ -250,12 +254,24 @@ func (s *Server) buildCluster(st *ha.Status) []byte {
 	if c != nil {
 		leader := c.LeaderName()
 		optime := c.Status.Optime
+		syncRole := ""
+		switch st.SyncMode {
+		case "on":
+			syncRole = "sync_standby"
+		case "quorum":
+			syncRole = "quorum_standby"
+		}
 		for _, m := range c.Members {
 			cm := clusterMember{Name: m.Name, Role: "replica", State: m.Data.State}
 			if m.Name == leader {
 				cm.Role = "leader"
-			} else if m.Data.ReplicationState != "" {
-				cm.State = m.Data.ReplicationState
+			} else {
+				if syncRole != "" && c.Sync.Has(m.Name) {
+					cm.Role = syncRole
+				}
+				if m.Data.ReplicationState != "" {
+					cm.State = m.Data.ReplicationState
+				}
 			}
 			if m.Data.APIURL != "" {
 				u := m.Data.APIURL

@@ -2,6 +2,7 @@ package restapi
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -111,6 +112,102 @@ func TestPatroniJSON(t *testing.T) {
 		}
 		if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
 			t.Errorf("%s: Content-Type %q", tt.name, ct)
+		}
+	}
+}
+
+// TestPatroniJSONSyncFlags: a replica listed in the sync key says sync_standby (synchronous_mode:
+// on) or quorum_standby (quorum) right after xlog, as Patroni; the flags are absent otherwise.
+func TestPatroniJSONSyncFlags(t *testing.T) {
+	replicaWith := func(flag string) string {
+		return compactJSON(t, `{
+			"state": "running",
+			"postmaster_start_time": "2024-01-02 14:00:00+00:00",
+			"role": "replica",
+			"server_version": 160004,
+			"xlog": {"received_location": 67395656, "replayed_location": 67395656, "replayed_timestamp": "2024-01-02 17:04:00.500000+02:00", "paused": false},
+			`+flag+`
+			"timeline": 2,
+			"replication_state": "streaming",
+			"dcs_last_seen": 1704207845,
+			"database_system_identifier": "7408277255830290455",
+			"patroni": {"version": "0.1.0", "scope": "demo", "name": "n2"}
+		}`)
+	}
+	async := syncCluster(replica(), "on")
+	async.Name = "n3"
+	tests := []struct {
+		name string
+		st   *ha.Status
+		want string
+	}{
+		{"sync standby", syncStandby(), replicaWith(`"sync_standby": true,`)},
+		{"quorum standby", quorumStandby(), replicaWith(`"quorum_standby": true,`)},
+		{"listed, mode off", syncCluster(replica(), "off"), replicaWith("")},
+	}
+	for _, tt := range tests {
+		s, _ := newTestServer(tt.st)
+		if got := do(t, s, http.MethodGet, "/patroni").Body.String(); got != tt.want {
+			t.Errorf("%s: /patroni\n got %s\nwant %s", tt.name, got, tt.want)
+		}
+	}
+	for _, st := range []*ha.Status{async, syncCluster(primary(), "on"), syncCluster(primary(), "quorum")} {
+		s, _ := newTestServer(st)
+		if got := do(t, s, http.MethodGet, "/patroni").Body.String(); strings.Contains(got, "_standby") {
+			t.Errorf("%s (%s): /patroni = %s, want no sync_standby or quorum_standby", st.Name, st.SyncMode, got)
+		}
+	}
+	// The flags are health-check body too.
+	s, _ := newTestServer(syncStandby())
+	if got := do(t, s, http.MethodGet, "/sync").Body.String(); !strings.Contains(got, `"sync_standby":true`) {
+		t.Errorf("GET /sync body = %s, want sync_standby", got)
+	}
+}
+
+// TestClusterJSONSyncRoles: members listed in the sync key are sync_standby (synchronous_mode: on)
+// or quorum_standby (quorum); the leader stays leader even when listed, and with synchronous
+// replication off a leftover sync key means nothing.
+func TestClusterJSONSyncRoles(t *testing.T) {
+	roles := func(st *ha.Status) map[string]string {
+		t.Helper()
+		s, _ := newTestServer(st)
+		var body struct {
+			Members []struct{ Name, Role, State string }
+		}
+		if err := json.Unmarshal(do(t, s, http.MethodGet, "/cluster").Body.Bytes(), &body); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, m := range body.Members {
+			out[m.Name] = m.Role
+			if m.Name == "n2" && m.State != "streaming" {
+				t.Errorf("n2 state = %q, want its replication state", m.State)
+			}
+		}
+		return out
+	}
+	withSync := func(st *ha.Status, mode string, listed ...string) *ha.Status {
+		st = syncCluster(st, mode)
+		st.Cluster.Sync.SyncStandby = listed
+		return st
+	}
+	tests := []struct {
+		name string
+		st   *ha.Status
+		want map[string]string
+	}{
+		{"on", withSync(primary(), "on", "n2"), map[string]string{"n1": "leader", "n2": "sync_standby", "n3": "replica"}},
+		{"quorum", withSync(primary(), "quorum", "n2", "N3"), map[string]string{"n1": "leader", "n2": "quorum_standby", "n3": "quorum_standby"}},
+		{"off, key left over", withSync(primary(), "off", "n2"), map[string]string{"n1": "leader", "n2": "replica", "n3": "replica"}},
+		{"mode unset", withSync(primary(), "", "n2"), map[string]string{"n1": "leader", "n2": "replica", "n3": "replica"}},
+		{"leader listed", withSync(primary(), "on", "n1", "n2"), map[string]string{"n1": "leader", "n2": "sync_standby", "n3": "replica"}},
+		{"no sync key", func() *ha.Status { st := syncCluster(primary(), "on"); st.Cluster.Sync = nil; return st }(),
+			map[string]string{"n1": "leader", "n2": "replica", "n3": "replica"}},
+		{"seen from the sync standby", syncStandby(), map[string]string{"n1": "leader", "n2": "sync_standby", "n3": "replica"}},
+	}
+	for _, tt := range tests {
+		if got := roles(tt.st); !maps.Equal(got, tt.want) {
+			t.Errorf("%s: roles %v, want %v", tt.name, got, tt.want)
 		}
 	}
 }

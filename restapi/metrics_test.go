@@ -108,6 +108,27 @@ func TestMetricsReplicaAndStates(t *testing.T) {
 	}
 }
 
+func TestMetricsSyncStandby(t *testing.T) {
+	async := syncCluster(replica(), "on")
+	async.Name = "n3"
+	for _, tt := range []struct {
+		name         string
+		st           *ha.Status
+		sync, quorum float64
+	}{
+		{"sync standby", syncStandby(), 1, 0},
+		{"quorum standby", quorumStandby(), 0, 1},
+		{"async replica", async, 0, 0},
+		{"primary", syncCluster(primary(), "on"), 0, 0},
+	} {
+		s := New(Config{}, func() *ha.Status { return tt.st })
+		fams := scrape(t, s)
+		assert.Equal(t, tt.sync, value(t, fams, "patroni_sync_standby"), tt.name)
+		assert.Equal(t, tt.quorum, value(t, fams, "patroni_quorum_standby"), tt.name)
+		assert.Equal(t, "Value is 1 if this node is a quorum standby, 0 otherwise.", fams["patroni_quorum_standby"].GetHelp())
+	}
+}
+
 // Before the first Status there are no patroni_* values (zeros would look like facts) but the
 // endpoint answers.
 func TestMetricsBeforeFirstStatus(t *testing.T) {
