@@ -4,9 +4,11 @@ package ha
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/tusker-ha/tusker/dcs"
+	"github.com/tusker-ha/tusker/postgres"
 )
 
 // DataDir is what the local data directory holds.
@@ -48,6 +50,14 @@ type Local struct {
 	// HandedOver: this member stopped as the old primary of a switchover and has not started
 	// again since.
 	HandedOver bool
+
+	// Synchronous replication, on a running primary: the synchronous_standby_names in effect,
+	// whether tusker sets it (rather than the user's configuration), the WAL position at which it
+	// was known to be in effect everywhere (0 when unknown), and the walsenders.
+	SyncGUC     postgres.SyncNames
+	SyncManaged bool
+	SyncConfirm int64
+	Replicas    []ReplicaConn
 }
 
 // Peer is what a member reported on GET /patroni while this node raced for leadership.
@@ -78,6 +88,11 @@ type Settings struct {
 	PrimaryRaceBackoff          time.Duration
 	FailsafeMode                bool
 	WatchdogRequired            bool
+	// Synchronous replication: SyncMode "off", "on" or "quorum".
+	SyncMode         string
+	SyncStrict       bool
+	SyncNodeCount    int
+	MaxLagOnSyncnode int64
 }
 
 // View is everything Decide may look at: one immutable observation.
@@ -137,6 +152,10 @@ const (
 	Handover                          // switchover: checkpoint, stop cleanly, release the lock once Upstream has all WAL
 	ClearFailover                     // delete the failover key
 	CancelAction                      // cancel the long action in progress
+	WriteSyncKey                      // write the sync key (CAS on the observed version)
+	DeleteSyncKey                     // delete the sync key
+	SetSyncGUC                        // set synchronous_standby_names and wait until it is in effect
+	RestoreSyncGUC                    // give synchronous_standby_names back to the configuration
 )
 
 var kindNames = map[Kind]string{
@@ -145,6 +164,8 @@ var kindNames = map[Kind]string{
 	Follow: "follow", Promote: "promote", Demote: "demote", Rewind: "rewind", Reclone: "reclone",
 	ClaimInitialize: "claim initialize", RefuseForeignData: "refuse foreign data", ProbeRewind: "probe rewind",
 	Handover: "handover", ClearFailover: "clear failover", CancelAction: "cancel action",
+	WriteSyncKey: "write sync key", DeleteSyncKey: "delete sync key", SetSyncGUC: "set synchronous_standby_names",
+	RestoreSyncGUC: "restore synchronous_standby_names",
 }
 
 func (k Kind) String() string { return kindNames[k] }
@@ -156,6 +177,11 @@ type Action struct {
 	// FastForward (Follow): stream from another replica, without a slot, to catch up before
 	// promoting.
 	FastForward bool
+	// SyncKey and SyncVersion (WriteSyncKey): the value and the version it replaces (0: create).
+	SyncKey     dcs.Sync
+	SyncVersion int64
+	// GUC (SetSyncGUC): the synchronous_standby_names to set.
+	GUC postgres.SyncNames
 }
 
 // Plan is Decide's answer: actions in order and one line saying why. The actions run in order
@@ -305,7 +331,7 @@ func startTimedOut(v View) bool {
 // replica allowed to fail over and within maximum_lag_on_failover of the last leader position.
 func failoverPossible(v View) bool {
 	for _, m := range v.Cluster.Members {
-		if m.Name == v.Me || m.Data.State != "running" || m.Data.Role == "primary" || !memberEligible(m) {
+		if m.Name == v.Me || m.Data.State != "running" || m.Data.Role == "primary" || !memberEligible(m) || !syncVoter(v, m.Name) {
 			continue
 		}
 		pos := int64(0)
@@ -396,7 +422,8 @@ func decideStopped(v View, leader string, iAmLeader bool) Plan {
 			return plan(fmt.Sprintf("postgres is down and primary_start_timeout is %s: releasing the lock for a failover", s.PrimaryStartTimeout),
 				act(ReleaseLeader))
 		}
-		return plan("leader with postgres stopped: starting it as primary", act(RenewLeader), act(StartPrimary))
+		return plan("leader with postgres stopped: starting it as primary",
+			append(append([]Action{act(RenewLeader)}, syncPrepare(v)...), act(StartPrimary))...)
 	case leader != "":
 		// Rule rejoin: never stream from a leader on a diverged timeline.
 		if leaderCheckpointPending(c, leader) {
@@ -447,12 +474,12 @@ func decideRunning(v View, leader string, iAmLeader bool) Plan {
 			if s.Pause && !(f != nil && f.Member == v.Me) {
 				return plan("pause: holding the leader key but not running as primary: releasing it", act(ReleaseLeader))
 			}
-			return plan("holding the leader key: promoting", act(RenewLeader), act(Promote))
+			return plan("holding the leader key: promoting", append(append([]Action{act(RenewLeader)}, syncPrepare(v)...), act(Promote))...)
 		}
 		if f != nil {
 			return leaderFailoverRequest(v, f)
 		}
-		return plan("I am the leader with the lock", act(RenewLeader))
+		return leaderSync(v, plan("I am the leader with the lock", act(RenewLeader)))
 	case leader == v.Me:
 		// The key carries our name but our lease is not confirmed (a tusker restart).
 		return plan("leader key carries my name from before a restart: taking it back", act(AcquireLeader))
@@ -514,7 +541,7 @@ func anyPeerAhead(v View, wal int64) bool {
 func preferred(v View) bool {
 	s, l := v.Settings, v.Local
 	if s.NoFailover || !l.Ready || !v.PeersProbed || v.Now.Before(v.RaceBackoffUntil) ||
-		(s.WatchdogRequired && !l.WatchdogUsable) {
+		(s.WatchdogRequired && !l.WatchdogUsable) || !syncVoter(v, v.Me) {
 		return false
 	}
 	if opt := v.Cluster.Status.Optime; opt > 0 && opt-l.WAL > s.MaximumLagOnFailover {
@@ -524,7 +551,7 @@ func preferred(v View) bool {
 		if p.Name == v.Me || !p.Reachable {
 			continue
 		}
-		if p.Primary || (!p.NoFailover && !p.WatchdogFailed && p.Priority >= s.Priority) {
+		if p.Primary || (!p.NoFailover && !p.WatchdogFailed && p.Priority >= s.Priority && syncVoter(v, p.Name)) {
 			return false
 		}
 	}
@@ -555,7 +582,7 @@ func fastForward(v View) (Plan, bool) {
 // promotePlan takes the lock and starts the promotion in the same cycle; a pending failover key
 // is cleared once the lock is ours.
 func promotePlan(v View, reason string) Plan {
-	acts := []Action{act(AcquireLeader), act(Promote)}
+	acts := append(append([]Action{act(AcquireLeader)}, syncPrepare(v)...), act(Promote))
 	if v.Cluster.Failover != nil {
 		acts = append(acts, act(ClearFailover))
 	}
@@ -615,6 +642,10 @@ func handoverTarget(v View, f *dcs.Failover) (string, string) {
 			why = p.Name + " is not watchdog capable"
 		case p.Primary:
 			why = p.Name + " runs as a primary"
+		case v.Settings.SyncMode == "on" && !syncVoter(v, p.Name):
+			// Only a synchronous standby is known to have every commit (Patroni refuses the
+			// others in mode on; in quorum mode the handover itself ships all the WAL).
+			why = p.Name + " is not a synchronous standby"
 		case best == "" || p.WAL > bestPeer.WAL || (p.WAL == bestPeer.WAL && p.Priority > bestPeer.Priority):
 			best, bestPeer = p.Name, p
 		}
@@ -719,6 +750,10 @@ func healthiest(v View) (bool, string) {
 	if s.PrimaryRaceBackoff > 0 && !l.WALChangedAt.IsZero() && v.Now.Sub(l.WALChangedAt) < s.PrimaryRaceBackoff {
 		return false, "WAL position still advancing (primary_race_backoff)"
 	}
+	if !syncVoter(v, v.Me) {
+		return false, fmt.Sprintf("synchronous_mode %s: not the last primary or a standby of the sync key (%s)",
+			s.SyncMode, strings.Join(v.Cluster.Sync.SyncStandby, ","))
+	}
 	if !v.PeersProbed {
 		return false, "members not probed yet"
 	}
@@ -733,7 +768,7 @@ func healthiest(v View) (bool, string) {
 		if p.Primary {
 			return false, fmt.Sprintf("primary %s is still alive", p.Name)
 		}
-		if p.NoFailover || p.WatchdogFailed || p.Name == former {
+		if p.NoFailover || p.WatchdogFailed || p.Name == former || !syncVoter(v, p.Name) {
 			continue
 		}
 		if p.Priority > s.Priority && (v.Cluster.Status.Optime == 0 || v.Cluster.Status.Optime-p.WAL <= s.MaximumLagOnFailover) {
@@ -745,5 +780,68 @@ func healthiest(v View) (bool, string) {
 			return false, fmt.Sprintf("%s is ahead in WAL (%d > %d)", p.Name, p.WAL, l.WAL)
 		}
 	}
-	return true, ""
+	return canPromoteSync(v)
+}
+
+// syncOn: a synchronous mode is configured.
+func syncOn(s Settings) bool { return s.SyncMode == "on" || s.SyncMode == "quorum" }
+
+// syncPrepare are the steps before this member starts writing as the primary in a synchronous
+// mode (a promotion, or a start of the stopped primary): the sync key names only this member, so
+// nobody may be promoted on the strength of the previous primary's standbys, and commits wait
+// for nobody yet (or, strict, for a standby that does not exist) until the next cycles pick the
+// synchronous standbys.
+func syncPrepare(v View) []Action {
+	if !syncOn(v.Settings) {
+		return nil
+	}
+	var acts []Action
+	if k := v.Cluster.Sync; k == nil || !strings.EqualFold(k.Leader, v.Me) || len(k.SyncStandby) > 0 {
+		a := act(WriteSyncKey)
+		a.SyncKey = dcs.Sync{Leader: v.Me}
+		if k != nil {
+			a.SyncVersion = k.Version
+		}
+		acts = append(acts, a)
+	}
+	g := act(SetSyncGUC)
+	if v.Settings.SyncStrict {
+		g.GUC = postgres.SyncNames{Any: v.Settings.SyncMode == "quorum", Num: 1, Names: []string{StrictPlaceholder}}
+	}
+	return append(acts, g)
+}
+
+// leaderSync adds the leader's next synchronous replication step to p.
+func leaderSync(v View, p Plan) Plan {
+	l := v.Local
+	if !l.Ready || !l.Primary {
+		return p
+	}
+	s := v.Settings
+	step, why := NextSyncStep(SyncInput{
+		Mode: s.SyncMode, Strict: s.SyncStrict, Want: max(s.SyncNodeCount, 1), MaxLag: s.MaxLagOnSyncnode,
+		Me: v.Me, Key: v.Cluster.Sync, GUC: l.SyncGUC, Managed: l.SyncManaged, Confirm: l.SyncConfirm,
+		Replicas: l.Replicas, Members: v.Cluster.Members, PrimaryLS: l.WAL,
+	})
+	if step.Kind == 0 {
+		return p
+	}
+	a := act(step.Kind)
+	a.SyncKey, a.GUC = step.Key, step.GUC
+	if k := v.Cluster.Sync; k != nil {
+		a.SyncVersion = k.Version
+	}
+	p.Actions = append(p.Actions, a)
+	p.Reason += "; " + why
+	return p
+}
+
+// syncVoter: in a synchronous mode with a sync key, name may be promoted automatically (it is the
+// key's leader or one of its standbys); without a key, everybody may.
+func syncVoter(v View, name string) bool {
+	k := v.Cluster.Sync
+	if !syncOn(v.Settings) || k == nil || k.Leader == "" {
+		return true
+	}
+	return strings.EqualFold(k.Leader, name) || k.Has(name)
 }

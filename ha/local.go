@@ -61,24 +61,33 @@ func (n *Node) adoptConfig(c *config.Config) {
 // reloadPostgres recomputes the postgres configuration; when it changed (or force) it rewrites the
 // files and reloads a running postgres, then fires on_reload.
 func (n *Node) reloadPostgres(ctx context.Context, force bool) {
-	pc := PostgresConfig(n.cfg, n.dyn, n.log)
+	pc := n.postgresConfig()
 	if !force && pgConfEqual(pc, n.pgConf) {
 		return
 	}
+	if err := n.applyPostgresConfig(ctx); err != nil {
+		n.log.Warn("reloading postgres failed", "err", err)
+	}
+}
+
+// applyPostgresConfig hands the current postgres configuration to postgres: the files are
+// rewritten and a running postgres reloads them (on_reload follows).
+func (n *Node) applyPostgresConfig(ctx context.Context) error {
+	pc := n.postgresConfig()
 	n.pgConf = pc
 	n.pg.SetConfig(pc)
 	if !n.pg.Running() {
-		return
+		return nil
 	}
 	_, _, rt := n.dyn.TimingDurations()
 	rctx, cancel := context.WithTimeout(ctx, rt)
 	defer cancel()
 	if err := n.pg.Reload(rctx); err != nil {
-		n.log.Warn("reloading postgres failed", "err", err)
-		return
+		return err
 	}
 	n.log.Info("postgres configuration reloaded")
 	n.fire(callbacks.ActionOnReload)
+	return nil
 }
 
 func pgConfEqual(a, b postgres.Config) bool {

@@ -90,6 +90,10 @@ type Node struct {
 	adoptRunning bool   // ... and found it running: on_start is still due
 	lastRole     string // role reported to on_role_change callbacks
 	pgConf       postgres.Config
+	// syncGUC is the synchronous_standby_names tusker sets (nil: the configured one), and
+	// syncConfirm the WAL position from which it is known to be in effect (0: unknown).
+	syncGUC     *postgres.SyncNames
+	syncConfirm int64
 
 	// Shared with actions running in goroutines.
 	mu           sync.Mutex
@@ -173,7 +177,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.mu.Lock()
 	n.runCtx = ctx
 	n.mu.Unlock()
-	n.pgConf = PostgresConfig(n.cfg, n.dyn, n.log)
+	n.pgConf = n.postgresConfig()
 	var fatal error
 	streak := 0
 	for ctx.Err() == nil {
@@ -186,7 +190,8 @@ func (n *Node) Run(ctx context.Context) error {
 		// Right after taking or giving up the lock the next cycle runs at once (a promotion should
 		// not wait for loop_wait), but never more than twice in a row: an action that keeps failing
 		// must not turn the loop into a busy one.
-		immediate := plan.Has(AcquireLeader) || plan.Has(ReleaseLeader) || plan.Has(Fence) || plan.Has(Bootstrap)
+		immediate := plan.Has(AcquireLeader) || plan.Has(ReleaseLeader) || plan.Has(Fence) || plan.Has(Bootstrap) ||
+			plan.Has(WriteSyncKey) || plan.Has(SetSyncGUC) || plan.Has(DeleteSyncKey)
 		n.publish(view, plan)
 		n.metrics.loop.Observe(time.Since(start).Seconds())
 		if immediate && streak < 2 {
@@ -238,6 +243,10 @@ func (n *Node) settings() Settings {
 		PrimaryRaceBackoff:  time.Duration(n.dyn.PrimaryRaceBackoff) * time.Second,
 		FailsafeMode:        n.dyn.FailsafeMode,
 		WatchdogRequired:    n.wd.Mode() == watchdog.Required,
+		SyncMode:            n.dyn.SyncMode(),
+		SyncStrict:          n.dyn.SynchronousModeStrict,
+		SyncNodeCount:       n.dyn.SynchronousNodeCount,
+		MaxLagOnSyncnode:    n.dyn.MaximumLagOnSyncnode,
 		TTL:                 ttl, LoopWait: lw, RetryTimeout: rt,
 		MaximumLagOnFailover:      n.dyn.MaximumLagOnFailover,
 		CheckTimeline:             n.dyn.CheckTimeline,
@@ -325,6 +334,7 @@ func (n *Node) observe(ctx context.Context) View {
 	v.Local.Upstream = upstream
 	v.Local.HandedOver = handedOver && !v.Local.Running
 	v.Local.WatchdogUsable = n.watchdogUsable()
+	n.observeSync(&v)
 	leader := v.Cluster.LeaderName()
 
 	// Bookkeeping for primary_start_timeout and primary_race_backoff.
@@ -635,6 +645,8 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 		return n.dcs.ReleaseLeader(ctx)
 	case ClearFailover:
 		return n.dcs.DeleteFailover(ctx)
+	case WriteSyncKey, DeleteSyncKey, SetSyncGUC, RestoreSyncGUC:
+		return n.executeSync(ctx, a, v)
 	case CancelAction:
 		n.cancelAction()
 		return nil

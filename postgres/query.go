@@ -30,6 +30,9 @@ type State struct {
 	ServerVersion       int
 	Replication         []ReplicationRow // pg_stat_replication
 	PendingRestart      bool             // some pg_settings.pending_restart
+	// SyncStandbyNames is synchronous_standby_names as this session sees it (after a reload,
+	// as soon as the session processed the SIGHUP).
+	SyncStandbyNames string
 }
 
 // ReplicationRow is one row of pg_stat_replication.
@@ -63,7 +66,8 @@ SELECT r.rec,
   pg_catalog.pg_postmaster_start_time(),
   pg_catalog.current_setting('server_version_num')::int,
   EXISTS (SELECT 1 FROM pg_catalog.pg_settings WHERE pending_restart AND name NOT LIKE 'recovery\_target%'),
-  (w.latest_end_lsn - '0/0'::pg_lsn)::bigint
+  (w.latest_end_lsn - '0/0'::pg_lsn)::bigint,
+  pg_catalog.current_setting('synchronous_standby_names')
 FROM (SELECT pg_catalog.pg_is_in_recovery() AS rec) r
 LEFT JOIN pg_catalog.pg_stat_wal_receiver w ON true`
 
@@ -235,7 +239,7 @@ func queryState(ctx context.Context, conn *pgx.Conn) (State, error) {
 		version                               int32
 	)
 	err := br.QueryRow().Scan(&st.InRecovery, &tlPrimary, &flush, &recv, &replay, &replayTS, &paused,
-		&status, &receivedTLI, &senderHost, &checkpointTLI, &st.PostmasterStartTime, &version, &st.PendingRestart, &latestEnd)
+		&status, &receivedTLI, &senderHost, &checkpointTLI, &st.PostmasterStartTime, &version, &st.PendingRestart, &latestEnd, &st.SyncStandbyNames)
 	if err != nil {
 		return State{}, err
 	}
