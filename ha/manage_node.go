@@ -40,18 +40,28 @@ func (n *Node) Switchover(ctx context.Context, req SwitchoverRequest) Result {
 	if !req.Failover && oldLeader == "" {
 		return res(http.StatusPreconditionFailed, "leader name does not match")
 	}
+	// In synchronous mode on only a synchronous standby is known to have every commit, so a
+	// switchover goes to one of them (as in Patroni; in quorum mode, and for a failover forced by
+	// the operator, any member may be named).
+	syncOnly := !req.Failover && n.dyn.SyncMode() == "on"
 	var candidates []dcs.Member
 	if req.Candidate != "" {
 		m := cl.Member(req.Candidate)
 		if m == nil {
 			return res(http.StatusPreconditionFailed, "candidate does not exists")
 		}
+		if syncOnly && !cl.Sync.Has(m.Name) {
+			return res(http.StatusPreconditionFailed, "candidate name does not match with sync_standby")
+		}
 		candidates = append(candidates, *m)
 	} else {
 		for _, m := range cl.Members {
-			if m.Name != oldLeader && m.Data.APIURL != "" {
+			if m.Name != oldLeader && m.Data.APIURL != "" && (!syncOnly || cl.Sync.Has(m.Name)) {
 				candidates = append(candidates, m)
 			}
+		}
+		if len(candidates) == 0 && syncOnly {
+			return res(http.StatusPreconditionFailed, "%s is not possible: can not find sync_standby", action)
 		}
 		if len(candidates) == 0 {
 			return res(http.StatusPreconditionFailed, "%s is not possible: cluster does not have members except leader", action)

@@ -55,7 +55,7 @@ type Status struct {
 	SyncMode      string
 	SyncStandby   bool
 	QuorumStandby bool
-	Cluster        *dcs.Cluster
+	Cluster       *dcs.Cluster
 
 	Tags map[string]any
 

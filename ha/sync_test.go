@@ -240,7 +240,9 @@ func syncIn(mode string, key *dcs.Sync, guc string, replicas ...ReplicaConn) Syn
 	return in
 }
 
-func rc(name string, flush int64) ReplicaConn { return ReplicaConn{Name: name, Streaming: true, Flush: flush} }
+func rc(name string, flush int64) ReplicaConn {
+	return ReplicaConn{Name: name, Streaming: true, Flush: flush}
+}
 
 // TestRuleSyncOrder: the GUC before the key when a standby is added, the key before the GUC when
 // one is removed, in both modes.
