@@ -1,7 +1,9 @@
 // Command bench is `make bench`: it starts a 3-node tusker cluster on this machine and measures
 // time to healthy, memory and CPU per tusker process, REST API throughput and latency of the
 // health checks (with Patroni 3.0.2's for comparison), the switchover write gap, unplanned
-// failover time and rejoin time.
+// failover time, rejoin time, and the write gap and lost acknowledged writes of a failover in
+// synchronous_mode on and quorum. -rest-only measures just the REST figures, -sync-only just the
+// synchronous failover.
 package main
 
 import (
@@ -27,14 +29,20 @@ func main() {
 	tusker := flag.String("tusker", "bin/tusker", "tusker binary")
 	idle := flag.Duration("idle", 60*time.Second, "idle period for the RSS/CPU figures")
 	restOnly := flag.Bool("rest-only", false, "measure only the REST API figures (tusker's and Patroni's)")
+	syncOnly := flag.Bool("sync-only", false,
+		"measure only the synchronous failover (synchronous_mode on, then quorum: write gap and lost acknowledged writes after kill -9 of the primary)")
 	flag.Parse()
-	if err := run(*tusker, *idle, *restOnly); err != nil {
+	if *restOnly && *syncOnly {
+		fmt.Fprintln(os.Stderr, "bench: -rest-only and -sync-only exclude each other")
+		os.Exit(2)
+	}
+	if err := run(*tusker, *idle, *restOnly, *syncOnly); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(tusker string, idle time.Duration, restOnly bool) error {
+func run(tusker string, idle time.Duration, restOnly, syncOnly bool) error {
 	ctx := context.Background()
 	s, err := harness.PrepareLocal(os.TempDir(), tusker)
 	if err != nil {
@@ -63,6 +71,13 @@ func run(tusker string, idle time.Duration, restOnly bool) error {
 	}
 	fmt.Printf("%-44s %8.2f s\n", "time to healthy from start (3 nodes)", time.Since(start).Seconds())
 
+	if syncOnly {
+		lost, err := syncFigures(ctx, c)
+		if err != nil {
+			return err
+		}
+		return lostError(lost)
+	}
 	if !restOnly {
 		idleFigures(c, idle)
 	}
@@ -156,8 +171,26 @@ func run(tusker string, idle time.Duration, restOnly bool) error {
 	}
 	fmt.Printf("%-44s %8.2f s\n", "rejoin of the old primary (start to streaming)", time.Since(rs).Seconds())
 
+	// Failover in synchronous mode: the same kill -9, with a writer that counts acknowledged
+	// writes the new primary lacks.
+	lost, err := syncFigures(ctx, c)
+	if err != nil {
+		return err
+	}
+
 	// The same REST figure for Patroni, last so that its load does not disturb the others.
-	return patroniFigure(ctx, s, e.HostPort)
+	if err := patroniFigure(ctx, s, e.HostPort); err != nil {
+		return err
+	}
+	return lostError(lost)
+}
+
+// lostError fails the bench when acknowledged writes were lost in synchronous mode: that is a bug.
+func lostError(lost int) error {
+	if lost > 0 {
+		return fmt.Errorf("%d acknowledged writes lost in a synchronous failover (tusker logs kept, see above)", lost)
+	}
+	return nil
 }
 
 // switchoverGap runs a writer against every node while it asks from for a switchover to to, and
