@@ -40,6 +40,10 @@ var defaultParams = map[string]string{
 	"track_commit_timestamp":    "off",
 	"wal_log_hints":             "on",
 	"password_encryption":       "scram-sha-256",
+	// A replica that follows a new primary usually connects before the promotion has created
+	// its slot; with PostgreSQL's 5 s default it then streams (and acknowledges synchronous
+	// commits) only 5 s later.
+	"wal_retrieve_retry_interval": "1s",
 }
 
 // defaultHBA is used when Config.PgHBA is empty.
