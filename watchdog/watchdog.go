@@ -96,11 +96,12 @@ type Watchdog struct {
 	logger *slog.Logger
 	open   func(path string) (device, error) // openDevice; tests substitute fakes
 
-	mu     sync.Mutex
-	dev    device        // nil = inactive
-	ttl    time.Duration // ttl the active device's timeout was set for
-	failed bool          // mode is Required and the last Activate failed
-	warned bool          // the stand-in warning was logged
+	mu          sync.Mutex
+	dev         device        // nil = inactive
+	ttl         time.Duration // ttl the active device's timeout was set for
+	failed      bool          // mode is Required and the last Activate failed
+	warned      bool          // the stand-in warning was logged
+	lastAutoErr string        // the last activation failure logged in automatic mode
 }
 
 // New returns an inactive Watchdog; nothing is opened until Activate. Empty fields get
@@ -160,7 +161,7 @@ func (w *Watchdog) Activate(ttl time.Duration) error {
 	}
 	err := w.activateLocked(ttl)
 	if err == nil {
-		w.failed = false
+		w.failed, w.lastAutoErr = false, ""
 		return nil
 	}
 	// An opened real device is already counting down; leaving it armed while the caller
@@ -176,7 +177,12 @@ func (w *Watchdog) Activate(ttl time.Duration) error {
 		return err
 	}
 	w.failed = false
-	w.logger.Warn("watchdog could not be activated; continuing without it", "error", err)
+	// Automatic mode retries on every lease renewal of a primary; on a machine without a
+	// watchdog that would be one warning per loop, so the same failure is logged once.
+	if msg := err.Error(); msg != w.lastAutoErr {
+		w.lastAutoErr = msg
+		w.logger.Warn("watchdog could not be activated; continuing without it", "error", err)
+	}
 	return nil
 }
 

@@ -381,3 +381,23 @@ func TestTimeoutUpdateFailureDisarms(t *testing.T) {
 		})
 	}
 }
+
+// TestAutomaticMissingDeviceWarnsOnce: automatic mode retries the activation on every renewal of
+// a primary; a machine without a watchdog gets one warning, not one per loop, and a new failure
+// after a success is logged again.
+func TestAutomaticMissingDeviceWarnsOnce(t *testing.T) {
+	logger, logs := newLogger()
+	dev := filepath.Join(t.TempDir(), "missing")
+	w := New(Config{Mode: Automatic, Device: dev, SafetyMargin: 5}, logger)
+	for range 5 {
+		require.NoError(t, w.Activate(30*time.Second))
+	}
+	assert.Equal(t, 1, strings.Count(logs.String(), "could not be activated"), logs.String())
+	require.NoError(t, os.WriteFile(dev, nil, 0o600))
+	require.NoError(t, w.Activate(30*time.Second))
+	assert.True(t, w.Active())
+	require.NoError(t, w.Disable())
+	require.NoError(t, os.Remove(dev))
+	require.NoError(t, w.Activate(30*time.Second))
+	assert.Equal(t, 2, strings.Count(logs.String(), "could not be activated"), logs.String())
+}
