@@ -821,7 +821,7 @@ func leaderSync(v View, p Plan) Plan {
 	step, why := NextSyncStep(SyncInput{
 		Mode: s.SyncMode, Strict: s.SyncStrict, Want: max(s.SyncNodeCount, 1), MaxLag: s.MaxLagOnSyncnode,
 		Me: v.Me, Key: v.Cluster.Sync, GUC: l.SyncGUC, Managed: l.SyncManaged, Confirm: l.SyncConfirm,
-		Replicas: l.Replicas, Members: v.Cluster.Members, PrimaryLS: l.WAL,
+		Replicas: l.Replicas, Members: v.Cluster.Members,
 	})
 	if step.Kind == 0 {
 		return p

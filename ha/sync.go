@@ -48,18 +48,17 @@ type ReplicaConn struct {
 
 // SyncInput is what the leader's synchronous replication step looks at.
 type SyncInput struct {
-	Mode      string // "off", "on", "quorum"
-	Strict    bool
-	Want      int   // synchronous_node_count
-	MaxLag    int64 // maximum_lag_on_syncnode; <= 0 off
-	Me        string
-	Key       *dcs.Sync
-	GUC       postgres.SyncNames // in effect now
-	Managed   bool               // tusker sets the GUC (rather than the user's configuration)
-	Confirm   int64              // WAL position at which the current GUC was known to be in effect
-	Replicas  []ReplicaConn
-	Members   []dcs.Member
-	PrimaryLS int64 // the primary's flush position
+	Mode     string // "off", "on", "quorum"
+	Strict   bool
+	Want     int   // synchronous_node_count
+	MaxLag   int64 // maximum_lag_on_syncnode; <= 0 off
+	Me       string
+	Key      *dcs.Sync
+	GUC      postgres.SyncNames // in effect now
+	Managed  bool               // tusker sets the GUC (rather than the user's configuration)
+	Confirm  int64              // WAL position at which the current GUC was known to be in effect
+	Replicas []ReplicaConn
+	Members  []dcs.Member
 }
 
 // SyncStep is one change: write the key, delete it, set the GUC, or give the GUC back to the

@@ -50,7 +50,7 @@ func newSyncModel(t *testing.T, seed uint64, mode string) *syncModel {
 
 func (m *syncModel) input() SyncInput {
 	in := SyncInput{Mode: m.mode, Strict: m.strict, Want: m.want, Me: "a", Key: m.key, GUC: m.guc,
-		Managed: m.managed, Confirm: m.confirm, PrimaryLS: m.lsn}
+		Managed: m.managed, Confirm: m.confirm}
 	in.Members = append(in.Members, dcs.Member{Name: "a", Data: dcs.MemberData{Role: "primary", State: "running"}})
 	for _, n := range m.names {
 		in.Members = append(in.Members, dcs.Member{Name: n, Data: dcs.MemberData{Role: "replica", State: "running", Tags: m.tags[n]}})
@@ -232,7 +232,7 @@ func syncIn(mode string, key *dcs.Sync, guc string, replicas ...ReplicaConn) Syn
 	if err != nil {
 		panic(err)
 	}
-	in := SyncInput{Mode: mode, Want: 1, Me: "a", Key: key, GUC: g, Managed: true, Confirm: 100, PrimaryLS: 100, Replicas: replicas}
+	in := SyncInput{Mode: mode, Want: 1, Me: "a", Key: key, GUC: g, Managed: true, Confirm: 100, Replicas: replicas}
 	in.Members = append(in.Members, dcs.Member{Name: "a", Data: dcs.MemberData{Role: "primary", State: "running"}})
 	for _, r := range replicas {
 		in.Members = append(in.Members, dcs.Member{Name: r.Name, Data: dcs.MemberData{Role: "replica", State: "running"}})
