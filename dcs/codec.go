@@ -86,12 +86,17 @@ func (k Keys) Decode(kvs []KV) *Cluster {
 			sy, err := ParseSync(kv.Value)
 			if err != nil {
 				c.Invalid = append(c.Invalid, kv.Key)
-				continue
 			}
-			if sy != nil {
-				sy.Version = kv.Version
-				c.Sync = sy
+			if sy == nil {
+				if c.Sync != nil {
+					continue
+				}
+				// An unusable (garbage or empty) sync key names nobody, but it exists: its
+				// version lets the leader replace it by compare-and-set.
+				sy = &Sync{}
 			}
+			sy.Version = kv.Version
+			c.Sync = sy
 		case rel == "failsafe":
 			var fs map[string]string
 			if err := json.Unmarshal(kv.Value, &fs); err != nil {

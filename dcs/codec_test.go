@@ -49,6 +49,17 @@ func TestDecodePatroniValuesAndSkipsGarbage(t *testing.T) {
 	require.ElementsMatch(t, []string{"/service/c/members/bad", "/service/c/members/", "/service/c/sync"}, c.Invalid)
 }
 
+// TestUnusableSyncKeyKeepsItsVersion: a garbage or empty sync key names nobody, but its version is
+// kept so that the leader can replace it by compare-and-set (a create would fail forever).
+func TestUnusableSyncKeyKeepsItsVersion(t *testing.T) {
+	for _, v := range []string{`whatever`, ``, `{"quorum":-2}`} {
+		c := NewKeys("", "s").Decode([]KV{{Key: "/service/s/sync", Value: []byte(v), Version: 12}})
+		require.NotNil(t, c.Sync, v)
+		require.Equal(t, Sync{Version: 12}, *c.Sync, v)
+		require.False(t, c.Sync.Has("n1"))
+	}
+}
+
 func TestDecodeRejectsMalformedLeaderStatusHistoryFailover(t *testing.T) {
 	k := NewKeys("/service", "c")
 	c := k.Decode([]KV{

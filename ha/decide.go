@@ -806,7 +806,7 @@ func syncPrepare(v View) []Action {
 	}
 	g := act(SetSyncGUC)
 	if v.Settings.SyncStrict {
-		g.GUC = postgres.SyncNames{Any: v.Settings.SyncMode == "quorum", Num: 1, Names: []string{StrictPlaceholder}}
+		g.GUC = strictHold(v.Settings.SyncMode)
 	}
 	return append(acts, g)
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/tusker-ha/tusker/config"
 	"github.com/tusker-ha/tusker/dcs"
 	"github.com/tusker-ha/tusker/postgres"
 )
@@ -37,7 +38,13 @@ import (
 
 // StrictPlaceholder is the name that holds commits when synchronous_mode_strict has no standby to
 // wait for (Patroni's; config refuses it as a member name).
-const StrictPlaceholder = "__patroni_strict_sync_replica_placeholder__"
+const StrictPlaceholder = config.ReservedName
+
+// strictHold is the synchronous_standby_names that makes every commit wait for a standby that
+// cannot exist.
+func strictHold(mode string) postgres.SyncNames {
+	return postgres.SyncNames{Any: mode == "quorum", Num: 1, Names: []string{StrictPlaceholder}}
+}
 
 // ReplicaConn is one walsender on the primary, as pg_stat_replication shows it.
 type ReplicaConn struct {
@@ -162,7 +169,7 @@ func wantedGUC(in SyncInput, cands []syncCandidate) postgres.SyncNames {
 			// that the standbys in the key keep having every commit.
 			return in.GUC
 		}
-		return postgres.SyncNames{Any: in.Mode == "quorum", Num: 1, Names: []string{StrictPlaceholder}}
+		return strictHold(in.Mode)
 	}
 	if in.Mode == "on" {
 		return postgres.SyncNames{Num: len(names), Names: names}

@@ -37,13 +37,16 @@ func (n *Node) observeSync(v *View) {
 		}
 		return
 	}
+	ownKey := v.Cluster.Sync != nil && strings.EqualFold(v.Cluster.Sync.Leader, n.cfg.Name)
+	if n.syncGUC == nil && !syncOn(v.Settings) && !ownKey {
+		return // the configured value, nothing to manage: Decide does not look at it
+	}
 	g, err := postgres.ParseSyncNames(n.lastPG.SyncStandbyNames)
 	if err != nil {
 		n.log.Warn("cannot parse synchronous_standby_names; treating it as empty", "err", err)
 	}
 	l.SyncGUC = g
-	ownKey := v.Cluster.Sync != nil && strings.EqualFold(v.Cluster.Sync.Leader, n.cfg.Name)
-	if n.syncGUC == nil && (syncOn(v.Settings) || ownKey) {
+	if n.syncGUC == nil {
 		n.syncGUC = &g
 	}
 	if n.syncGUC != nil && n.syncConfirm == 0 {

@@ -395,3 +395,18 @@ func TestRuleSyncPromotion(t *testing.T) {
 	p = Decide(v)
 	assert.True(t, p.Has(Promote), p.Reason)
 }
+
+// TestRuleSyncReplacesUnusableKey: a sync key that did not parse (decoded as naming nobody) is
+// replaced by the leader, on its version, and restricts no promotion meanwhile.
+func TestRuleSyncReplacesUnusableKey(t *testing.T) {
+	v := leaderView("a", runningPrimary(100))
+	v.Local.Ready = true
+	v.Settings.SyncMode = "on"
+	v.Cluster.Sync = &dcs.Sync{Version: 12}
+	p := Decide(v)
+	i := slices.IndexFunc(p.Actions, func(a Action) bool { return a.Kind == WriteSyncKey })
+	require.GreaterOrEqual(t, i, 0, p.Reason)
+	assert.Equal(t, int64(12), p.Actions[i].SyncVersion)
+	assert.Equal(t, dcs.Sync{Leader: "a"}, p.Actions[i].SyncKey)
+	assert.True(t, syncVoter(v, "b"))
+}
