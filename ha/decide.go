@@ -558,13 +558,36 @@ func preferred(v View) bool {
 	return true
 }
 
+// needPeers says whether observe must probe the other members (a REST call to each): only when it
+// matters, that is when nobody holds the lock and this member might race, or when a switchover is
+// due on the leader. The named candidate of a switchover takes over at once without them, unless
+// it is short of the old primary's final position: then it needs them to fast-forward from a
+// member that is ahead, or to join the normal race (without them it would wait forever, and so
+// would the others, waiting for it).
+func needPeers(v View, me string, now time.Time) bool {
+	if !v.DCSOK || v.Action != "" {
+		return false
+	}
+	leader := v.Cluster.LeaderName()
+	f := v.Cluster.Failover
+	due := f != nil && (f.ScheduledAt == nil || !f.ScheduledAt.After(now))
+	candidateReady := due && f.Member == me &&
+		(f.Leader == "" || v.Cluster.Status.Optime == 0 || v.Local.WAL >= v.Cluster.Status.Optime)
+	racing := leader == "" && v.Local.Running && !v.Local.Primary && !v.Settings.NoFailover &&
+		!candidateReady && (!v.Settings.Pause || due)
+	handing := leader == me && v.LeaseHeld && due && v.Local.Primary
+	return racing || handing
+}
+
 // fastForward is pg_auto_failover's fast-forward: a preferred candidate that is behind streams
 // from the most advanced reachable member (a replica, without a slot) until it has caught up;
 // then the normal rules promote it.
 func fastForward(v View) (Plan, bool) {
 	var best Peer
 	for _, p := range v.Peers {
-		if p.Name != v.Me && p.Reachable && !p.Primary && p.WAL > best.WAL {
+		// A member whose key is missing (expired in a DCS outage) counts in the race, but cannot
+		// be streamed from until its key says where it is.
+		if p.Name != v.Me && p.Reachable && !p.Primary && p.WAL > best.WAL && v.Cluster.Member(p.Name) != nil {
 			best = p
 		}
 	}

@@ -1,6 +1,7 @@
 package ha
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -580,4 +581,83 @@ func TestRuleFastForward(t *testing.T) {
 
 	p = Decide(race("b", 2, 900, Peer{Name: "c", Reachable: true, WAL: 1000, Priority: 2}))
 	require.Empty(t, kinds(p), "equal priority: no fast-forward, the most advanced wins")
+}
+
+// TestNeedPeersSwitchoverCandidateBehind is the regression test of a deadlock the nemesis found
+// (seed 2, mode off): the switchover candidate's postgres crashed just before the request, so it
+// came back short of the old primary's final position. It did not probe its peers (a candidate
+// "takes over at once"), so it could neither fast-forward nor race, while the others waited for
+// it and the former leader did not race: no primary, forever.
+func TestNeedPeersSwitchoverCandidateBehind(t *testing.T) {
+	noLeader := func(me string, f *dcs.Failover, wal int64) View {
+		c := cluster("", member("a", "replica"), member("b", "replica"), member("c", "replica"))
+		c.Failover = f
+		c.Status.Optime = 1000
+		return view(me, c, runningReplica(wal))
+	}
+	sw := &dcs.Failover{Leader: "a", Member: "b"}
+	require.False(t, needPeers(noLeader("b", sw, 1000), "b", t0), "a candidate with the final position takes over without asking")
+	require.True(t, needPeers(noLeader("b", sw, 900), "b", t0), "a candidate short of it needs its peers to catch up or race")
+	require.True(t, needPeers(noLeader("c", sw, 1000), "c", t0), "the others check on the candidate")
+	require.True(t, needPeers(noLeader("b", nil, 900), "b", t0), "no request: the normal race")
+	require.False(t, needPeers(noLeader("b", &dcs.Failover{Member: "b"}, 10), "b", t0), "a manual failover ignores lag")
+
+	v := noLeader("b", sw, 900)
+	v.DCSOK = false
+	require.False(t, needPeers(v, "b", t0), "without the DCS there is no race")
+	v = noLeader("b", nil, 900)
+	v.Action = "restart"
+	require.False(t, needPeers(v, "b", t0), "busy")
+	v = noLeader("b", nil, 900)
+	v.Settings.Pause = true
+	require.False(t, needPeers(v, "b", t0), "paused, no request: nobody races")
+
+	l := leaderView("a", runningPrimary(1000))
+	require.False(t, needPeers(l, "a", t0), "a leader without a request")
+	l.Cluster.Failover = &dcs.Failover{Leader: "a", Member: "b"}
+	require.True(t, needPeers(l, "a", t0), "a leader with a due switchover checks the candidates")
+	later := t0.Add(time.Minute)
+	l.Cluster.Failover = &dcs.Failover{Leader: "a", Member: "b", ScheduledAt: &later}
+	require.False(t, needPeers(l, "a", t0), "not due yet")
+
+	// With its peers, the candidate that is behind fast-forwards from the one that is ahead.
+	p := Decide(probed(noLeader("b", sw, 900), Peer{Name: "c", Reachable: true, WAL: 1000}))
+	require.Equal(t, []Action{{Kind: Follow, Upstream: "c", FastForward: true}}, p.Actions, p.Reason)
+}
+
+// TestMemberMemoryAfterDCSOutage is the regression test of a lost-writes race the nemesis found
+// (seed 2, mode off, a DCS outage longer than ttl): every member key expired, and the first
+// replica to read the DCS again saw nobody else, raced and won although the other replica was
+// 100 kB ahead of it (and was rewound). Members that vanished from the DCS are still asked
+// before a race for 2*ttl of reachable DCS.
+func TestMemberMemoryAfterDCSOutage(t *testing.T) {
+	var mm memberMemory
+	keep := 12 * time.Second
+	mm.update(cluster("a", member("a", "primary"), member("b", "replica"), member("c", "replica")), t0, keep)
+
+	// The outage: no reads for a minute. The first read after it has only b's key.
+	after := cluster("", member("b", "replica"))
+	mm.update(after, t0.Add(time.Minute), keep)
+	names := func() []string {
+		var out []string
+		for _, m := range mm.withAbsent(after) {
+			out = append(out, m.Name)
+		}
+		slices.Sort(out)
+		return out
+	}
+	require.Equal(t, []string{"a", "b", "c"}, names(), "a and c are still asked: their keys expired while nobody could renew them")
+	mm.update(after, t0.Add(time.Minute+keep), keep)
+	require.Equal(t, []string{"a", "b", "c"}, names())
+	mm.update(after, t0.Add(time.Minute+keep+time.Second), keep)
+	require.Equal(t, []string{"b"}, names(), "absent for longer than keep with the DCS reachable: forgotten")
+
+	// The race: b sees c (absent from the DCS, reachable, ahead) and does not take the lock.
+	v := probed(view("b", after, runningReplica(900)), Peer{Name: "c", Reachable: true, WAL: 1000})
+	p := Decide(v)
+	require.Empty(t, kinds(p), "c is ahead: %s", p.Reason)
+	require.Contains(t, p.Reason, "c is ahead")
+	// ... and does not try to stream from it before its key says where it is.
+	_, ok := fastForward(v)
+	require.False(t, ok)
 }

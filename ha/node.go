@@ -94,6 +94,7 @@ type Node struct {
 	// syncConfirm the WAL position from which it is known to be in effect (0: unknown).
 	syncGUC     *postgres.SyncNames
 	syncConfirm int64
+	members     memberMemory // loop-owned: who was in the DCS lately
 
 	// Shared with actions running in goroutines.
 	mu           sync.Mutex
@@ -312,6 +313,8 @@ func (n *Node) observe(ctx context.Context) View {
 		v.Cluster = cl
 		n.dcsErrLogged = time.Time{}
 		n.lastCluster, n.lastSeen = cl, time.Now()
+		ttl, _, _ := n.dyn.TimingDurations()
+		n.members.update(cl, n.lastSeen, 2*ttl)
 		for _, k := range cl.Invalid {
 			n.log.Debug("skipping a DCS key with an unparsable value", "key", k)
 		}
@@ -357,15 +360,13 @@ func (n *Node) observe(ctx context.Context) View {
 	v.Local.RewindFailed = n.rewindFailed[leader]
 	n.mu.Unlock()
 
-	// Probe the others only when it matters: no leader and we might race (the named candidate of
-	// a switchover does not need to: it takes over at once), or a switchover is due on the leader.
-	f := v.Cluster.Failover
-	due := f != nil && (f.ScheduledAt == nil || !f.ScheduledAt.After(time.Now()))
-	racing := leader == "" && v.Local.Running && !v.Local.Primary && !v.Settings.NoFailover &&
-		!(due && f.Member == n.cfg.Name) && (!v.Settings.Pause || due)
-	handing := leader == n.cfg.Name && v.LeaseHeld && due && v.Local.Primary
-	if v.DCSOK && v.Action == "" && (racing || handing) {
-		v.Peers = n.probePeers(ctx, v.Cluster, rt)
+	if needPeers(v, n.cfg.Name, time.Now()) {
+		probe := v.Cluster
+		if leader == "" {
+			// A race: ask the members whose keys expired in a DCS outage too.
+			probe = &dcs.Cluster{Members: n.members.withAbsent(v.Cluster)}
+		}
+		v.Peers = n.probePeers(ctx, probe, rt)
 		v.PeersProbed = true
 	}
 
@@ -1134,7 +1135,7 @@ func ConnHostPort(connURL string) (string, int, error) {
 func (n *Node) publish(v View, p Plan) {
 	ttl, _, rt := n.dyn.TimingDurations()
 	n.mu.Lock()
-	leaseHeld, action, checkpointed := n.leaseHeld, n.action, n.checkpointed
+	leaseHeld, leaseExpiry, action, checkpointed := n.leaseHeld, n.leaseExpiry, n.action, n.checkpointed
 	failsafeOn, restartAt := n.failsafeOn, n.restartAt
 	// A replica takes part in failsafe mode while the primary's confirmations keep coming.
 	failsafeReplica := n.failsafeFrom != "" && time.Since(n.failsafeAt) < ttl
@@ -1152,6 +1153,9 @@ func (n *Node) publish(v View, p Plan) {
 		TTL: ttl, MaximumLagOnFailover: n.dyn.MaximumLagOnFailover, LastLoop: time.Now(),
 		FailsafeEnabled: n.dyn.FailsafeMode, FailsafeActive: (failsafeOn || failsafeReplica) && !v.DCSOK,
 		WatchdogFailed: n.wd.Failed() || !n.watchdogUsable(), ScheduledRestart: restartAt,
+	}
+	if isLeader {
+		st.LeaderUntil = leaseExpiry.Add(-FenceMargin(n.settings()))
 	}
 	switch {
 	case action == "clone" || action == "reclone":

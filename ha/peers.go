@@ -84,6 +84,53 @@ func probeTimeout(retry time.Duration) time.Duration {
 	return min(max(retry/2, 500*time.Millisecond), 2*time.Second)
 }
 
+// memberMemory remembers the members seen in the DCS. A member key lives ttl: during a DCS outage
+// longer than that every key expires, and when the DCS comes back the first member to read it
+// would see nobody else and win the race, although a member that is ahead of it is alive and
+// rewrites its key on its next cycle (the nemesis found this: a replica 100 kB behind promoted
+// after a 8 s outage and the other replica needed a rewind). A member that vanished from the DCS
+// is still asked before a race until it has been absent for keep while the DCS was reachable.
+type memberMemory struct {
+	seen map[string]*rememberedMember
+}
+
+type rememberedMember struct {
+	m           dcs.Member
+	absentSince time.Time // first successful read without it (zero while present)
+}
+
+// update records a successful read of the cluster at now.
+func (mm *memberMemory) update(c *dcs.Cluster, now time.Time, keep time.Duration) {
+	if mm.seen == nil {
+		mm.seen = map[string]*rememberedMember{}
+	}
+	present := map[string]bool{}
+	for _, m := range c.Members {
+		present[m.Name] = true
+		mm.seen[m.Name] = &rememberedMember{m: m}
+	}
+	for name, r := range mm.seen {
+		switch {
+		case present[name]:
+		case r.absentSince.IsZero():
+			r.absentSince = now
+		case now.Sub(r.absentSince) > keep:
+			delete(mm.seen, name)
+		}
+	}
+}
+
+// withAbsent is the members of c plus the remembered ones that are missing from it.
+func (mm *memberMemory) withAbsent(c *dcs.Cluster) []dcs.Member {
+	out := append([]dcs.Member(nil), c.Members...)
+	for name, r := range mm.seen {
+		if c.Member(name) == nil {
+			out = append(out, r.m)
+		}
+	}
+	return out
+}
+
 // probePeers asks every other member in parallel; unreachable ones come back with Reachable false.
 func (n *Node) probePeers(ctx context.Context, c *dcs.Cluster, retry time.Duration) []Peer {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout(retry))

@@ -37,6 +37,10 @@ type Status struct {
 
 	// Cluster, as last read from the DCS.
 	IsLeader        bool // this member holds the leader key
+	// LeaderUntil (while IsLeader) is when the lease runs out unless renewed, less the fence
+	// margin: the moment postgres is fenced. A status read after it (the loop stalled, or the
+	// process was frozen and just resumed) must not send clients to this member.
+	LeaderUntil time.Time
 	ClusterUnlocked bool // nobody holds the leader key (or the DCS is unreachable)
 	DCSReachable    bool
 	DCSLastSeen     time.Time // last successful DCS read
@@ -64,6 +68,12 @@ type Status struct {
 	MaximumLagOnFailover int64
 
 	LastLoop time.Time // when the HA loop last completed a cycle
+}
+
+// Leading says whether the member counts as the leader at now: it holds the key and its lease
+// has not run out (a zero LeaderUntil sets no deadline).
+func (st *Status) Leading(now time.Time) bool {
+	return st.IsLeader && (st.LeaderUntil.IsZero() || now.Before(st.LeaderUntil))
 }
 
 // Replication is one row of pg_stat_replication.

@@ -187,9 +187,9 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 	case epLiveness:
 		writeCode(w, s.liveness(st)) // Patroni sends the status line only, for GET too
 	case epReadiness:
-		writeCode(w, readiness(st, r.URL.RawQuery))
+		writeCode(w, readiness(st, r.URL.RawQuery, s.now()))
 	default:
-		code := healthCode(ep, st, r.URL.RawQuery)
+		code := healthCode(ep, st, r.URL.RawQuery, s.now())
 		if get {
 			snap := s.snapshotFor(st)
 			writeJSON(w, code, snap.patroni, snap.patroniLen)
@@ -217,8 +217,11 @@ func writeText(w http.ResponseWriter, r *http.Request, code int, msg string, all
 	writeMessage(w, r, code, msg+"\n", allow)
 }
 
-// healthCode is Patroni's generic health check (api.py do_GET) answered from the Status.
-func healthCode(ep endpoint, st *ha.Status, query string) int {
+// healthCode is Patroni's generic health check (api.py do_GET) answered from the Status. The
+// leader paths also need the lease to be valid at now: the status is a snapshot of the last loop,
+// and a tusker that was frozen (SIGSTOP, a stalled VM) longer than ttl would otherwise answer
+// /primary 200 from it on waking, while another member is already promoted.
+func healthCode(ep endpoint, st *ha.Status, query string, now time.Time) int {
 	if st == nil {
 		return http.StatusServiceUnavailable
 	}
@@ -230,7 +233,7 @@ func healthCode(ep endpoint, st *ha.Status, query string) int {
 		// In maintenance mode without a DCS, trust what Postgres says.
 		leaderOK = running && (st.Role == "primary" || st.Role == "standby_leader")
 		primaryOK = running && st.Role == "primary"
-	case st.IsLeader:
+	case st.Leading(now):
 		leaderOK = running
 		primaryOK = running && st.Role == "primary"
 	}
@@ -313,12 +316,12 @@ func replicaOK(st *ha.Status, query string) bool {
 // readiness is Patroni's /readiness: the leader, or a running replica that streams and is within
 // ?lag= (default maximum_lag_on_failover) of the leader, replayed (?mode=apply, the default) or
 // received (?mode=write).
-func readiness(st *ha.Status, query string) int {
+func readiness(st *ha.Status, query string, now time.Time) int {
 	const notReady = http.StatusServiceUnavailable
 	if st == nil || st.State != "running" {
 		return notReady
 	}
-	if st.IsLeader {
+	if st.Leading(now) {
 		return http.StatusOK
 	}
 	if st.ReplicationState != "streaming" {

@@ -379,6 +379,23 @@ func TestLeaderRules(t *testing.T) {
 		}
 	}
 
+	// A status whose lease ran out (the test server's clock is t0+1s) is not a leader any more:
+	// the nemesis froze a primary's tusker past ttl, and on SIGCONT its last status still said
+	// leader while another member was promoted.
+	st = primary()
+	st.LeaderUntil = t0.Add(time.Second)
+	for _, p := range []string{"/primary", "/leader", "/read-write", "/readiness"} {
+		if got := code(t, st, http.MethodGet, p); got != unavailable {
+			t.Errorf("leader past its lease: %s = %d, want 503", p, got)
+		}
+	}
+	st.LeaderUntil = t0.Add(time.Second + time.Millisecond)
+	for _, p := range []string{"/primary", "/leader", "/readiness"} {
+		if got := code(t, st, http.MethodGet, p); got != ok {
+			t.Errorf("leader within its lease: %s = %d, want 200", p, got)
+		}
+	}
+
 	// A replica holding the key (promotion not finished) is the leader, not a primary.
 	st = replica()
 	st.IsLeader = true
