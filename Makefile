@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 BIN      := bin
 
-.PHONY: all build deps test unit vet demo bench clean
+.PHONY: all build deps test unit vet demo bench nemesis clean
 
 all: build
 
@@ -37,6 +37,12 @@ demo: build
 bench: build
 	bash scripts/install-deps.sh --bench
 	$(GO) run ./test/bench -tusker $(BIN)/tusker
+
+# Fault injection (docs/nemesis.md): NEMESIS_FAULTS (default 100), NEMESIS_SEED (replays a run),
+# NEMESIS_MODE (on, quorum, strict, off). Needs root: every node runs in its own network namespace.
+nemesis: build
+	bash scripts/install-deps.sh --nemesis
+	$(GO) run ./test/nemesis -tusker $(BIN)/tusker
 
 clean:
 	rm -rf $(BIN)

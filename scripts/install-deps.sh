@@ -4,9 +4,10 @@
 #   - etcd 3.4 and ZooKeeper 3.8 (Debian's etcd-server and zookeeper), for the DCS conformance suite;
 #   - etcd 3.6, Consul 1.16.3 and kube-apiserver 1.36.3, built from the Go module proxy and cached
 #     outside the repo, keyed by version (TUSKER_CACHE, default ~/.cache/tusker);
+#   - iproute2 and util-linux (ip, nsenter) for the fault-injection suite, when absent;
 #   - with --bench: wrk and Patroni (Debian packages) for `make bench`.
-# --demo and --bench install only PostgreSQL and etcd 3.6 besides (and, for --bench, wrk and
-# Patroni): the other DCS servers are for the tests.
+# --demo, --bench and --nemesis install only PostgreSQL and etcd 3.6 besides (and, for --bench,
+# wrk and Patroni; for --nemesis, ip and nsenter): the other DCS servers are for the tests.
 # Idempotent: a second run only checks. Prints the etcd binary path on its last line.
 set -euo pipefail
 
@@ -19,8 +20,8 @@ PGBIN="${TUSKER_PG_BIN:-/usr/lib/postgresql/15/bin}"
 log() { echo "install-deps: $*" >&2; }
 
 mode="${1:-}"
-case "$mode" in "" | --demo | --bench) ;; *)
-	log "unknown option $mode (expected --demo or --bench)"
+case "$mode" in "" | --demo | --bench | --nemesis) ;; *)
+	log "unknown option $mode (expected --demo, --bench or --nemesis)"
 	exit 2
 	;;
 esac
@@ -64,6 +65,18 @@ command -v java >/dev/null || missing+=(default-jre-headless)
 if [ -n "$all" ] && [ ${#missing[@]} -gt 0 ]; then
 	log "installing for the DCS tests: ${missing[*]}"
 	apt_install "${missing[@]}"
+fi
+
+# The fault-injection suite (make nemesis, and its short profile in make test) builds network
+# namespaces with iproute2's ip and enters them with util-linux's nsenter.
+if [ -n "$all" ] || [ "$mode" = "--nemesis" ]; then
+	missing=()
+	command -v ip >/dev/null || missing+=(iproute2)
+	command -v nsenter >/dev/null || missing+=(util-linux)
+	if [ ${#missing[@]} -gt 0 ]; then
+		log "installing for the fault-injection suite: ${missing[*]}"
+		apt_install "${missing[@]}"
+	fi
 fi
 
 # make bench also needs wrk (the REST load generator) and Patroni 3.0.2 to compare against.

@@ -41,6 +41,15 @@ type ClusterOptions struct {
 	// APIClient, when set, reaches the nodes' REST APIs over HTTPS (the nodes' ExtraLocal then
 	// configures restapi.certfile...): APIURL says https and Patroni, Check and Healthy use it.
 	APIClient *http.Client
+	// Host, when set, is the address one node listens on and is reached at (default 127.0.0.1):
+	// the fault-injection suite gives every node its own network namespace and address.
+	Host func(node string) string
+	// Wrap, when set, is the command that one node's tusker runs under (its arguments follow), e.g.
+	// nsenter into the node's network namespace. The wrapper then drops privileges itself: Cred
+	// only decides who owns the node's files.
+	Wrap func(node string) []string
+	// Network, when set, is a CIDR that pg_hba lets in besides 127.0.0.1 (the nodes' addresses).
+	Network string
 }
 
 // Cluster is a set of real tusker processes managing real PostgreSQL instances.
@@ -61,9 +70,11 @@ type Node struct {
 	LogPath    string
 	APIPort    int
 	PGPort     int
+	Host       string   // address the node listens on and is reached at
 	PGExtra    string   // YAML lines (indented by two spaces) added to the postgresql section
 	Env        []string // extra environment for the tusker process
 	cred       *syscall.Credential
+	wrap       []string
 	bin        string
 	client     *http.Client // for the REST API; nil = plain HTTP with http.DefaultClient
 	cmd        *exec.Cmd
@@ -74,8 +85,8 @@ var nodeConfig = template.Must(template.New("node").Parse(`scope: {{.Scope}}
 namespace: /service
 name: {{.Name}}
 restapi:
-  listen: 127.0.0.1:{{.APIPort}}
-  connect_address: 127.0.0.1:{{.APIPort}}
+  listen: {{.Host}}:{{.APIPort}}
+  connect_address: {{.Host}}:{{.APIPort}}
 {{.DCS}}
 bootstrap:
   dcs:
@@ -93,9 +104,13 @@ bootstrap:
   - local all all trust
   - host all all 127.0.0.1/32 scram-sha-256
   - host replication all 127.0.0.1/32 scram-sha-256
+{{- if .Network}}
+  - host all all {{.Network}} scram-sha-256
+  - host replication all {{.Network}} scram-sha-256
+{{- end}}
 postgresql:
-  listen: 127.0.0.1:{{.PGPort}}
-  connect_address: 127.0.0.1:{{.PGPort}}
+  listen: {{.Host}}:{{.PGPort}}
+  connect_address: {{.Host}}:{{.PGPort}}
   data_dir: {{.DataDir}}
   bin_dir: {{.PGBinDir}}
   pgpass: {{.Dir}}/pgpass
@@ -144,8 +159,15 @@ func NewCluster(o ClusterOptions) (*Cluster, error) {
 			return nil, err
 		}
 		n := &Node{Name: name, Dir: dir, DataDir: filepath.Join(dir, "data"), APIPort: api, PGPort: pgp,
+			Host:       "127.0.0.1",
 			ConfigPath: filepath.Join(dir, "tusker.yml"), LogPath: filepath.Join(dir, "tusker.log"),
 			cred: o.Cred, bin: o.TuskerBin, client: o.APIClient}
+		if o.Host != nil {
+			n.Host = o.Host(name)
+		}
+		if o.Wrap != nil {
+			n.wrap = o.Wrap(name)
+		}
 		if o.NodeEnv != nil {
 			n.Env = append(n.Env, o.NodeEnv(name)...)
 		}
@@ -166,6 +188,7 @@ func (c *Cluster) WriteConfig(n *Node, extra string) error {
 	}
 	err := nodeConfig.Execute(&b, map[string]any{
 		"Scope": c.Opts.Scope, "Name": n.Name, "APIPort": n.APIPort, "PGPort": n.PGPort,
+		"Host": n.Host, "Network": c.Opts.Network,
 		"DCS": dcsYAML, "SocketDir": c.SocketDir, "DataDir": n.DataDir, "PGBinDir": c.Opts.PGBinDir, "Dir": n.Dir,
 		"Extra": extra, "PGExtra": n.PGExtra,
 	})
@@ -225,9 +248,14 @@ func (n *Node) Start() error {
 		_ = os.Chown(n.LogPath, int(n.cred.Uid), int(n.cred.Gid))
 	}
 	cmd := exec.Command(n.bin, n.ConfigPath)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: n.cred}
+	if len(n.wrap) > 0 {
+		// The wrapper execs tusker, so the process (and its pid) is tusker's own.
+		cmd = exec.Command(n.wrap[0], append(n.wrap[1:], n.bin, n.ConfigPath)...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), n.Env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: n.cred}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("starting %s: %w", n.Name, err)
@@ -329,7 +357,7 @@ func (n *Node) APIURL() string {
 	if n.client != nil {
 		scheme = "https"
 	}
-	return fmt.Sprintf("%s://127.0.0.1:%d", scheme, n.APIPort)
+	return fmt.Sprintf("%s://%s:%d", scheme, n.Host, n.APIPort)
 }
 
 // HTTPClient is the client that reaches the node's REST API (with the cluster's TLS settings).
@@ -342,8 +370,8 @@ func (n *Node) HTTPClient() *http.Client {
 
 // DSN is a superuser connection string to the node's PostgreSQL.
 func (n *Node) DSN() string {
-	return fmt.Sprintf("host=127.0.0.1 port=%d user=postgres password=%s dbname=postgres connect_timeout=2 sslmode=disable",
-		n.PGPort, SuperuserPassword)
+	return fmt.Sprintf("host=%s port=%d user=postgres password=%s dbname=postgres connect_timeout=2 sslmode=disable",
+		n.Host, n.PGPort, SuperuserPassword)
 }
 
 // Patroni is the node's GET /patroni body (nil map and an error when unreachable).

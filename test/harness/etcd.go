@@ -23,6 +23,7 @@ type Etcd struct {
 	bin      string
 	logFile  string
 	cred     *syscall.Credential
+	wrap     []string
 }
 
 // StartEtcd starts etcd (the binary Main prepared, else EtcdPath) in a fresh directory on free
@@ -75,6 +76,12 @@ func StartEtcdBinary(t testing.TB, bin string) *Etcd {
 
 // NewEtcd prepares a server in dir on free ports; cred (optional) runs it as another user.
 func NewEtcd(dir, bin string, cred *syscall.Credential) (*Etcd, error) {
+	return NewEtcdAt(dir, bin, cred, "127.0.0.1", nil)
+}
+
+// NewEtcdAt is NewEtcd listening on host, run under wrap (a command that execs its arguments, such
+// as nsenter into a network namespace, and then drops privileges itself) when wrap is set.
+func NewEtcdAt(dir, bin string, cred *syscall.Credential, host string, wrap []string) (*Etcd, error) {
 	cport, err := PickFreePort()
 	if err != nil {
 		return nil, err
@@ -84,12 +91,12 @@ func NewEtcd(dir, bin string, cred *syscall.Credential) (*Etcd, error) {
 		return nil, err
 	}
 	e := &Etcd{
-		HostPort: fmt.Sprintf("127.0.0.1:%d", cport),
-		Endpoint: fmt.Sprintf("http://127.0.0.1:%d", cport),
-		dir:      dir, bin: bin, cred: cred,
+		HostPort: fmt.Sprintf("%s:%d", host, cport),
+		Endpoint: fmt.Sprintf("http://%s:%d", host, cport),
+		dir:      dir, bin: bin, cred: cred, wrap: wrap,
 		logFile: filepath.Join(dir, "etcd.log"),
 	}
-	peer := fmt.Sprintf("http://127.0.0.1:%d", pport)
+	peer := fmt.Sprintf("http://%s:%d", host, pport)
 	e.args = []string{"--name", "n1", "--data-dir", filepath.Join(dir, "etcd-data"),
 		"--listen-client-urls", e.Endpoint, "--advertise-client-urls", e.Endpoint,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
@@ -105,9 +112,13 @@ func (e *Etcd) Start() error {
 		return err
 	}
 	cmd := exec.Command(e.bin, e.args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: e.cred}
+	if len(e.wrap) > 0 {
+		cmd = exec.Command(e.wrap[0], append(e.wrap[1:], append([]string{e.bin}, e.args...)...)...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = cleanEtcdEnv()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: e.cred}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("starting etcd: %w", err)
