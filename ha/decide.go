@@ -50,6 +50,9 @@ type Local struct {
 	// HandedOver: this member stopped as the old primary of a switchover and has not started
 	// again since.
 	HandedOver bool
+	// StalledSince: a running replica whose WAL receiver is not streaming, since when (zero while
+	// it streams, and restarted whenever it is pointed at another upstream).
+	StalledSince time.Time
 
 	// Synchronous replication, on a running primary: the synchronous_standby_names in effect,
 	// whether tusker sets it (rather than the user's configuration), the WAL position at which it
@@ -156,6 +159,7 @@ const (
 	DeleteSyncKey                     // delete the sync key
 	SetSyncGUC                        // set synchronous_standby_names and wait until it is in effect
 	RestoreSyncGUC                    // give synchronous_standby_names back to the configuration
+	StopReplica                       // stop the running replica (fast), so that the rejoin rules check it
 )
 
 var kindNames = map[Kind]string{
@@ -165,7 +169,7 @@ var kindNames = map[Kind]string{
 	ClaimInitialize: "claim initialize", RefuseForeignData: "refuse foreign data", ProbeRewind: "probe rewind",
 	Handover: "handover", ClearFailover: "clear failover", CancelAction: "cancel action",
 	WriteSyncKey: "write sync key", DeleteSyncKey: "delete sync key", SetSyncGUC: "set synchronous_standby_names",
-	RestoreSyncGUC: "restore synchronous_standby_names",
+	RestoreSyncGUC: "restore synchronous_standby_names", StopReplica: "stop replica",
 }
 
 func (k Kind) String() string { return kindNames[k] }
@@ -459,6 +463,24 @@ func decideStopped(v View, leader string, iAmLeader bool) Plan {
 	}
 }
 
+// stalledOnOldTimeline is the rejoin rule for a replica that is already running: one that
+// received WAL past the point where the new leader's timeline forked off (an asynchronous replica
+// can be ahead of the synchronous standby that was promoted) can never stream from it, and
+// postgres only logs that, forever. The check is done where it is exact, on the stopped data
+// directory: a replica that has not streamed for ttl while the leader is on a newer timeline than
+// its own is stopped, and decideStopped checks it, rewinds it if it diverged, and starts it again.
+// A replica that did not diverge streams within a second of being pointed at the new leader.
+func stalledOnOldTimeline(v View, leader string) (Plan, bool) {
+	l, s := v.Local, v.Settings
+	m := v.Cluster.Member(leader)
+	if s.Pause || l.StalledSince.IsZero() || m == nil || m.Data.Timeline <= l.Timeline ||
+		v.Now.Sub(l.StalledSince) < s.TTL {
+		return Plan{}, false
+	}
+	return plan(fmt.Sprintf("not streaming from %s for %s, and it is on timeline %d while this replica is on %d: stopping postgres to check whether it diverged",
+		leader, v.Now.Sub(l.StalledSince).Round(time.Second), m.Data.Timeline, l.Timeline), act(StopReplica)), true
+}
+
 func leaderCheckpointPending(c *dcs.Cluster, leader string) bool {
 	m := c.Member(leader)
 	return m != nil && m.Data.CheckpointAfterPromote != nil && !*m.Data.CheckpointAfterPromote
@@ -492,6 +514,9 @@ func decideRunning(v View, leader string, iAmLeader bool) Plan {
 		}
 		if l.Upstream != leader {
 			return plan(fmt.Sprintf("following the new leader %s", leader), actOn(Follow, leader))
+		}
+		if p, ok := stalledOnOldTimeline(v, leader); ok {
+			return p
 		}
 		return plan(fmt.Sprintf("following leader %s", leader))
 	}

@@ -661,3 +661,39 @@ func TestMemberMemoryAfterDCSOutage(t *testing.T) {
 	_, ok := fastForward(v)
 	require.False(t, ok)
 }
+
+// TestRuleStalledReplicaOnOldTimelineIsChecked is the regression test of a replica stuck forever
+// that the nemesis found (strict mode, a DCS outage): the asynchronous replica had received WAL
+// from the old primary past the point where the promoted synchronous standby's timeline forked
+// off, so it could never stream from the new leader, and nothing checked it while it ran.
+func TestRuleStalledReplicaOnOldTimelineIsChecked(t *testing.T) {
+	stalled := func(since time.Duration, leaderTL int) View {
+		lm := member("a", "primary")
+		lm.Data.Timeline = leaderTL
+		l := runningReplica(1000)
+		l.Timeline, l.Upstream = 10, "a"
+		if since > 0 {
+			l.StalledSince = t0.Add(-since)
+		}
+		return view("b", cluster("a", lm, member("b", "replica")), l)
+	}
+	p := Decide(stalled(7*time.Second, 11))
+	require.Equal(t, []Kind{StopReplica}, kinds(p), p.Reason)
+	require.Contains(t, p.Reason, "timeline 11 while this replica is on 10")
+
+	require.Empty(t, kinds(Decide(stalled(0, 11))), "streaming")
+	require.Empty(t, kinds(Decide(stalled(5*time.Second, 11))), "not for ttl yet: a replica that did not diverge streams within a second")
+	require.Empty(t, kinds(Decide(stalled(time.Minute, 10))), "same timeline: the leader is unreachable, which a restart does not cure")
+	v := stalled(time.Minute, 11)
+	v.Settings.Pause = true
+	require.Empty(t, kinds(Decide(v)), "pause: nothing is stopped")
+
+	// Stopped, the rejoin rule checks it against the leader, and rewinds it if it diverged.
+	l := Local{DataDir: DataDirValid, SysID: "7300000000000000001", Timeline: 10, CanRewind: true}
+	c := stalled(0, 11).Cluster
+	p = Decide(view("b", c, l))
+	require.Equal(t, []Action{{Kind: ProbeRewind, Upstream: "a"}}, p.Actions, p.Reason)
+	l.Diverged = boolp(true)
+	p = Decide(view("b", c, l))
+	require.Equal(t, []Action{{Kind: Rewind, Upstream: "a"}}, p.Actions, p.Reason)
+}

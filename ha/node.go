@@ -84,6 +84,8 @@ type Node struct {
 	lastPG       postgres.State
 	pgReady      bool
 	downSince    time.Time // leader: postgres first seen down
+	stalledSince time.Time // replica: WAL receiver first seen not streaming (from stalledFrom)
+	stalledFrom  string
 	lastWAL      int64
 	walChangedAt time.Time
 	adopted      bool   // the first observation of postgres was made
@@ -349,6 +351,14 @@ func (n *Node) observe(ctx context.Context) View {
 		n.downSince = time.Time{}
 	}
 	v.Local.DownSince = n.downSince
+	if v.Local.Ready && !v.Local.Primary && !n.lastPG.Streaming && v.Local.Upstream != "" {
+		if n.stalledSince.IsZero() || n.stalledFrom != v.Local.Upstream {
+			n.stalledSince, n.stalledFrom = time.Now(), v.Local.Upstream
+		}
+	} else {
+		n.stalledSince, n.stalledFrom = time.Time{}, ""
+	}
+	v.Local.StalledSince = n.stalledSince
 	if v.Local.WAL != n.lastWAL {
 		n.lastWAL, n.walChangedAt = v.Local.WAL, time.Now()
 	}
@@ -745,6 +755,12 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 			n.setRole("demoted")
 			n.fire("on_role_change")
 			return nil
+		})
+	case StopReplica:
+		n.setUpstream("")
+		n.forgetRejoin()
+		return n.startAction(ctx, "stop replica", func(ctx context.Context) error {
+			return n.pg.Stop(ctx, postgres.StopFast)
 		})
 	case ProbeRewind:
 		up, err := n.upstreamOf(v.Cluster, a.Upstream)

@@ -36,11 +36,11 @@ type Status struct {
 	ScheduledRestart     *ScheduledRestart // nil when none is scheduled
 
 	// Cluster, as last read from the DCS.
-	IsLeader        bool // this member holds the leader key
+	IsLeader bool // this member holds the leader key
 	// LeaderUntil (while IsLeader) is when the lease runs out unless renewed, less the fence
 	// margin: the moment postgres is fenced. A status read after it (the loop stalled, or the
 	// process was frozen and just resumed) must not send clients to this member.
-	LeaderUntil time.Time
+	LeaderUntil     time.Time
 	ClusterUnlocked bool // nobody holds the leader key (or the DCS is unreachable)
 	DCSReachable    bool
 	DCSLastSeen     time.Time // last successful DCS read
