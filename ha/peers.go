@@ -88,7 +88,7 @@ func probeTimeout(retry time.Duration) time.Duration {
 // longer than that every key expires, and when the DCS comes back the first member to read it
 // would see nobody else and win the race, although a member that is ahead of it is alive and
 // rewrites its key on its next cycle (the nemesis found this: a replica 100 kB behind promoted
-// after a 8 s outage and the other replica needed a rewind). A member that vanished from the DCS
+// after an 8 s outage and the other replica needed a rewind). A member that vanished from the DCS
 // is still asked before a race until it has been absent for keep while the DCS was reachable.
 type memberMemory struct {
 	seen map[string]*rememberedMember
