@@ -247,13 +247,7 @@ func (n *Node) Start() error {
 	if n.cred != nil {
 		_ = os.Chown(n.LogPath, int(n.cred.Uid), int(n.cred.Gid))
 	}
-	cmd := exec.Command(n.bin, n.ConfigPath)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: n.cred}
-	if len(n.wrap) > 0 {
-		// The wrapper execs tusker, so the process (and its pid) is tusker's own.
-		cmd = exec.Command(n.wrap[0], append(n.wrap[1:], n.bin, n.ConfigPath)...)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	}
+	cmd := wrapped(n.wrap, n.cred, n.bin, n.ConfigPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), n.Env...)
 	if err := cmd.Start(); err != nil {
@@ -264,6 +258,19 @@ func (n *Node) Start() error {
 	done := n.done
 	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
 	return nil
+}
+
+// wrapped is the command that runs bin with args in its own process group: as cred directly, or
+// under wrap (which execs bin, so the pid is bin's own, and drops privileges itself).
+func wrapped(wrap []string, cred *syscall.Credential, bin string, args ...string) *exec.Cmd {
+	if len(wrap) == 0 {
+		cmd := exec.Command(bin, args...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
+		return cmd
+	}
+	cmd := exec.Command(wrap[0], append(append(wrap[1:len(wrap):len(wrap)], bin), args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	return cmd
 }
 
 // Running reports whether the tusker process is alive.

@@ -111,12 +111,8 @@ func (e *Etcd) Start() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(e.bin, e.args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: e.cred}
-	if len(e.wrap) > 0 {
-		cmd = exec.Command(e.wrap[0], append(e.wrap[1:], append([]string{e.bin}, e.args...)...)...)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	}
+	cmd := wrapped(e.wrap, e.cred, e.bin, e.args...)
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = cleanEtcdEnv()
 	if err := cmd.Start(); err != nil {

@@ -79,15 +79,10 @@ func schedule(seed uint64, n int, ttl time.Duration, only []string) []step {
 // inject runs one fault to its end (the fault is lifted when inject returns, also on error or
 // cancellation) and names what it hit. healed, when not nil, is one more condition of the cluster
 // being whole again: a status published before the fault could otherwise pass for healthy.
-func (r *runner) inject(ctx context.Context, s step) (what string, healed func() error, err error) {
-	what, err = r.injectFault(ctx, s, &healed)
-	return what, healed, err
-}
-
-func (r *runner) injectFault(ctx context.Context, s step, healed *func() error) (string, error) {
+func (r *runner) inject(ctx context.Context, s step) (string, func() error, error) {
 	p, err := r.c.Primary(ctx)
 	if err != nil {
-		return "", fmt.Errorf("before %s: %w", s.Kind, err)
+		return "", nil, fmt.Errorf("before %s: %w", s.Kind, err)
 	}
 	target := p
 	if !s.OnPrimary {
@@ -110,50 +105,47 @@ func (r *runner) injectFault(ctx context.Context, s step, healed *func() error) 
 	case killTusker:
 		target.Kill()
 		sleep(ctx, s.Hold)
-		return what, target.Start()
+		return what, nil, target.Start()
 	case killPostgres:
 		old := target.PostmasterPID()
 		target.KillPostgres()
-		*healed = func() error {
+		healed := func() error {
 			// Until tusker noticed, its last status still says "running".
 			if pid := target.PostmasterPID(); pid == old || pid == 0 || syscall.Kill(pid, 0) != nil {
 				return fmt.Errorf("postgres on %s has not been restarted yet", target.Name)
 			}
 			return nil
 		}
-		return what, nil
+		return what, healed, nil
 	case killNode:
 		target.KillNode()
 		sleep(ctx, s.Hold)
-		return what, target.Start()
+		return what, nil, target.Start()
 	case freezeTusker:
 		target.Signal(syscall.SIGSTOP)
-		defer target.Signal(syscall.SIGCONT)
 		sleep(ctx, s.Hold)
-		return what, nil
+		target.Signal(syscall.SIGCONT)
+		return what, nil, nil
 	case partition:
 		if err := host.Cut(ctx); err != nil {
-			return what, err
+			return what, nil, err
 		}
-		defer func() { _ = host.Heal(context.Background()) }()
 		sleep(ctx, s.Hold)
-		return what, host.Heal(context.Background())
+		return what, nil, host.Heal(context.Background())
 	case dcsCut:
 		if err := dcsHost.Drop(ctx, host.IP); err != nil {
-			return what, err
+			return what, nil, err
 		}
 		sleep(ctx, s.Hold)
-		return what, dcsHost.Undrop(context.Background(), host.IP)
+		return what, nil, dcsHost.Undrop(context.Background(), host.IP)
 	case dcsOutage:
-		what = s.Kind
 		if err := dcsHost.Cut(ctx); err != nil {
-			return what, err
+			return s.Kind, nil, err
 		}
-		defer func() { _ = dcsHost.Heal(context.Background()) }()
 		sleep(ctx, s.Hold)
-		return what, dcsHost.Heal(context.Background())
+		return s.Kind, nil, dcsHost.Heal(context.Background())
 	}
-	return what, fmt.Errorf("unknown fault %q", s.Kind)
+	return what, nil, fmt.Errorf("unknown fault %q", s.Kind)
 }
 
 func sleep(ctx context.Context, d time.Duration) {
