@@ -76,6 +76,22 @@ func (st *Status) Leading(now time.Time) bool {
 	return st.IsLeader && (st.LeaderUntil.IsZero() || now.Before(st.LeaderUntil))
 }
 
+// Alive is Patroni's /liveness rule, which the systemd watchdog follows too: the HA loop completed
+// a cycle within ttl (2*ttl unless this member runs as primary), or the cluster is paused.
+func (st *Status) Alive(now time.Time) bool {
+	if st.Pause {
+		return true
+	}
+	ttl := st.TTL
+	if ttl <= 0 {
+		ttl = 30 * time.Second // Patroni's default
+	}
+	if st.Role != "primary" || st.State != "running" {
+		ttl *= 2
+	}
+	return !st.LastLoop.IsZero() && now.Sub(st.LastLoop) < ttl
+}
+
 // Replication is one row of pg_stat_replication.
 type Replication struct {
 	Usename         string `json:"usename"`

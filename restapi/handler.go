@@ -346,26 +346,12 @@ func readiness(st *ha.Status, query string, now time.Time) int {
 	return http.StatusOK
 }
 
-// liveness is Patroni's /liveness: the HA loop completed a cycle within ttl (2*ttl unless this node
-// runs as primary), or the cluster is paused.
+// liveness is Patroni's /liveness (ha.Status.Alive).
 func (s *Server) liveness(st *ha.Status) int {
-	if st == nil {
+	if st == nil || !st.Alive(s.now()) {
 		return http.StatusServiceUnavailable
 	}
-	if st.Pause {
-		return http.StatusOK
-	}
-	ttl := st.TTL
-	if ttl <= 0 {
-		ttl = 30 * time.Second // Patroni's default
-	}
-	if st.Role != "primary" || st.State != "running" {
-		ttl *= 2
-	}
-	if !st.LastLoop.IsZero() && s.now().Sub(st.LastLoop) < ttl {
-		return http.StatusOK
-	}
-	return http.StatusServiceUnavailable
+	return http.StatusOK
 }
 
 type statusRecorder struct {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/tusker-ha/tusker/dcs/backend"
 	"github.com/tusker-ha/tusker/ha"
 	"github.com/tusker-ha/tusker/internal/apiclient"
+	"github.com/tusker-ha/tusker/internal/sdnotify"
 	"github.com/tusker-ha/tusker/postgres"
 	"github.com/tusker-ha/tusker/restapi"
 )
@@ -26,15 +28,22 @@ import (
 var version = "0.1.0-dev"
 
 func main() {
+	if filepath.Base(os.Args[0]) == ctlName {
+		os.Exit(runCtl(os.Args[1:]))
+	}
 	os.Exit(run(os.Args[1:]))
 }
 
 func usage() {
 	fmt.Fprintf(os.Stderr, `usage: tusker [--validate-config] [CONFIG]
        tusker --version
+       tusker --healthcheck [URL]
 
 CONFIG is a Patroni-style YAML file or a directory of YAML files; PATRONI_* environment
 variables override it (PATRONI_CONFIGURATION may hold the whole document).
+--healthcheck GETs URL and exits 0 on 200: the container image's HEALTHCHECK. Without URL it
+probes /liveness of the member beside it, at the port (and with the TLS settings) of the
+configuration that tusker as PID 1 was started with.
 `)
 }
 
@@ -43,12 +52,20 @@ func run(args []string) int {
 	fs.Usage = usage
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	validate := fs.Bool("validate-config", false, "check the configuration, report every problem, and exit")
+	health := fs.Bool("healthcheck", false, "probe the REST API (default /liveness on this host) and exit 0 on 200")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *showVersion {
 		fmt.Println("tusker", version)
 		return 0
+	}
+	if *health {
+		if fs.NArg() > 1 {
+			usage()
+			return 2
+		}
+		return healthcheck(fs.Arg(0))
 	}
 	if fs.NArg() > 1 {
 		usage()
@@ -112,6 +129,12 @@ func newLogger(cfg *config.Config) *slog.Logger {
 func daemon(cfg *config.Config, path string) int {
 	log := newLogger(cfg)
 	slog.SetDefault(log)
+	// Taken out of the environment before any child starts (PostgreSQL would notify by itself).
+	notifier, err := sdnotify.FromEnv()
+	if err != nil {
+		log.Error("systemd notification settings", "err", err)
+		return 1
+	}
 	log.Info("starting tusker", "version", version, "config", cfg.Source)
 	for _, k := range cfg.Unimplemented {
 		log.Warn("configuration key accepted but not implemented yet; ignoring it", "key", k)
@@ -193,7 +216,18 @@ func daemon(cfg *config.Config, path string) int {
 	case <-time.After(100 * time.Millisecond):
 	}
 
+	// systemd hears STOPPING=1 as soon as the signal arrives (ctx), or when the loop gives up.
+	notifyCtx, notifyStop := context.WithCancel(ctx)
+	notified := make(chan struct{})
+	go func() {
+		defer close(notified)
+		if notifier != nil {
+			notifySystemd(notifyCtx, notifier, node.Status, log)
+		}
+	}()
 	runErr := node.Run(ctx)
+	notifyStop()
+	<-notified
 	apiStop()
 	if err := <-apiErr; err != nil && !errors.Is(err, context.Canceled) {
 		log.Warn("REST API stopped with an error", "err", err)
