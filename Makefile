@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 BIN      := bin
 
-.PHONY: all build deps test unit vet demo bench nemesis clean
+.PHONY: all build deps test unit vet demo bench nemesis image clean
 
 all: build
 
@@ -43,6 +43,12 @@ bench: build
 nemesis: build
 	bash scripts/install-deps.sh --nemesis
 	$(GO) run ./test/nemesis -tusker $(BIN)/tusker
+
+# The container image (docker/Dockerfile, built here without a registry): localhost/tusker:latest
+# in the podman store and bin/tusker-image.tar. Needs root.
+image: build
+	bash scripts/install-deps.sh --image
+	bash scripts/build-image.sh
 
 clean:
 	rm -rf $(BIN)

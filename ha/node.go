@@ -970,6 +970,9 @@ func (n *Node) promote(ctx context.Context) error {
 	n.setRole("primary")
 	n.fire("on_role_change")
 	n.log.Info("promoted to primary")
+	// Publish the new role now: the slots and the checkpoint below take a few hundred ms that
+	// health checks (/primary) and load balancers need not wait for.
+	n.Wake()
 	// The other members reconnect at once; their slots must be there when they do (otherwise
 	// each waits wal_retrieve_retry_interval before trying again).
 	if n.dyn.PostgreSQL.UseSlots && n.lastCluster != nil {
@@ -1338,6 +1341,23 @@ func pgState(action string, running, ready bool) string {
 	return "stopped"
 }
 
+// publishShutdown shows state ("stopping", then "stopped") in the REST status while tusker shuts
+// down. The replicas probe this member before they race for the lock it releases: a status still
+// saying "running primary" would make them wait a loop for it to go away. And /primary stops
+// answering 200 before postgres stops taking writes.
+func (n *Node) publishShutdown(state string) {
+	cur := n.status.Load()
+	if cur == nil {
+		return
+	}
+	st := *cur
+	st.State = state
+	if state == "stopped" {
+		st.IsLeader, st.LeaderUntil = false, time.Time{}
+	}
+	n.status.Store(&st)
+}
+
 // shutdown stops postgres cleanly and hands the lock over: the leader key is released only after
 // postgres stopped, so the replicas have received everything it wrote.
 func (n *Node) shutdown() {
@@ -1354,12 +1374,14 @@ func (n *Node) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if n.pg.Running() {
+		n.publishShutdown("stopping")
 		n.log.Info("shutting down: stopping postgres")
 		if err := n.stopPostgres(ctx, postgres.StopFast, true); err != nil {
 			n.log.Error("stopping postgres failed", "err", err)
 		}
 	}
 	n.disableWatchdog()
+	n.publishShutdown("stopped")
 	_, _, rt := n.dyn.TimingDurations()
 	dctx, dcancel := context.WithTimeout(context.Background(), rt)
 	defer dcancel()

@@ -5,23 +5,31 @@
 #   - etcd 3.6, Consul 1.16.3 and kube-apiserver 1.36.3, built from the Go module proxy and cached
 #     outside the repo, keyed by version (TUSKER_CACHE, default ~/.cache/tusker);
 #   - iproute2 and util-linux (ip, nsenter) for the fault-injection suite, when absent;
+#   - for the image and its tests: mmdebstrap, buildah, podman and crun (Debian packages);
+#   - for the Kubernetes node the StatefulSet test runs on: containerd, runc, the CNI plugins and
+#     iptables (Debian packages), and kube-controller-manager, kube-scheduler, kubelet and
+#     kube-proxy built from the Go module proxy like kube-apiserver, and cached the same way;
+#   - for the Debian package: nfpm built from the Go module proxy (cached), and systemd-analyze;
 #   - with --bench: wrk and Patroni (Debian packages) for `make bench`.
 # --demo, --bench and --nemesis install only PostgreSQL and etcd 3.6 besides (and, for --bench,
 # wrk and Patroni; for --nemesis, ip and nsenter): the other DCS servers are for the tests.
-# Idempotent: a second run only checks. Prints the etcd binary path on its last line.
+# --image installs only the image tools (make image), --deb only nfpm (make deb).
+# Idempotent: a second run only checks. Prints the etcd binary path on its last line (not with
+# --image or --deb).
 set -euo pipefail
 
 ETCD_VERSION="${TUSKER_ETCD_VERSION:-v3.6.16}"
 CONSUL_VERSION="${TUSKER_CONSUL_VERSION:-v1.16.3}"
 KUBE_VERSION="${TUSKER_KUBE_VERSION:-v1.36.3}"
+NFPM_VERSION="${TUSKER_NFPM_VERSION:-v2.45.2}"
 CACHE="${TUSKER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tusker}"
 PGBIN="${TUSKER_PG_BIN:-/usr/lib/postgresql/15/bin}"
 
 log() { echo "install-deps: $*" >&2; }
 
 mode="${1:-}"
-case "$mode" in "" | --demo | --bench | --nemesis) ;; *)
-	log "unknown option $mode (expected --demo, --bench or --nemesis)"
+case "$mode" in "" | --demo | --bench | --nemesis | --image | --deb) ;; *)
+	log "unknown option $mode (expected --demo, --bench, --nemesis, --image or --deb)"
 	exit 2
 	;;
 esac
@@ -50,6 +58,46 @@ apt_install() {
 	[ -n "$created" ] && as_root rm -f /usr/sbin/policy-rc.d
 	return 0
 }
+
+# make image: mmdebstrap makes the base root filesystem, buildah builds docker/Dockerfile on it,
+# podman holds and saves the image, crun runs the build's RUN steps (and the tests' containers).
+image_tools() {
+	local missing=()
+	command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+	command -v buildah >/dev/null || missing+=(buildah)
+	command -v podman >/dev/null || missing+=(podman)
+	command -v crun >/dev/null || missing+=(crun)
+	[ -e /usr/share/mmdebstrap/hooks/merged-usr ] || missing+=(mmdebstrap)
+	if [ ${#missing[@]} -gt 0 ]; then
+		log "installing the image tools: ${missing[*]}"
+		apt_install "${missing[@]}"
+	fi
+}
+
+# make deb: nfpm, a Go program, built from the Go module proxy into the cache by version.
+NFPM_DIR="$CACHE/nfpm-$NFPM_VERSION"
+deb_tools() {
+	if [ ! -x "$NFPM_DIR/nfpm" ]; then
+		log "building nfpm $NFPM_VERSION from the Go module proxy into $NFPM_DIR (once)"
+		mkdir -p "$NFPM_DIR.tmp"
+		CGO_ENABLED=0 GOBIN="$NFPM_DIR.tmp" GOFLAGS=-mod=mod go install -trimpath -ldflags "-s -w" \
+			"github.com/goreleaser/nfpm/v2/cmd/nfpm@$NFPM_VERSION" >&2
+		rm -rf "$NFPM_DIR"
+		mv "$NFPM_DIR.tmp" "$NFPM_DIR"
+	fi
+}
+
+case "$mode" in
+--image)
+	image_tools
+	exit 0
+	;;
+--deb)
+	deb_tools
+	echo "$NFPM_DIR/nfpm"
+	exit 0
+	;;
+esac
 
 if [ ! -x "$PGBIN/postgres" ] || [ ! -x "$PGBIN/pg_rewind" ] || [ ! -x "$PGBIN/pg_basebackup" ]; then
 	log "PostgreSQL 15 not found in $PGBIN: installing postgresql-15"

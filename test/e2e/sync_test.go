@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,145 +19,34 @@ import (
 	"github.com/tusker-ha/tusker/test/harness"
 )
 
-// ackWriter inserts unique ids one transaction at a time into the primary that GET /primary
-// names, and records every id whose COMMIT returned success: the writes the cluster promised to
-// keep. A statement that fails or times out is not counted (it may or may not have committed).
-type ackWriter struct {
-	c       *harness.Cluster
-	timeout time.Duration
-
-	mu    sync.Mutex
-	acked map[int64]string // id -> node that acknowledged it
-	times []ackAt
-	stop  chan struct{}
-	done  chan struct{}
-}
-
-type ackAt struct {
-	at   time.Time
-	node string
-}
-
-func startWriter(t *testing.T, c *harness.Cluster, p *harness.Node) *ackWriter {
+// startWriter writes into the primary that GET /primary names (harness.AckWriter); p is the
+// primary now, where the table is made.
+func startWriter(t *testing.T, c *harness.Cluster, p *harness.Node) *harness.AckWriter {
 	t.Helper()
-	require.NoError(t, p.Exec(context.Background(), "CREATE TABLE IF NOT EXISTS acked (id bigint PRIMARY KEY)"))
-	w := &ackWriter{c: c, timeout: 3 * time.Second, acked: map[int64]string{}, stop: make(chan struct{}), done: make(chan struct{})}
-	go w.run()
+	require.NoError(t, p.Exec(context.Background(), harness.AckTable))
+	w, err := harness.StartAckWriter(context.Background(), func(ctx context.Context) (*pgx.Conn, string, error) {
+		p, err := c.Primary(ctx)
+		if err != nil {
+			return nil, "", err
+		}
+		conn, err := pgx.Connect(ctx, p.DSN())
+		return conn, p.Name, err
+	})
+	require.NoError(t, err)
 	t.Cleanup(w.Stop)
 	return w
 }
 
-func (w *ackWriter) run() {
-	defer close(w.done)
-	var conn *pgx.Conn
-	var node string
-	defer func() {
-		if conn != nil {
-			_ = conn.Close(context.Background())
-		}
-	}()
-	id := int64(0)
-	for {
-		select {
-		case <-w.stop:
-			return
-		default:
-		}
-		if conn == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			p, err := w.c.Primary(ctx)
-			if err == nil {
-				conn, err = pgx.Connect(ctx, p.DSN())
-				node = p.Name
-			}
-			cancel()
-			if err != nil {
-				conn = nil
-				time.Sleep(50 * time.Millisecond)
-				continue
-			}
-		}
-		id++
-		ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
-		_, err := conn.Exec(ctx, "INSERT INTO acked VALUES ($1)", id)
-		cancel()
-		if err != nil {
-			_ = conn.Close(context.Background())
-			conn = nil
-			continue
-		}
-		now := time.Now()
-		w.mu.Lock()
-		w.acked[id] = node
-		w.times = append(w.times, ackAt{now, node})
-		w.mu.Unlock()
-	}
-}
-
-// Stop ends the writer (idempotent).
-func (w *ackWriter) Stop() {
-	select {
-	case <-w.stop:
-	default:
-		close(w.stop)
-	}
-	<-w.done
-}
-
-// count is how many writes node acknowledged ("" for any).
-func (w *ackWriter) count(node string) int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	n := 0
-	for _, a := range w.times {
-		if node == "" || a.node == node {
-			n++
-		}
-	}
-	return n
-}
-
-// maxGapAfter is the longest time without an acknowledgement after t0 (until the last one).
-func (w *ackWriter) maxGapAfter(t0 time.Time) time.Duration {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	prev, gap := t0, time.Duration(0)
-	for _, a := range w.times {
-		if a.at.Before(t0) {
-			continue
-		}
-		gap = max(gap, a.at.Sub(prev))
-		prev = a.at
-	}
-	return gap
-}
-
 // missingOn lists the acknowledged ids node n does not have.
-func (w *ackWriter) missingOn(t *testing.T, n *harness.Node) []int64 {
+func missingOn(t *testing.T, w *harness.AckWriter, n *harness.Node) []int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, n.DSN())
 	require.NoError(t, err)
 	defer conn.Close(context.Background())
-	rows, err := conn.Query(ctx, "SELECT id FROM acked")
+	missing, err := w.MissingOn(ctx, conn)
 	require.NoError(t, err)
-	have := map[int64]bool{}
-	for rows.Next() {
-		var id int64
-		require.NoError(t, rows.Scan(&id))
-		have[id] = true
-	}
-	require.NoError(t, rows.Err())
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	var missing []int64
-	for id := range w.acked {
-		if !have[id] {
-			missing = append(missing, id)
-		}
-	}
-	sort.Slice(missing, func(i, j int) bool { return missing[i] < missing[j] })
 	return missing
 }
 
@@ -247,8 +135,8 @@ func TestSynchronousFailoverNoLostWrites(t *testing.T) {
 
 			w := startWriter(t, e.c, p)
 			waitFor(t, 20*time.Second, "writes acknowledged", func() error {
-				if w.count(p.Name) < 50 {
-					return fmt.Errorf("%d acknowledged", w.count(p.Name))
+				if w.Count(p.Name) < 50 {
+					return fmt.Errorf("%d acknowledged", w.Count(p.Name))
 				}
 				return nil
 			})
@@ -257,22 +145,22 @@ func TestSynchronousFailoverNoLostWrites(t *testing.T) {
 			np := waitNewPrimary(t, e.c, p, 60*time.Second)
 			require.Contains(t, voters, np.Name, "only a member of the sync key may be promoted")
 			waitFor(t, 60*time.Second, "writes on the new primary", func() error {
-				if w.count(np.Name) < 30 {
-					return fmt.Errorf("%d acknowledged by %s", w.count(np.Name), np.Name)
+				if w.Count(np.Name) < 30 {
+					return fmt.Errorf("%d acknowledged by %s", w.Count(np.Name), np.Name)
 				}
 				return nil
 			})
 			w.Stop()
 			t.Logf("mode %s: %d writes acknowledged by %s, %d by %s; longest gap after the kill %s",
-				tc.name, w.count(p.Name), p.Name, w.count(np.Name), np.Name, w.maxGapAfter(killed).Round(time.Millisecond))
-			require.Empty(t, w.missingOn(t, np), "acknowledged writes lost on the new primary %s", np.Name)
+				tc.name, w.Count(p.Name), p.Name, w.Count(np.Name), np.Name, w.MaxGapAfter(killed).Round(time.Millisecond))
+			require.Empty(t, missingOn(t, w, np), "acknowledged writes lost on the new primary %s", np.Name)
 
 			// The old primary comes back as a replica of the new one with every write.
 			require.NoError(t, p.Start())
 			np2 := e.waitHealthy(90 * time.Second)
 			require.Equal(t, np, np2)
 			waitFor(t, 30*time.Second, "the rejoined member has every acknowledged write", func() error {
-				if m := w.missingOn(t, p); len(m) > 0 {
+				if m := missingOn(t, w, p); len(m) > 0 {
 					return fmt.Errorf("%d missing on %s", len(m), p.Name)
 				}
 				return nil
@@ -365,17 +253,17 @@ func TestSyncStandbyLoss(t *testing.T) {
 	other := others(e.c, p, sb)[0]
 	w := startWriter(t, e.c, p)
 	waitFor(t, 20*time.Second, "writes acknowledged", func() error {
-		if w.count("") < 50 {
+		if w.Count("") < 50 {
 			return errors.New("not yet")
 		}
 		return nil
 	})
 	killed := time.Now()
-	before := w.count("")
+	before := w.Count("")
 	sb.KillNode()
 	waitFor(t, 20*time.Second, "writes resume after the sync standby died", func() error {
-		if w.count("") < before+50 {
-			return fmt.Errorf("%d writes since the kill", w.count("")-before)
+		if w.Count("") < before+50 {
+			return fmt.Errorf("%d writes since the kill", w.Count("")-before)
 		}
 		return nil
 	})
@@ -386,9 +274,9 @@ func TestSyncStandbyLoss(t *testing.T) {
 		return nil
 	})
 	w.Stop()
-	t.Logf("longest pause in acknowledged writes after the sync standby died: %s", w.maxGapAfter(killed).Round(time.Millisecond))
+	t.Logf("longest pause in acknowledged writes after the sync standby died: %s", w.MaxGapAfter(killed).Round(time.Millisecond))
 	assert.Equal(t, p.Name, func() string { np, _ := e.c.Primary(context.Background()); return np.Name }(), "no failover")
-	require.Empty(t, w.missingOn(t, other))
+	require.Empty(t, missingOn(t, w, other))
 }
 
 // TestStrictSyncHoldsCommits: with synchronous_mode_strict, a commit waits while no standby is
@@ -402,7 +290,7 @@ func TestStrictSyncHoldsCommits(t *testing.T) {
 	c := others(e.c, a, b)[0]
 	w := startWriter(t, e.c, a)
 	waitFor(t, 20*time.Second, "writes acknowledged", func() error {
-		if w.count("") < 20 {
+		if w.Count("") < 20 {
 			return errors.New("not yet")
 		}
 		return nil
@@ -465,7 +353,7 @@ func TestStrictSyncHoldsCommits(t *testing.T) {
 	v, err := c.QueryString(context.Background(), "SELECT count(*)::text FROM acked WHERE id = -1")
 	require.NoError(t, err)
 	require.Equal(t, "1", v)
-	require.Empty(t, w.missingOn(t, c))
+	require.Empty(t, missingOn(t, w, c))
 	require.NoError(t, a.Start())
 	e.waitHealthy(90 * time.Second)
 }
