@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 BIN      := bin
 
-.PHONY: all build deps test unit vet demo bench nemesis image clean
+.PHONY: all build deps test unit vet demo bench nemesis image deb clean
 
 all: build
 
@@ -49,6 +49,10 @@ nemesis: build
 image: build
 	bash scripts/install-deps.sh --image
 	bash scripts/build-image.sh
+
+# The Debian package for VMs (deploy/systemd: the unit, an example configuration) in bin/.
+deb: build
+	bash scripts/build-deb.sh
 
 clean:
 	rm -rf $(BIN)

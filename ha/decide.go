@@ -22,13 +22,15 @@ const (
 
 // Local is the observed state of the local PostgreSQL.
 type Local struct {
-	DataDir  DataDir
-	SysID    string // from pg_controldata; "" when unknown
-	Running  bool   // the postmaster is alive
-	Ready    bool   // it answered a query this cycle
-	Primary  bool   // running and not in recovery
-	Timeline int
-	WAL      int64 // primary: flush LSN; replica: max(received, replayed)
+	DataDir DataDir
+	// DataDirError says why an invalid data directory could not be read ("" when it could).
+	DataDirError string
+	SysID        string // from pg_controldata; "" when unknown
+	Running      bool   // the postmaster is alive
+	Ready        bool   // it answered a query this cycle
+	Primary      bool   // running and not in recovery
+	Timeline     int
+	WAL          int64 // primary: flush LSN; replica: max(received, replayed)
 	// WasPrimary: pg_controldata says the stopped cluster last ran as a primary ("in production"
 	// or "shut down"), as opposed to a standby, and no standby.signal says it is to run as one.
 	WasPrimary bool
@@ -296,6 +298,9 @@ func Decide(v View) Plan {
 	l := v.Local
 	switch l.DataDir {
 	case DataDirInvalid:
+		if l.DataDirError != "" {
+			return plan(l.DataDirError + " (is it owned by the user tusker runs as?): not touching it")
+		}
 		return plan("data directory is not empty and is not a PostgreSQL data directory: not touching it")
 	case DataDirEmpty:
 		if s.Pause {

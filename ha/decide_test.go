@@ -155,6 +155,11 @@ func TestRuleCloneFromLeaderOrClonefromReplica(t *testing.T) {
 func TestRuleInvalidDataDirectoryIsNeverTouched(t *testing.T) {
 	v := view("a", &dcs.Cluster{}, Local{DataDir: DataDirInvalid})
 	require.Empty(t, Decide(v).Actions)
+	// One that cannot even be read says why, not "not a PostgreSQL data directory".
+	v.Local.DataDirError = "reading the data directory: open /data: permission denied"
+	p := Decide(v)
+	require.Empty(t, p.Actions)
+	require.Contains(t, p.Reason, "permission denied")
 }
 
 func TestRuleForeignDataDirectoryRefused(t *testing.T) {

@@ -456,6 +456,9 @@ func (n *Node) observeLocal(ctx context.Context, rt time.Duration, cl *dcs.Clust
 		return l
 	case postgres.DataDirInvalid:
 		l.DataDir = DataDirInvalid
+		if err := n.pg.DataDirUnreadable(); err != nil {
+			l.DataDirError = err.Error()
+		}
 		return l
 	}
 	l.DataDir = DataDirValid

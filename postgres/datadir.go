@@ -36,6 +36,17 @@ func (s DataDirState) String() string {
 }
 
 // DataDirState looks at the data directory.
+// DataDirUnreadable is the error that makes a data directory unusable when it exists but cannot
+// be read (permissions, a broken mount): nil otherwise. DataDirState calls such a directory
+// invalid, which alone would not tell an operator why.
+func (p *Postgres) DataDirUnreadable() error {
+	cfg, _ := p.config()
+	if _, err := os.ReadDir(cfg.DataDir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("reading the data directory: %w", err)
+	}
+	return nil
+}
+
 func (p *Postgres) DataDirState() DataDirState {
 	cfg, _ := p.config()
 	entries, err := os.ReadDir(cfg.DataDir)

@@ -7,7 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -202,8 +204,12 @@ func lifecycle(t *testing.T, e *env) {
 	waitRow(t, old, 2)
 
 	// SIGTERM of the leader: postgres stops cleanly, the lock is released, another node leads.
+	// While it shuts down, its REST API says so (the replicas probe it before they race for the
+	// lock it releases: a status still saying "running" made them wait a loop_wait).
+	states := watchStates(next)
 	next.Signal(syscall.SIGTERM)
 	require.True(t, next.WaitExit(60*time.Second), "tusker did not exit after SIGTERM")
+	require.Contains(t, states(), "stopping", "the stopping leader's /patroni states: %v", states())
 	require.Equal(t, 0, next.ExitCode())
 	require.Contains(t, next.Log(), "released the leader key")
 	require.Zero(t, next.PostmasterPID(), "postgres left running after SIGTERM")
@@ -220,6 +226,39 @@ func lifecycle(t *testing.T, e *env) {
 	insert(t, after, 4)
 	for _, n := range others(e.c, next, after) {
 		waitRow(t, n, 4)
+	}
+}
+
+// watchStates polls a node's /patroni every few ms until it stops answering and returns a
+// function giving the distinct states it reported, in order.
+func watchStates(n *harness.Node) func() []string {
+	var mu sync.Mutex
+	var seen []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		failures := 0
+		for failures < 50 {
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			st, _, err := n.Patroni(ctx)
+			cancel()
+			if err != nil {
+				failures++
+			} else if s, _ := st["state"].(string); s != "" {
+				mu.Lock()
+				if len(seen) == 0 || seen[len(seen)-1] != s {
+					seen = append(seen, s)
+				}
+				mu.Unlock()
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	return func() []string {
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
 	}
 }
 
