@@ -340,7 +340,7 @@ func startTimedOut(v View) bool {
 // replica allowed to fail over and within maximum_lag_on_failover of the last leader position.
 func failoverPossible(v View) bool {
 	for _, m := range v.Cluster.Members {
-		if m.Name == v.Me || m.Data.State != "running" || m.Data.Role == "primary" || !memberEligible(m) || !syncVoter(v, m.Name) {
+		if m.Name == v.Me || m.Data.State != "running" || m.Data.Role == "primary" || !MemberEligible(m) || !syncVoter(v, m.Name) {
 			continue
 		}
 		pos := int64(0)
@@ -357,8 +357,9 @@ func failoverPossible(v View) bool {
 	return false
 }
 
-// memberEligible reads the nofailover and failover_priority tags of a member key.
-func memberEligible(m dcs.Member) bool {
+// MemberEligible reads the nofailover and failover_priority tags of a member key: false when the
+// member may never be promoted.
+func MemberEligible(m dcs.Member) bool {
 	if nf, _ := m.Data.Tags["nofailover"].(bool); nf {
 		return false
 	}

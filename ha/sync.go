@@ -126,7 +126,7 @@ func syncCandidates(in SyncInput) []syncCandidate {
 			continue
 		}
 		seen[key] = true
-		out = append(out, syncCandidate{name: m.Name, priority: prio, noFailover: !memberEligible(*m),
+		out = append(out, syncCandidate{name: m.Name, priority: prio, noFailover: !MemberEligible(*m),
 			listed: in.GUC.Has(m.Name), flush: r.Flush})
 	}
 	slices.SortStableFunc(out, func(a, b syncCandidate) int {

@@ -17,11 +17,13 @@ import (
 
 	"github.com/tusker-ha/tusker/config"
 	"github.com/tusker-ha/tusker/dcs/backend"
+	"github.com/tusker-ha/tusker/dcs/kubernetes"
 	"github.com/tusker-ha/tusker/ha"
 	"github.com/tusker-ha/tusker/internal/apiclient"
 	"github.com/tusker-ha/tusker/internal/sdnotify"
 	"github.com/tusker-ha/tusker/postgres"
 	"github.com/tusker-ha/tusker/restapi"
+	"github.com/tusker-ha/tusker/rollout"
 )
 
 // version is stamped by the Makefile (-ldflags "-X main.version=...").
@@ -215,6 +217,27 @@ func daemon(cfg *config.Config, path string) int {
 		return 1
 	case <-time.After(100 * time.Millisecond):
 	}
+
+	// On Kubernetes, the leader rolls the StatefulSet's pods onto a new revision when the
+	// StatefulSet leaves that to others (updateStrategy OnDelete): replicas first, then one
+	// switchover, then its own pod.
+	rolloutCtx, rolloutStop := context.WithCancel(ctx)
+	rolled := make(chan struct{})
+	go func() {
+		defer close(rolled)
+		kb, ok := store.(*kubernetes.Backend)
+		if !ok {
+			return
+		}
+		r, err := rollout.New(rollout.Options{Config: kb.RestConfig(), Namespace: kb.Namespace(), Pod: cfg.Name,
+			Status: node.Status, Switchover: node.Switchover, Logger: log})
+		if err != nil {
+			log.Warn("rolling updates are off", "err", err)
+			return
+		}
+		r.Run(rolloutCtx)
+	}()
+	defer func() { rolloutStop(); <-rolled }()
 
 	// systemd hears STOPPING=1 as soon as the signal arrives (ctx), or when the loop gives up.
 	notifyCtx, notifyStop := context.WithCancel(ctx)

@@ -86,6 +86,7 @@ var bootstrapStates = []string{"initializing new cluster", "running custom boots
 type Backend struct {
 	opts       Options
 	host       string
+	restCfg    *rest.Config
 	log        *slog.Logger
 	keys       dcs.Keys
 	labels     map[string]string // Labels + ScopeLabel
@@ -152,7 +153,7 @@ func New(opts Options) (*Backend, error) {
 		return nil, fmt.Errorf("kubernetes coordination client for %s: %w", cfg.Host, err)
 	}
 	b := &Backend{
-		opts: opts, host: cfg.Host, log: opts.Logger,
+		opts: opts, host: cfg.Host, log: opts.Logger, restCfg: cfg,
 		keys:    dcs.NewKeys(opts.Namespace, opts.Scope),
 		pods:    core.RESTClient(),
 		codes:   opts.RetriableHTTPCodes,
@@ -274,6 +275,13 @@ func (w *warnings) HandleWarningHeader(code int, agent, text string) {
 
 // Keys is the key layout the cluster snapshot is decoded with.
 func (b *Backend) Keys() dcs.Keys { return b.keys }
+
+// RestConfig is the client configuration the backend uses (the pod's service account in a pod),
+// for other clients of the same API server, such as rolling updates (package rollout).
+func (b *Backend) RestConfig() *rest.Config { return rest.CopyConfig(b.restCfg) }
+
+// Namespace is the namespace of the cluster's objects and pods.
+func (b *Backend) Namespace() string { return b.opts.Namespace }
 
 // Close stops the watch.
 func (b *Backend) Close() error {

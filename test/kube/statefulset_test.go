@@ -9,9 +9,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -290,6 +292,14 @@ func TestStatefulSet(t *testing.T) {
 	})
 
 	t.Run("rolling update", func(t *testing.T) {
+		// The primary at the highest ordinal, which the StatefulSet controller's RollingUpdate
+		// would replace first (and then a new primary again): only a rollout that takes the
+		// primary last passes from here.
+		if last := scope + "-2"; primary.Name != last {
+			switchover(t, primary, last)
+			primary = c.waitSettled(2 * time.Minute)
+			require.Equal(t, last, primary.Name)
+		}
 		rollingUpdate(t, c, primary)
 	})
 
@@ -316,6 +326,7 @@ func rollingUpdate(t *testing.T, c *cluster, primary corev1.Pod) {
 	for _, p := range before {
 		uids[p.Name] = string(p.UID)
 	}
+	promotions := historyLen(t, c)
 	sts, err := sets.Get(ctx, scope, metav1.GetOptions{})
 	require.NoError(t, err)
 	ct := &sts.Spec.Template.Spec.Containers[0]
@@ -359,6 +370,31 @@ func rollingUpdate(t *testing.T, c *cluster, primary corev1.Pod) {
 	t.Logf("rollout: pods replaced in the order %v; primaries %v", replaced, primaries)
 	require.Equal(t, primary.Name, replaced[len(replaced)-1], "the primary's pod is replaced last")
 	require.LessOrEqual(t, len(primaries), 2, "at most one switchover: %v", primaries)
+	require.LessOrEqual(t, historyLen(t, c)-promotions, 1, "at most one new timeline (the cluster's history)")
+}
+
+// historyLen is the number of entries of the cluster's history (one per promotion), which
+// tusker keeps, as Patroni does, in an annotation of the <scope>-config ConfigMap.
+func historyLen(t *testing.T, c *cluster) int {
+	t.Helper()
+	cm, err := c.node.Client.CoreV1().ConfigMaps(namespace).Get(context.Background(), scope+"-config", metav1.GetOptions{})
+	require.NoError(t, err)
+	var h []json.RawMessage
+	if v := cm.Annotations["history"]; v != "" {
+		require.NoError(t, json.Unmarshal([]byte(v), &h))
+	}
+	return len(h)
+}
+
+// switchover asks the primary's REST API to hand over to candidate, as an operator would.
+func switchover(t *testing.T, primary corev1.Pod, candidate string) {
+	t.Helper()
+	body := fmt.Sprintf(`{"leader": %q, "candidate": %q}`, primary.Name, candidate)
+	resp, err := http.Post("http://"+primary.Status.PodIP+":8008/switchover", "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(resp.Body)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "switchover to %s: %s", candidate, msg)
 }
 
 func ptr[T any](v T) *T { return &v }
