@@ -5,8 +5,9 @@
 #     filesystem that mmdebstrap makes from Debian's packages: minbase, without documentation,
 #     cached in TUSKER_CACHE (default ~/.cache/tusker) and keyed by the options that made it;
 #   - buildah then builds the Dockerfile itself on it, with BINARIES=prebuilt (the bin/tusker of
-#     `make build`; tuskerctl is the same binary under another name), so the package list, the setup script and the image's
-#     entrypoint, user and health check are those of docker/Dockerfile, whoever builds it;
+#     `make build`; tuskerctl is the same binary under another name), so the package list, the
+#     setup script and the image's entrypoint, user and health check are those of
+#     docker/Dockerfile, whoever builds it;
 #   - the result is localhost/tusker:latest in the podman store (buildah and podman share it) and
 #     bin/tusker-image.tar, a docker-archive that podman load, docker load and
 #     ctr images import all read.
@@ -70,11 +71,16 @@ version=$(bin/tusker --version | awk '{print $2}')
 log "building docker/Dockerfile on $base with bin/ ($version) as $IMAGE"
 # --layers keeps the package layer between builds: only the binaries' layer is new each time.
 # Host networking: the RUN step's apt-get reaches Debian's mirror without a container network.
-buildah build --quiet --layers --format docker --network host \
+buildah build --quiet --layers --force-rm --format docker --network host \
 	--ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc:$nproc" \
 	--build-arg DEBIAN_IMAGE="$base" --build-arg BINARIES=prebuilt \
 	--label org.opencontainers.image.version="$version" \
 	-f docker/Dockerfile -t "$IMAGE" . >/dev/null
+
+# The image this build replaced is now untagged: remove it (and any other unused untagged image)
+# so that repeated builds do not fill the disk. The cached package layer stays: the new image
+# builds on it.
+podman image prune -f >/dev/null 2>&1 || true # images that containers still use stay
 
 mkdir -p "$(dirname "$ARCHIVE")"
 rm -f "$ARCHIVE"

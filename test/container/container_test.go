@@ -319,8 +319,11 @@ func TestImageCluster(t *testing.T) {
 			// PATRONI_CONFIGURATION, variables), and /liveness answers.
 			podman(t, "healthcheck", "run", m.container) // exits 1 when unhealthy
 		}
+		// The archive make image writes loads back as the same image.
+		out := podman(t, "load", "-q", "-i", img.Archive)
+		require.Contains(t, out, img.Name)
 		// tuskerctl is tusker by another name in the image.
-		out := podman(t, "exec", c.members[0].container, "tuskerctl", "-c", "/etc/tusker/tusker.yml", "list")
+		out = podman(t, "exec", c.members[0].container, "tuskerctl", "-c", "/etc/tusker/tusker.yml", "list")
 		for _, m := range c.members {
 			require.Contains(t, out, m.name)
 		}
