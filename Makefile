@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 BIN      := bin
 
-.PHONY: all build deps test unit vet demo bench nemesis image deb clean
+.PHONY: all build deps test-deps test unit vet demo bench nemesis image deb clean
 
 all: build
 
@@ -13,8 +13,9 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/tusker ./cmd/tusker
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/tuskerctl ./cmd/tuskerctl
 
-# PostgreSQL 15 (Debian) if absent, etcd 3.4 and ZooKeeper (Debian), and etcd 3.6, Consul and
-# kube-apiserver built from the Go module proxy, cached outside the repo.
+# PostgreSQL 15 (Debian) if absent, etcd 3.4 and ZooKeeper (Debian), etcd 3.6, Consul and
+# Kubernetes built from the Go module proxy and cached outside the repo, and the tools of the
+# image, Kubernetes node and Debian package tests (scripts/install-deps.sh says which).
 deps:
 	bash scripts/install-deps.sh
 
@@ -22,9 +23,14 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 
+# What the tests need; the Kubernetes node components build in the background meanwhile
+# (scripts/install-deps.sh --test), for the suite that runs last but one.
+test-deps:
+	bash scripts/install-deps.sh --test
+
 # Packages run one at a time: the real-component suites start PostgreSQL and etcd processes and a
 # 2-core machine gives them steadier timing that way.
-test: deps vet
+test: test-deps vet
 	$(GO) test -count=1 -p 1 -timeout 45m ./...
 
 unit:

@@ -59,10 +59,14 @@ type KubeNodeBins struct {
 }
 
 // KubeNodeBinaries finds them: etcd and kube-apiserver as the DCS tests do, the node components
-// in the install-deps cache (kube-node-<version>), containerd and ctr on PATH (Debian's).
+// in the install-deps cache (kube-node-<version>), containerd and ctr on PATH (Debian's). While
+// make test still builds the node components in the background, it waits for them.
 func KubeNodeBinaries() (KubeNodeBins, error) {
 	var b KubeNodeBins
 	var err error
+	if err := waitForKubeNodeBuild(40 * time.Minute); err != nil {
+		return b, err
+	}
 	if b.Etcd, err = EtcdPath(); err != nil {
 		return b, err
 	}
@@ -88,6 +92,43 @@ func KubeNodeBinaries() (KubeNodeBins, error) {
 		}
 	}
 	return b, nil
+}
+
+// waitForKubeNodeBuild waits while the background build that `make test` starts
+// (scripts/install-deps.sh --test) runs, and reports its log when it ended without the binaries.
+func waitForKubeNodeBuild(timeout time.Duration) error {
+	dir := filepath.Join(CacheDir(), "kube-node-"+KubeVersion)
+	job := dir + ".building"
+	complete := func() bool {
+		for _, b := range []string{"kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"} {
+			if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
+				return false
+			}
+		}
+		return true
+	}
+	deadline := time.Now().Add(timeout)
+	said := false
+	for !complete() {
+		b, err := os.ReadFile(job)
+		if err != nil {
+			return nil // no build running: the caller says what is missing
+		}
+		var pid int
+		if _, err := fmt.Sscan(string(b), &pid); err != nil || syscall.Kill(pid, 0) != nil {
+			log, _ := os.ReadFile(dir + ".log")
+			return fmt.Errorf("the background build of the Kubernetes node components ended without them; the end of %s.log:\n%s", dir, tail(log, 4000))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the background build of the Kubernetes node components (pid %d, log %s.log) is still running after %s", pid, dir, timeout)
+		}
+		if !said {
+			fmt.Fprintf(os.Stderr, "harness: waiting for the background build of the Kubernetes node components (log: %s.log)\n", dir)
+			said = true
+		}
+		time.Sleep(2 * time.Second)
+	}
+	return nil
 }
 
 // KubeNode is a single-node Kubernetes of real components on this machine: etcd,
