@@ -35,22 +35,15 @@ var img harness.Image
 // TestMain builds the image (make image) and stays root: podman needs it, and the containers
 // drop to postgres by themselves.
 func TestMain(m *testing.M) {
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "test/container: podman needs root (CI runs as root; run `sudo make test`)")
-		os.Exit(1)
-	}
-	var err error
-	if img, err = harness.BuildImage(); err != nil {
-		fmt.Fprintln(os.Stderr, "test/container:", err)
-		os.Exit(1)
-	}
-	// Containers of an interrupted run.
-	if out, err := podmanCmd("ps", "-aq", "--filter", "label=tusker-test=container").Output(); err == nil {
-		for id := range strings.FieldsSeq(string(out)) {
-			_ = podmanCmd("rm", "-f", id).Run()
+	harness.ImageMain(m, "test/container", "podman", func(i harness.Image) {
+		img = i
+		// Containers of an interrupted run.
+		if out, err := podmanCmd("ps", "-aq", "--filter", "label=tusker-test=container").Output(); err == nil {
+			for id := range strings.FieldsSeq(string(out)) {
+				_ = podmanCmd("rm", "-f", id).Run()
+			}
 		}
-	}
-	os.Exit(m.Run())
+	})
 }
 
 func podmanCmd(args ...string) *exec.Cmd { return exec.Command("podman", args...) }

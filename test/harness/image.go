@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 
 	"golang.org/x/sys/unix"
 )
@@ -77,4 +78,21 @@ func ContainerLimits() []string {
 	np := min(nproc.Max, maxPID)
 	return []string{"--ulimit", fmt.Sprintf("nofile=%d:%d", nofile.Max, nofile.Max),
 		"--ulimit", fmt.Sprintf("nproc=%d:%d", np, np)}
+}
+
+// ImageMain is the TestMain of a suite that runs the image: it must be root (podman, a
+// Kubernetes node), builds the image (make image), calls setup with it and runs the tests as
+// root; the containers drop to postgres by themselves. whyRoot completes "<suite>: ... needs root".
+func ImageMain(m *testing.M, suite, whyRoot string, setup func(Image)) {
+	if os.Geteuid() != 0 {
+		fmt.Fprintf(os.Stderr, "%s: %s needs root (CI runs as root; run `sudo make test`)\n", suite, whyRoot)
+		os.Exit(1)
+	}
+	img, err := BuildImage()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", suite, err)
+		os.Exit(1)
+	}
+	setup(img)
+	os.Exit(m.Run())
 }

@@ -47,16 +47,7 @@ const (
 var img harness.Image
 
 func TestMain(m *testing.M) {
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "test/kube: a Kubernetes node needs root (CI runs as root; run `sudo make test`)")
-		os.Exit(1)
-	}
-	var err error
-	if img, err = harness.BuildImage(); err != nil {
-		fmt.Fprintln(os.Stderr, "test/kube:", err)
-		os.Exit(1)
-	}
-	os.Exit(m.Run())
+	harness.ImageMain(m, "test/kube", "a Kubernetes node", func(i harness.Image) { img = i })
 }
 
 // apply creates every object of a manifest of deploy/kubernetes in the namespace, as kubectl
