@@ -453,6 +453,9 @@ func (n *Node) observeLocal(ctx context.Context, rt time.Duration, cl *dcs.Clust
 	case postgres.DataDirEmpty:
 		l.DataDir = DataDirEmpty
 		n.sysID, n.canRewind = "", nil
+		// Whatever runs in this directory later was started by this process (bootstrap, clone),
+		// which fires on_start itself: nothing is left to adopt.
+		n.adopted = true
 		return l
 	case postgres.DataDirInvalid:
 		l.DataDir = DataDirInvalid
@@ -952,6 +955,9 @@ func (n *Node) doBootstrap(ctx context.Context) error {
 	}
 	n.sysID = ""
 	n.log.Info("bootstrapped a new cluster", "system_identifier", cd.SystemIdentifier)
+	// As Patroni: on_start once the new cluster's leader holds the lock.
+	n.setRole("primary")
+	n.fire("on_start")
 	return nil
 }
 

@@ -205,6 +205,10 @@ func TestSwitchoverFailoverAndCallbacks(t *testing.T) {
 	for _, n := range e.c.Nodes {
 		require.Contains(t, readFile(logs[n.Name]), "on_start", n.Name)
 	}
+	// The bootstrapper is told it started as primary (not left to chance: it once depended on
+	// whether the loop saw initdb's directory before postgres ran), the clones as replicas.
+	require.True(t, strings.HasPrefix(readFile(logs[p.Name]), "on_start primary e2e\n"), readFile(logs[p.Name]))
+	require.True(t, strings.HasPrefix(readFile(logs[cand.Name]), "on_start replica e2e\n"), readFile(logs[cand.Name]))
 	require.Contains(t, readFile(logs[p.Name]), "on_stop primary e2e")
 	require.Contains(t, readFile(logs[p.Name]), "on_role_change replica e2e")
 }
