@@ -255,17 +255,31 @@ func (d *decoder) optBool(dst **bool) func(string, *node) {
 	}
 }
 
-// duration reads "5s", "1m30s", or a number of seconds.
+// duration reads "5s", "1m30s", or a number of seconds, from 0 to maxSettingDuration. A number
+// of seconds is bounded before it is multiplied into a Duration, so that it cannot wrap around.
 func (d *decoder) duration(path string, n *node) (time.Duration, bool) {
 	d.track(path, n)
 	if n.kind == nullNode {
 		return 0, false
 	}
 	if n.kind == scalarNode {
+		var dur time.Duration
+		parsed := false
 		if i, ok := scalarInt(n.val); ok {
-			return time.Duration(i) * time.Second, true
+			parsed = true
+			if i >= 0 && i <= int64(maxSettingDuration/time.Second) {
+				dur = time.Duration(i) * time.Second
+			} else {
+				dur = -1
+			}
+		} else if pd, err := time.ParseDuration(strings.TrimSpace(n.text)); err == nil {
+			parsed, dur = true, pd
 		}
-		if dur, err := time.ParseDuration(strings.TrimSpace(n.text)); err == nil {
+		switch {
+		case parsed && (dur < 0 || dur > maxSettingDuration):
+			d.problem(path, n, "must be between 0 and %s, got %s", maxSettingDuration, strings.TrimSpace(n.text))
+			return 0, false
+		case parsed:
 			return dur, true
 		}
 	}

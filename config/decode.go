@@ -291,6 +291,25 @@ func (d *decoder) parameters(path string, n *node) map[string]any {
 	return out
 }
 
+// unimplementedSettings reads a map of settings tusker does not act on yet (recovery_conf) and
+// still refuses a string value holding a line break: Patroni writes these into postgresql.conf,
+// and a configuration that would break it there is refused here already.
+func (d *decoder) unimplementedSettings(path string, n *node) {
+	d.unimplemented(path)
+	d.track(path, n)
+	if n.kind != mapNode {
+		return
+	}
+	for _, k := range n.keys {
+		v := n.m[k]
+		if s, ok := v.val.(string); ok && v.kind == scalarNode {
+			if msg := textProblem(s); msg != "" {
+				d.problem(joinPath(path, k), v, "%s", msg)
+			}
+		}
+	}
+}
+
 func (d *decoder) auth(path string, n *node) Auth {
 	var a Auth
 	d.fields(path, n, map[string]func(string, *node){
@@ -622,6 +641,7 @@ func (d *decoder) postgresql(path string, n *node, pg *PostgreSQL) {
 		},
 		"parameters":     func(p string, v *node) { pg.Parameters = d.parameters(p, v) },
 		"pg_hba":         func(p string, v *node) { pg.PgHBA = d.stringList(p, v, "a list of pg_hba.conf lines") },
+		"recovery_conf":  d.unimplementedSettings,
 		"pg_ctl_timeout": d.setInt(&pg.PgCtlTimeout, "an integer number of seconds"),
 		"use_pg_rewind": func(p string, v *node) {
 			if b, ok := d.boolean(p, v); ok {
@@ -804,6 +824,7 @@ func decodeDynamic(d *decoder, path string, n *node) Dynamic {
 				"pg_hba": func(p string, v *node) {
 					dyn.PostgreSQL.PgHBA = d.stringList(p, v, "a list of pg_hba.conf lines")
 				},
+				"recovery_conf": d.unimplementedSettings,
 			})
 		},
 	})

@@ -151,24 +151,36 @@ func (d *Dynamic) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Validate checks the ranges and the timing rule of the dynamic configuration. Each problem is
-// "key: message" with the key relative to the dynamic configuration (e.g. "loop_wait: ...");
-// the result is empty when the configuration is valid.
+// Validate checks the ranges (the bounds of bounds.go among them) and the timing rule of the
+// dynamic configuration, and that parameter names and values and pg_hba lines can be written into
+// postgresql.conf and pg_hba.conf. Each problem is "key: message" with the key relative to the
+// dynamic configuration (e.g. "loop_wait: ..."); the result is empty when the configuration is
+// valid. Every path that adopts a dynamic configuration calls it: loading the local file
+// (bootstrap.dcs), the HA loop reading the DCS config key, PATCH and PUT /config, tuskerctl
+// edit-config.
 func (d Dynamic) Validate() []string {
 	var p []string
 	add := func(key, format string, args ...any) {
 		p = append(p, key+": "+fmt.Sprintf(format, args...))
 	}
-	if d.TTL < 2 {
-		add("ttl", "must be at least 2 seconds, got %d", d.TTL)
+	// Each duration is checked against its bounds (bounds.go) before the timing rule, so that the
+	// rule's sum is computed on bounded values only and cannot overflow.
+	timing := true
+	for _, s := range []struct {
+		key    string
+		v      int
+		lo, hi int
+	}{
+		{"ttl", d.TTL, 2, MaxTTL},
+		{"loop_wait", d.LoopWait, 1, MaxLoopWait},
+		{"retry_timeout", d.RetryTimeout, 1, MaxRetryTimeout},
+	} {
+		if msg := secondsProblem(s.v, s.lo, s.hi); msg != "" {
+			add(s.key, "%s", msg)
+			timing = false
+		}
 	}
-	if d.LoopWait < 1 {
-		add("loop_wait", "must be at least 1 second, got %d", d.LoopWait)
-	}
-	if d.RetryTimeout < 1 {
-		add("retry_timeout", "must be at least 1 second, got %d", d.RetryTimeout)
-	}
-	if d.TTL >= 2 && d.LoopWait >= 1 && d.RetryTimeout >= 1 && d.LoopWait+2*d.RetryTimeout > d.TTL {
+	if timing && d.LoopWait+2*d.RetryTimeout > d.TTL {
 		add("loop_wait", "loop_wait + 2*retry_timeout must be <= ttl, got %d + 2*%d = %d > ttl %d "+
 			"(lower loop_wait or retry_timeout, or raise ttl)",
 			d.LoopWait, d.RetryTimeout, d.LoopWait+2*d.RetryTimeout, d.TTL)
@@ -176,11 +188,11 @@ func (d Dynamic) Validate() []string {
 	if d.MaximumLagOnFailover < 0 {
 		add("maximum_lag_on_failover", "must be >= 0 bytes, got %d", d.MaximumLagOnFailover)
 	}
-	if d.PrimaryRaceBackoff < 0 {
-		add("primary_race_backoff", "must be >= 0 seconds, got %d", d.PrimaryRaceBackoff)
+	if msg := secondsProblem(d.PrimaryRaceBackoff, 0, MaxPrimaryRaceBackoff); msg != "" {
+		add("primary_race_backoff", "%s", msg)
 	}
-	if d.PrimaryStartTimeout < 0 {
-		add("primary_start_timeout", "must be >= 0 seconds, got %d", d.PrimaryStartTimeout)
+	if msg := secondsProblem(d.PrimaryStartTimeout, 0, MaxPrimaryStartTimeout); msg != "" {
+		add("primary_start_timeout", "%s", msg)
 	}
 	switch d.SynchronousMode {
 	case "off", "on", "quorum":
@@ -199,6 +211,9 @@ func (d Dynamic) Validate() []string {
 			add("postgresql.parameters."+k, "expected a string, number or boolean")
 		}
 	}
+	addKey := func(key, msg string) { add(key, "%s", msg) }
+	parameterProblems("postgresql.parameters", d.PostgreSQL.Parameters, addKey)
+	linesProblems("postgresql.pg_hba", d.PostgreSQL.PgHBA, addKey)
 	return p
 }
 

@@ -131,9 +131,14 @@ func (c *Config) Validate() error {
 	if pg.Authentication.Rewind.Password != "" && pg.Authentication.Rewind.Username == "" {
 		add("postgresql.authentication.rewind.username", "required when rewind.password is set")
 	}
-	if pg.PgCtlTimeout < 1 {
-		add("postgresql.pg_ctl_timeout", "must be at least 1 second, got %d", pg.PgCtlTimeout)
+	if msg := secondsProblem(pg.PgCtlTimeout, 1, MaxPgCtlTimeout); msg != "" {
+		add("postgresql.pg_ctl_timeout", "%s", msg)
 	}
+	addKey := func(key, msg string) { add(key, "%s", msg) }
+	parameterProblems("postgresql.parameters", pg.Parameters, addKey)
+	linesProblems("postgresql.pg_hba", pg.PgHBA, addKey)
+	linesProblems("bootstrap.pg_hba", c.Bootstrap.PgHBA, addKey)
+	c.validateTexts(add)
 
 	// tags.
 	if p := c.Tags.FailoverPriority; p != nil {
@@ -149,6 +154,36 @@ func (c *Config) Validate() error {
 		return nil
 	}
 	return &ValidationError{Problems: problems}
+}
+
+// validateTexts checks the values tusker writes into a line of a generated file, or into a DCS
+// key or URL others read: postgresql.conf (listen_addresses, hba_file under config_dir, and
+// primary_conninfo with the member name, the replication credentials and the passfile's path), the
+// passfile (the credentials) and the member key (the connect addresses). A line break in one of
+// them would break that file or add a line of its own.
+func (c *Config) validateTexts(add func(path, format string, args ...any)) {
+	pg := c.PostgreSQL
+	a := pg.Authentication
+	texts := []struct{ key, v string }{
+		{"name", c.Name}, {"scope", c.Scope}, {"namespace", c.Namespace},
+		{"restapi.listen", c.RestAPI.Listen}, {"restapi.connect_address", c.RestAPI.ConnectAddress},
+		{"postgresql.listen", pg.Listen}, {"postgresql.connect_address", pg.ConnectAddress},
+		{"postgresql.data_dir", pg.DataDir}, {"postgresql.bin_dir", pg.BinDir}, {"postgresql.pgpass", pg.Pgpass},
+		{"postgresql.authentication.superuser.username", a.Superuser.Username},
+		{"postgresql.authentication.superuser.password", a.Superuser.Password},
+		{"postgresql.authentication.replication.username", a.Replication.Username},
+		{"postgresql.authentication.replication.password", a.Replication.Password},
+		{"postgresql.authentication.rewind.username", a.Rewind.Username},
+		{"postgresql.authentication.rewind.password", a.Rewind.Password},
+	}
+	if pg.ConfigDir != pg.DataDir { // the default: data_dir is reported once
+		texts = append(texts, struct{ key, v string }{"postgresql.config_dir", pg.ConfigDir})
+	}
+	for _, t := range texts {
+		if msg := textProblem(t.v); msg != "" {
+			add(t.key, "%s", msg)
+		}
+	}
 }
 
 func validHostPort(s string) bool {

@@ -102,7 +102,7 @@ func (a *app) restart(o restartOptions, args []string) error {
 	if o.timeout != "" {
 		d, ok := parseSeconds(o.timeout)
 		if !ok {
-			return usagef("--timeout %q: expected seconds or a duration like 2m", o.timeout)
+			return usagef("--timeout %q: expected seconds or a duration like 2m, at most 1 day", o.timeout)
 		}
 		httpTimeout = d + 30*time.Second
 	}
@@ -185,14 +185,20 @@ func (a *app) restart(o restartOptions, args []string) error {
 	return fails.err()
 }
 
-// parseSeconds reads a timeout: seconds (possibly fractional) or a Go duration.
+// parseSeconds reads a timeout: seconds (possibly fractional) or a Go duration, positive and at
+// most config.MaxRestartTimeout, as the members accept it. The number is bounded before it becomes
+// a Duration: 1e300 seconds would wrap around into a negative HTTP timeout.
 func parseSeconds(s string) (time.Duration, bool) {
 	s = strings.TrimSpace(s)
 	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		return time.Duration(f * float64(time.Second)), f > 0
+		if !(f > 0) || f > config.MaxRestartTimeout.Seconds() {
+			return 0, false
+		}
+		d := time.Duration(f * float64(time.Second))
+		return d, d > 0
 	}
 	d, err := time.ParseDuration(s)
-	return d, err == nil && d > 0
+	return d, err == nil && d > 0 && d <= config.MaxRestartTimeout
 }
 
 type reloadOptions struct {

@@ -244,11 +244,7 @@ func (s *Server) postRestart(w http.ResponseWriter, r *http.Request, mgr ha.Mana
 			}
 			req.PostgresVersion = n
 		case "timeout":
-			d, ok := parseTimeout(kv.val)
-			if !ok {
-				bad = "Timeout should be a positive number of seconds or a duration"
-			}
-			req.Timeout = d
+			req.Timeout, bad = restartTimeout(kv.val)
 		case "restart_pending":
 			var p *bool
 			if json.Unmarshal(kv.val, &p) != nil {
@@ -410,6 +406,8 @@ func (s *Server) parseSchedule(raw json.RawMessage, action string) (time.Time, i
 		return time.Time{}, http.StatusBadRequest, "Timezone information is mandatory for the scheduled " + action
 	case t.Before(s.now().Add(-time.Second)):
 		return time.Time{}, http.StatusUnprocessableEntity, "Cannot schedule " + action + " in the past"
+	case t.After(s.now().Add(config.MaxScheduleAhead)):
+		return time.Time{}, http.StatusUnprocessableEntity, scheduleTooFar(action)
 	}
 	return t, 0, ""
 }

@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/tusker-ha/tusker/config"
 )
 
 // member is one key of a JSON object body with its raw value.
@@ -233,50 +236,102 @@ var pgUnits = []struct {
 	seconds float64
 }{{"min", 60}, {"d", 86400}}
 
+// Answers to a POST /restart timeout that is not a positive duration, or is one longer than
+// config.MaxRestartTimeout.
+const (
+	msgBadTimeout  = "Timeout should be a positive number of seconds or a duration"
+	msgLongTimeout = "Timeout should be at most 1 day (86400 seconds)"
+)
+
+var (
+	errBadTimeout  = errors.New(msgBadTimeout)
+	errLongTimeout = errors.New(msgLongTimeout)
+)
+
+// restartTimeout parses and bounds POST /restart's timeout: the Duration, or the message to
+// answer with (400).
+func restartTimeout(raw json.RawMessage) (time.Duration, string) {
+	d, err := parseTimeout(raw)
+	if err != nil {
+		return 0, err.Error()
+	}
+	return d, ""
+}
+
 // parseTimeout parses a restart timeout: a positive JSON number of seconds, or a string holding
 // a number of seconds ("30"), a Go duration ("30s", "2m", "1h30m", "500ms") or a number with a
-// PostgreSQL unit ("2min", "1d").
-func parseTimeout(raw json.RawMessage) (time.Duration, bool) {
+// PostgreSQL unit ("2min", "1d"), of at most config.MaxRestartTimeout. The number is compared
+// with the bound before it becomes a Duration, so that 1e300 cannot wrap around into a negative
+// one. The error is errBadTimeout or errLongTimeout.
+func parseTimeout(raw json.RawMessage) (time.Duration, error) {
 	var x any
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	if dec.Decode(&x) != nil {
-		return 0, false
+		return 0, errBadTimeout
 	}
 	switch t := x.(type) {
 	case json.Number:
-		f, err := t.Float64()
-		if err != nil {
-			return 0, false
+		if d, ok, err := numberSeconds(string(t), 1); ok {
+			return d, err
 		}
-		return seconds(f)
 	case string:
 		s := strings.TrimSpace(t)
-		if f, err := strconv.ParseFloat(s, 64); err == nil {
-			return seconds(f)
+		if d, ok, err := numberSeconds(s, 1); ok {
+			return d, err
 		}
 		if d, err := time.ParseDuration(s); err == nil {
-			return d, d > 0
+			switch {
+			case d <= 0:
+				return 0, errBadTimeout
+			case d > config.MaxRestartTimeout:
+				return 0, errLongTimeout
+			}
+			return d, nil
 		}
 		for _, u := range pgUnits {
 			if num, ok := strings.CutSuffix(s, u.unit); ok {
-				if f, err := strconv.ParseFloat(strings.TrimSpace(num), 64); err == nil {
-					return seconds(f * u.seconds)
+				if d, ok, err := numberSeconds(strings.TrimSpace(num), u.seconds); ok {
+					return d, err
 				}
 			}
 		}
 	}
-	return 0, false
+	return 0, errBadTimeout
 }
 
-// maxTimeoutSeconds bounds a timeout far below the Duration range (about 31 years).
-const maxTimeoutSeconds = 1e9
-
-// seconds converts a positive, finite number of seconds into a Duration.
-func seconds(f float64) (time.Duration, bool) {
-	if !(f > 0) || f > maxTimeoutSeconds { // also refuses NaN
-		return 0, false
+// numberSeconds converts a decimal number of units of unit seconds into a Duration of at most
+// config.MaxRestartTimeout; ok is false when s is no number at all. The number is compared with
+// the bound before it becomes a Duration, so that it cannot wrap around: one too large for a
+// float64 (1e400) is too long, and Inf and NaN written out are no timeouts.
+func numberSeconds(s string, unit float64) (d time.Duration, ok bool, err error) {
+	f, perr := strconv.ParseFloat(s, 64)
+	switch {
+	case perr != nil && !errors.Is(perr, strconv.ErrRange):
+		return 0, false, nil
+	case perr == nil && (math.IsInf(f, 0) || math.IsNaN(f)):
+		return 0, true, errBadTimeout
 	}
-	d := time.Duration(f * float64(time.Second))
-	return d, d > 0
+	f *= unit
+	switch {
+	case !(f > 0): // a negative number too large for a float64 too
+		return 0, true, errBadTimeout
+	case f > config.MaxRestartTimeout.Seconds():
+		return 0, true, errLongTimeout
+	}
+	d = time.Duration(f * float64(time.Second))
+	if d <= 0 { // below a nanosecond
+		return 0, true, errBadTimeout
+	}
+	return d, true, nil
+}
+
+// scheduleTooFar is the answer (422, like a schedule in the past) to a switchover or restart
+// scheduled more than config.MaxScheduleAhead from now; action is "switchover" or "restart".
+func scheduleTooFar(action string) string {
+	key := "scheduled_at"
+	if action == "restart" {
+		key = "schedule"
+	}
+	return "Cannot schedule " + action + " more than a year ahead (" + key + " must be at most 366 days from now)"
 }

@@ -413,8 +413,8 @@ func TestRestartChecks(t *testing.T) {
 		{name: "timeout words", body: `{"timeout":"a while"}`, code: 400, msg: "Timeout should be a positive number of seconds or a duration"},
 		{name: "timeout NaN", body: `{"timeout":"NaN"}`, code: 400, msg: "Timeout should be a positive number of seconds or a duration"},
 		{name: "timeout Inf", body: `{"timeout":"Inf"}`, code: 400, msg: "Timeout should be a positive number of seconds or a duration"},
-		{name: "timeout huge", body: `{"timeout":1e300}`, code: 400, msg: "Timeout should be a positive number of seconds or a duration"},
-		{name: "timeout huge string", body: `{"timeout":"99999999999d"}`, code: 400, msg: "Timeout should be a positive number of seconds or a duration"},
+		{name: "timeout huge", body: `{"timeout":1e300}`, code: 400, msg: msgLongTimeout},
+		{name: "timeout huge string", body: `{"timeout":"99999999999d"}`, code: 400, msg: msgLongTimeout},
 		{name: "timeout bool", body: `{"timeout":true}`, code: 400, msg: "Timeout should be a positive number of seconds or a duration"},
 		{name: "timeout null", body: `{"timeout":null}`, code: 400, msg: "Timeout should be a positive number of seconds or a duration"},
 
