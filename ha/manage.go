@@ -3,6 +3,8 @@ package ha
 import (
 	"context"
 	"time"
+
+	"github.com/tusker-ha/tusker/dcs"
 )
 
 // Manager is what the REST API's management endpoints call. The REST layer parses and checks the
@@ -82,4 +84,17 @@ type FailsafeRequest struct {
 	ConnURL string           `json:"conn_url"`
 	APIURL  string           `json:"api_url"`
 	Slots   map[string]int64 `json:"slots,omitempty"`
+}
+
+// FailsafeSenderIsLeader is the rule for POST /failsafe on a replica: the sender vouches that it
+// is still the primary while the DCS is out of reach, which stops this member from racing. So it
+// must be the member that last held the leader key as this member saw it (lastLeader) and be
+// listed in the failsafe key that leader wrote; a stranger, or a former leader that has since been
+// replaced, changes nothing.
+func FailsafeSenderIsLeader(name, lastLeader string, c *dcs.Cluster) bool {
+	if name == "" || name != lastLeader || c == nil {
+		return false
+	}
+	_, listed := c.Failsafe[name]
+	return listed
 }

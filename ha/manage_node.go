@@ -418,8 +418,13 @@ func (n *Node) Failsafe(_ context.Context, req FailsafeRequest) (int64, Result) 
 		return 0, res(http.StatusBadRequest, "name is required")
 	}
 	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !FailsafeSenderIsLeader(req.Name, n.lastLeader, st.Cluster) {
+		// Anyone else's confirmation would stop this replica from racing for a leader that is
+		// gone: only the last leader seen, listed in the failsafe key, vouches for itself.
+		return 0, res(http.StatusForbidden, "Access is denied: %s is not the last known leader of the failsafe key", req.Name)
+	}
 	n.failsafeFrom, n.failsafeAt = req.Name, time.Now()
-	n.mu.Unlock()
 	return max(st.ReceivedLocation, st.ReplayedLocation), res(http.StatusOK, "Accepted")
 }
 

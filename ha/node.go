@@ -109,6 +109,7 @@ type Node struct {
 	actionDone   chan struct{}
 	actionErr    error // how the last action ended
 	raceBackoff  time.Time
+	lastLeader   string    // the leader key's holder when one was last seen (POST /failsafe)
 	failsafeFrom string    // replica: the primary that POSTed /failsafe
 	failsafeAt   time.Time // ... and when
 	failsafeOn   bool      // leader: failsafe confirmations are keeping it primary
@@ -315,6 +316,11 @@ func (n *Node) observe(ctx context.Context) View {
 		v.Cluster = cl
 		n.dcsErrLogged = time.Time{}
 		n.lastCluster, n.lastSeen = cl, time.Now()
+		if l := cl.LeaderName(); l != "" {
+			n.mu.Lock()
+			n.lastLeader = l
+			n.mu.Unlock()
+		}
 		ttl, _, _ := n.dyn.TimingDurations()
 		n.members.update(cl, n.lastSeen, 2*ttl)
 		for _, k := range cl.Invalid {

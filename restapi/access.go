@@ -2,12 +2,14 @@ package restapi
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -26,14 +28,39 @@ const (
 	resolveWait    = time.Second      // how long a request waits for names never resolved before
 )
 
-// allowlist is restapi.allowlist and allowlist_include_members.
+// allowlist is restapi.allowlist and allowlist_include_members, or the default that applies
+// when no access setting is configured (defaultAccess).
 type allowlist struct {
 	prefixes []netip.Prefix // the IP and CIDR entries
 	hosts    []string       // the host name entries
 	members  bool           // allowlist_include_members
 	denyAll  bool           // the allowlist is invalid: nothing is allowed
 	names    *hostCache
+
+	// The default: loopback, this host's own address (a request whose source is the address it
+	// arrived at) and the members' addresses, those of their conn_url included.
+	isDefault bool
 }
+
+// defaultAllowlist is what unsafe requests are checked against when neither authentication, an
+// allowlist nor client certificates are configured: Patroni lets everyone in then, which lets
+// anyone who can reach the port set archive_command (code execution as postgres). tusker lets in
+// the machine itself and the cluster's members, so that tuskerctl on a member, the members' own
+// requests and Kubernetes pods of the cluster keep working.
+func defaultAllowlist(log *slog.Logger) *allowlist {
+	return &allowlist{
+		prefixes:  []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
+		members:   true,
+		names:     newHostCache(log),
+		isDefault: true,
+	}
+}
+
+// msgDefaultDenied answers an unsafe request the default refused: what happened and what to
+// configure.
+const msgDefaultDenied = "Access is denied: with no restapi.authentication, restapi.allowlist or " +
+	"restapi.verify_client configured, only this host and the cluster's members may change the " +
+	"cluster; configure one of them to let other clients in (see docs/rest-api.md, Access)"
 
 // newAllowlist sorts the entries into networks and host names. An entry with a '/' must be a
 // CIDR; anything else that is not an IP address is a host name.
@@ -91,34 +118,50 @@ func (a *allowlist) prefetch() {
 // allows reports whether a request from ip may go on: ip is in a network of the allowlist, is an
 // address of one of its host names or, when checkMembers, of the host of a member's api_url in
 // st's cluster. Names never resolved before are waited for at most resolveWait in all.
-func (a *allowlist) allows(ctx context.Context, ip netip.Addr, st *ha.Status, checkMembers bool) bool {
+//
+// local is the address the request arrived at (invalid when unknown): the default allowlist
+// also admits a request from that same address, which can only come from this host.
+func (a *allowlist) allows(ctx context.Context, ip, local netip.Addr, st *ha.Status, checkMembers bool) bool {
 	if a.denyAll {
 		return false
 	}
 	ip = ip.Unmap().WithZone("")
+	if a.isDefault && local.IsValid() && local.Unmap().WithZone("") == ip {
+		return true
+	}
 	for _, p := range a.prefixes {
 		if p.Contains(ip) {
 			return true
 		}
 	}
-	hosts := a.hosts
+	hosts := a.hosts[:len(a.hosts):len(a.hosts)] // appending must not write into a.hosts
 	if checkMembers && a.members && st != nil && st.Cluster != nil {
-		hosts = hosts[:len(hosts):len(hosts)] // appending must not write into a.hosts
 		for _, m := range st.Cluster.Members {
-			h := apiHost(m.Data.APIURL)
-			if h == "" {
-				continue
+			hs := []string{apiHost(m.Data.APIURL)}
+			if a.isDefault {
+				hs = append(hs, apiHost(m.Data.ConnURL))
 			}
-			if addr, err := netip.ParseAddr(h); err == nil {
-				if addr.Unmap().WithZone("") == ip {
-					return true
+			for _, h := range hs {
+				if h == "" {
+					continue
 				}
-				continue
+				if addr, err := netip.ParseAddr(h); err == nil {
+					if addr.Unmap().WithZone("") == ip {
+						return true
+					}
+					continue
+				}
+				hosts = append(hosts, h)
 			}
-			hosts = append(hosts, h)
 		}
 	}
-	if len(hosts) == 0 {
+	return a.resolvesTo(ctx, hosts, ip)
+}
+
+// resolvesTo reports whether one of hosts resolves to ip, waiting at most resolveWait in all for
+// names never resolved before.
+func (a *allowlist) resolvesTo(ctx context.Context, hosts []string, ip netip.Addr) bool {
+	if len(hosts) == 0 || a.names == nil {
 		return false
 	}
 	for _, h := range hosts { // resolve them concurrently
@@ -155,6 +198,19 @@ func remoteIP(r *http.Request) (netip.Addr, bool) {
 		return netip.Addr{}, false
 	}
 	return ap.Addr(), true
+}
+
+// localIP is the address r arrived at (invalid when the server does not say).
+func localIP(r *http.Request) netip.Addr {
+	a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return netip.Addr{}
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr()
 }
 
 // hostCache resolves host names in the background and keeps their addresses for resolveTTL.
@@ -243,33 +299,134 @@ func (c *hostCache) resolve(host string, e *hostEntry, done chan struct{}) {
 	e.expires = c.now().Add(resolveTTL)
 }
 
-// checkAccess is Patroni's check_access for a management request that changes something, in its
-// order: the allowlist (403 Access is denied; POST /failsafe skips the members, as in Patroni:
-// they are read from the DCS, and failsafe mode is what runs while the DCS is unreachable), a
-// verified client certificate when verify_client asks for one (403 client certificate
-// required), then Basic authentication (401). It writes the refusal and returns false, or returns
-// true when the request may go on.
-func (s *Server) checkAccess(w http.ResponseWriter, r *http.Request, seg string) bool {
-	checkMembers := seg != "failsafe"
-	if s.allow != nil && s.allow.active(checkMembers) {
+// checkAccess is Patroni's check_access for a request that changes something (or, with
+// restapi.protect_reads, reads cluster data), in its order: the allowlist (403 Access is denied;
+// POST /failsafe skips the members, as in Patroni: they are read from the DCS, and failsafe mode
+// is what runs while the DCS is unreachable; with the default allowlist it skips the allowlist
+// altogether and postFailsafe checks that the leader sent it), a verified client certificate when
+// verify_client asks for one (403 client certificate required), one of the names of
+// verify_client_names when set (403), then Basic authentication (401; 429 after too many
+// failures from one address). It writes the refusal and returns false, or returns true when the
+// request may go on.
+func (s *Server) checkAccess(w http.ResponseWriter, r *http.Request, seg string, read bool) bool {
+	failsafePost := seg == "failsafe" && !read
+	checkMembers := !failsafePost
+	if s.allow != nil && s.allow.active(checkMembers) && !(failsafePost && s.allow.isDefault) {
 		ip, ok := remoteIP(r)
-		if !ok || !s.allow.allows(r.Context(), ip, s.status(), checkMembers) {
+		if !ok || !s.allow.allows(r.Context(), ip, localIP(r), s.status(), checkMembers) {
 			s.log.Info("REST API request refused: address not in the allowlist", "remote", r.RemoteAddr,
-				"method", r.Method, "uri", r.RequestURI)
-			writeMessage(w, r, http.StatusForbidden, "Access is denied", nil)
+				"method", r.Method, "uri", r.RequestURI, "default_allowlist", s.allow.isDefault)
+			msg := "Access is denied"
+			if s.allow.isDefault {
+				msg = msgDefaultDenied
+			}
+			writeMessage(w, r, http.StatusForbidden, msg, nil)
 			return false
 		}
 	}
-	if s.tls != nil && s.tls.verifiesClients() && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
-		s.log.Info("REST API request refused: no client certificate", "remote", r.RemoteAddr,
-			"method", r.Method, "uri", r.RequestURI)
-		writeMessage(w, r, http.StatusForbidden, "client certificate required", nil)
+	if s.tls != nil && s.tls.verifiesClients() {
+		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+			s.log.Info("REST API request refused: no client certificate", "remote", r.RemoteAddr,
+				"method", r.Method, "uri", r.RequestURI)
+			writeMessage(w, r, http.StatusForbidden, "client certificate required", nil)
+			return false
+		}
+		if len(s.cfg.ClientNames) > 0 {
+			leaf := r.TLS.VerifiedChains[0][0]
+			if !certNameAllowed(leaf, s.cfg.ClientNames) {
+				s.log.Warn("REST API request refused: client certificate not in verify_client_names",
+					"remote", r.RemoteAddr, "method", r.Method, "uri", r.RequestURI,
+					"subject", leaf.Subject.String(), "dns_names", leaf.DNSNames)
+				writeMessage(w, r, http.StatusForbidden, "client certificate not allowed", nil)
+				return false
+			}
+		}
+	}
+	if s.cfg.Auth == nil {
+		return true
+	}
+	ip, _ := remoteIP(r)
+	if wait := s.authFails.blocked(ip, s.now()); wait > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+		writeMessage(w, r, http.StatusTooManyRequests, "too many failed authentication attempts", nil)
 		return false
 	}
 	if msg := s.authorize(r); msg != "" {
+		if msg == msgNotAuthenticated {
+			if n, first := s.authFails.fail(ip, s.now()); first || n == authFailLimit {
+				user, _, _ := r.BasicAuth()
+				s.log.Warn("REST API request refused: wrong username or password", "remote", r.RemoteAddr,
+					"method", r.Method, "uri", r.RequestURI, "user", user, "failures", n,
+					"limited", n >= authFailLimit)
+			}
+		}
 		w.Header().Set("WWW-Authenticate", `Basic realm="Patroni"`)
 		writeMessage(w, r, http.StatusUnauthorized, msg, nil)
 		return false
 	}
+	s.authFails.succeed(ip)
 	return true
+}
+
+// certNameAllowed reports whether the certificate's common name or one of its subject
+// alternative names (DNS, IP, email, URI) is one of names (DNS names case-insensitively).
+func certNameAllowed(c *x509.Certificate, names []string) bool {
+	var have []string
+	if c.Subject.CommonName != "" {
+		have = append(have, c.Subject.CommonName)
+	}
+	have = append(have, c.DNSNames...)
+	have = append(have, c.EmailAddresses...)
+	for _, ip := range c.IPAddresses {
+		have = append(have, ip.String())
+	}
+	for _, u := range c.URIs {
+		have = append(have, u.String())
+	}
+	for _, n := range names {
+		for _, h := range have {
+			if strings.EqualFold(strings.TrimSuffix(n, "."), strings.TrimSuffix(h, ".")) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// failsafeSender reports whether a POST /failsafe naming name came from that member: the failsafe
+// key must list it (members only), and the request's source must be the host of its api_url
+// there, or of the api_url or conn_url of its member key. A stranger's POST would otherwise keep
+// replicas from racing for a leader that is gone.
+func (s *Server) failsafeSender(r *http.Request, name string) bool {
+	st := s.status()
+	if st == nil || st.Cluster == nil || name == "" {
+		return false
+	}
+	apiURL, ok := st.Cluster.Failsafe[name]
+	if !ok {
+		return false
+	}
+	ip, ok := remoteIP(r)
+	if !ok {
+		return false
+	}
+	ip = ip.Unmap().WithZone("")
+	hosts := []string{apiHost(apiURL)}
+	if m := st.Cluster.Member(name); m != nil {
+		hosts = append(hosts, apiHost(m.Data.APIURL), apiHost(m.Data.ConnURL))
+	}
+	var names []string
+	for _, h := range hosts {
+		if h == "" {
+			continue
+		}
+		if addr, err := netip.ParseAddr(h); err == nil {
+			if addr.Unmap().WithZone("") == ip {
+				return true
+			}
+			continue
+		}
+		names = append(names, h)
+	}
+	return s.senders.resolvesTo(r.Context(), names, ip)
 }

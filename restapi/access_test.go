@@ -83,8 +83,12 @@ func TestAllowlistIPsAndCIDRs(t *testing.T) {
 	assertPassed(t, from(s, "192.0.2.8:5555", "GET", "/config"), "GET /config reaches the manager")
 	assert.Equal(t, 200, from(s, "192.0.2.8:5555", "OPTIONS", "/reload").Code)
 
-	// Without an allowlist nothing is checked.
-	assertPassed(t, from(allowServer(t, primary(), Config{}), "192.0.2.8:5555", "POST", "/reload"), "no allowlist")
+	// Without an allowlist, the default: this host and the members only.
+	def := allowServer(t, primary(), Config{})
+	rec := from(def, "192.0.2.8:5555", "POST", "/reload")
+	assert.Equal(t, http.StatusForbidden, rec.Code)
+	assert.Equal(t, msgDefaultDenied, rec.Body.String())
+	assertPassed(t, from(def, "127.0.0.1:5555", "POST", "/reload"), "default: loopback")
 
 	// An invalid entry is a configuration error, and a handler used anyway refuses everything.
 	bad := New(Config{Manager: m, Allowlist: []string{"10.0.0.0/33", "10.1.2.3"}}, func() *ha.Status { return primary() })
@@ -115,8 +119,11 @@ func TestAllowlistIncludeMembers(t *testing.T) {
 	assertPassed(t, from(s, "[fd00::2]:40000", "POST", "/reload"), "IPv6 member")
 	assertDenied(t, from(s, "10.9.9.9:40000", "POST", "/reload"), "not a member, and an empty allowlist admits nobody else")
 	// POST /failsafe skips the members (Patroni's allowlist_check_members=False): with no
-	// allowlist besides, it is not checked.
+	// allowlist besides, the allowlist does not check it; the sender must be the member of the
+	// failsafe key it names.
+	st.Cluster.Failsafe = map[string]string{"n1": "http://10.9.9.9:8008/patroni"}
 	assertPassed(t, from(s, "10.9.9.9:40000", "POST", "/failsafe"), "failsafe skips the member check")
+	assert.Equal(t, http.StatusForbidden, from(s, "10.9.9.8:40000", "POST", "/failsafe").Code, "not the member it names")
 
 	// A member's api_url with a host name.
 	assertPassed(t, from(allowServer(t, membersAt("http://localhost:8008/patroni"), Config{AllowlistIncludeMembers: true}),
@@ -131,6 +138,9 @@ func TestAllowlistIncludeMembers(t *testing.T) {
 	assertPassed(t, from(s, "192.0.2.1:40000", "POST", "/reload"), "allowlisted")
 	assertDenied(t, from(s, "10.9.9.9:40000", "POST", "/reload"), "neither")
 	assertDenied(t, from(s, "127.0.0.1:40000", "POST", "/failsafe"), "a member is not enough for /failsafe")
+	assert.Equal(t, http.StatusForbidden, from(s, "192.0.2.1:40000", "POST", "/failsafe").Code,
+		"allowlisted, but not the member the failsafe key names")
+	st.Cluster.Failsafe = map[string]string{"n1": "http://192.0.2.1:8008/patroni"}
 	assertPassed(t, from(s, "192.0.2.1:40000", "POST", "/failsafe"), "allowlisted failsafe")
 }
 

@@ -147,6 +147,7 @@ func newTestServer(st *ha.Status) (*Server, *statusBox) {
 func do(t testing.TB, s *Server, method, target string) *httptest.ResponseRecorder {
 	t.Helper()
 	req := httptest.NewRequest(method, target, nil)
+	req.RemoteAddr = testClient // this host: the default allowlist lets it in
 	rec := httptest.NewRecorder()
 	s.Handler().ServeHTTP(rec, req)
 	return rec
@@ -169,3 +170,14 @@ func compactJSON(t testing.TB, s string) string {
 }
 
 const ok, unavailable = http.StatusOK, http.StatusServiceUnavailable
+
+// withFailsafeKey adds the failsafe key the leader n1 wrote, with n1 at testClient's address.
+func withFailsafeKey(st *ha.Status) *ha.Status {
+	c := *st.Cluster
+	c.Failsafe = map[string]string{"n1": "http://127.0.0.1:8008/patroni", "n2": "http://10.0.0.2:8008/patroni"}
+	st.Cluster = &c
+	return st
+}
+
+// testClient is the address of the unit tests' requests: loopback, as tuskerctl on a member.
+const testClient = "127.0.0.1:40000"

@@ -156,6 +156,14 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if s.cfg.ProtectReads && r.Method != http.MethodOptions {
+		switch ep {
+		case epPatroni, epCluster, epHistory, epMetrics:
+			if !s.checkAccess(w, r, seg, true) {
+				return
+			}
+		}
+	}
 	st := s.status()
 	switch ep {
 	case epPatroni:

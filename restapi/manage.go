@@ -52,7 +52,8 @@ func (s *Server) serveManagement(w http.ResponseWriter, r *http.Request, seg str
 		writeMessage(w, r, http.StatusOK, "", m.allow)
 		return
 	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead && !s.checkAccess(w, r, seg) {
+	read := r.Method == http.MethodGet || r.Method == http.MethodHead
+	if (!read || s.cfg.ProtectReads) && !s.checkAccess(w, r, seg, read) {
 		return
 	}
 	switch seg {
@@ -371,6 +372,13 @@ func (s *Server) postFailsafe(w http.ResponseWriter, r *http.Request, mgr ha.Man
 		writeMessage(w, r, http.StatusBadRequest, msg, nil)
 		return
 	}
+	if !s.failsafeSender(r, req.Name) {
+		s.log.Warn("REST API request refused: POST /failsafe not from the member it names", "remote", r.RemoteAddr,
+			"name", req.Name)
+		writeMessage(w, r, http.StatusForbidden,
+			"Access is denied: POST /failsafe is accepted only from the member of the failsafe key it names", nil)
+		return
+	}
 	s.extendDeadlines(w)
 	lsn, res := mgr.Failsafe(r.Context(), req)
 	if res.Code != http.StatusOK {
@@ -533,10 +541,13 @@ func (s *Server) authorize(r *http.Request) string {
 	u := subtle.ConstantTimeCompare([]byte(user), []byte(a.Username))
 	p := subtle.ConstantTimeCompare([]byte(pass), []byte(a.Password))
 	if u&p != 1 {
-		return "not authenticated"
+		return msgNotAuthenticated
 	}
 	return ""
 }
+
+// msgNotAuthenticated is Patroni's answer to a wrong username or password.
+const msgNotAuthenticated = "not authenticated"
 
 // jsonKind names a Go kind the way a JSON author thinks of it.
 func jsonKind(k reflect.Kind) string {

@@ -147,6 +147,7 @@ func pausedPrimary() *ha.Status {
 func send(t testing.TB, s *Server, method, target, body string, chunked bool) *httptest.ResponseRecorder {
 	t.Helper()
 	req := httptest.NewRequest(method, target, strings.NewReader(body))
+	req.RemoteAddr = testClient // this host: the default allowlist lets it in
 	if chunked {
 		req.ContentLength = -1
 	}
@@ -321,7 +322,7 @@ func TestManagerResults(t *testing.T) {
 	for _, c := range calls {
 		for _, res := range results {
 			m := &fakeManager{res: res}
-			rec := send(t, mgmtServer(primary(), m), c.method, c.path, c.body, false)
+			rec := send(t, mgmtServer(withFailsafeKey(primary()), m), c.method, c.path, c.body, false)
 			msg := res.Message
 			if msg == "" {
 				msg = http.StatusText(res.Code)
@@ -581,7 +582,7 @@ func TestFailsafeEndpoint(t *testing.T) {
 	t.Run("POST accepted", func(t *testing.T) {
 		for _, msg := range []string{"", "Accepted"} {
 			m := &fakeManager{lsn: 67395656, res: ha.Result{Code: 200, Message: msg}}
-			rec := send(t, mgmtServer(replica(), m), "POST", "/failsafe", body, false)
+			rec := send(t, mgmtServer(withFailsafeKey(replica()), m), "POST", "/failsafe", body, false)
 			assertText(t, rec, 200, "Accepted")
 			assert.Equal(t, []string{"67395656"}, rec.Header()["lsn"])
 			assert.Equal(t, []ha.FailsafeRequest{{
@@ -593,7 +594,7 @@ func TestFailsafeEndpoint(t *testing.T) {
 	t.Run("POST refused", func(t *testing.T) {
 		for _, res := range []ha.Result{{Code: 500, Message: "Running as a leader"}, {Code: 502, Message: "Failsafe mode is not enabled"}} {
 			m := &fakeManager{lsn: 5, res: res}
-			rec := send(t, mgmtServer(primary(), m), "POST", "/failsafe", body, false)
+			rec := send(t, mgmtServer(withFailsafeKey(primary()), m), "POST", "/failsafe", body, false)
 			assertText(t, rec, res.Code, res.Message)
 			assert.Nil(t, rec.Header()["lsn"])
 		}
@@ -616,7 +617,7 @@ func TestFailsafeEndpoint(t *testing.T) {
 			{`{"name":"n1","lsn":1}`, false, 400, `unknown key "lsn": expected name, conn_url, api_url, slots`},
 		} {
 			m := &fakeManager{}
-			rec := send(t, mgmtServer(replica(), m), "POST", "/failsafe", tt.body, tt.chunked)
+			rec := send(t, mgmtServer(withFailsafeKey(replica()), m), "POST", "/failsafe", tt.body, tt.chunked)
 			assertText(t, rec, tt.code, tt.msg)
 			assert.Empty(t, m.callNames(), tt.body)
 		}
@@ -663,6 +664,7 @@ func TestBodyLimits(t *testing.T) {
 
 	// A body that fails while being read.
 	req := httptest.NewRequest("POST", "/restart", io.MultiReader(strings.NewReader(`{"role":`), errReader{}))
+	req.RemoteAddr = testClient // this host: the default allowlist lets it in
 	rec := httptest.NewRecorder()
 	mgmtServer(primary(), m).Handler().ServeHTTP(rec, req)
 	assertText(t, rec, 400, msgCannotRead)
@@ -748,6 +750,7 @@ func TestManagerContext(t *testing.T) {
 	s := mgmtServer(primary(), m)
 	ctx := context.WithValue(context.Background(), key{}, "request")
 	req := httptest.NewRequestWithContext(ctx, "POST", "/switchover", strings.NewReader(`{"leader":"n1"}`))
+	req.RemoteAddr = testClient // this host: the default allowlist lets it in
 	s.Handler().ServeHTTP(httptest.NewRecorder(), req)
 	require.Len(t, m.ctxs, 1)
 	assert.Equal(t, "request", m.ctxs[0].Value(key{}))
@@ -850,6 +853,7 @@ func TestBasicAuthOnChangingEndpoints(t *testing.T) {
 	s := New(Config{Manager: m, Auth: &BasicAuth{Username: "admin", Password: "s3cret"}}, func() *ha.Status { return primary() })
 	do := func(method, path, user, pass string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(method, path, nil)
+		req.RemoteAddr = testClient // this host: the default allowlist lets it in
 		if user != "" {
 			req.SetBasicAuth(user, pass)
 		}

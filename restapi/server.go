@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -70,6 +71,20 @@ type Config struct {
 	Allowlist               []string
 	AllowlistIncludeMembers bool
 
+	// With neither Auth, an allowlist nor verify_client, unsafe requests are accepted only from
+	// this host (loopback, or a source address that is the one the request arrived at) and from
+	// the members' api_url and conn_url hosts: Patroni accepts them from anyone.
+
+	// ClientNames (restapi.verify_client_names), with verify_client, narrows the client
+	// certificates unsafe requests accept to those whose common name or a subject alternative
+	// name is one of these.
+	ClientNames []string
+
+	// ProtectReads (restapi.protect_reads) checks GET /patroni, /cluster, /history, /metrics,
+	// /config and /failsafe like the requests that change something; the health checks stay
+	// open.
+	ProtectReads bool
+
 	// HTTPExtraHeaders are added to every response, HTTPSExtraHeaders too when the request came
 	// over TLS (restapi.http_extra_headers and https_extra_headers).
 	HTTPExtraHeaders, HTTPSExtraHeaders map[string]string
@@ -100,8 +115,10 @@ type Server struct {
 
 	setupErr      error      // what is wrong in the Config; Check, Serve and ListenAndServe return it
 	tls           *tlsState  // nil without Config.TLS
-	allow         *allowlist // nil without an allowlist
-	hdrs, hdrsTLS []header   // the first headers of every response, over plain HTTP and over TLS
+	allow         *allowlist // the configured allowlist, else the default one (nil for none)
+	senders       *allowlist // resolves the host names of POST /failsafe senders
+	authFails     authLimiter
+	hdrs, hdrsTLS []header // the first headers of every response, over plain HTTP and over TLS
 }
 
 // New returns a server answering from status, which must be cheap (an atomic pointer load) and
@@ -147,10 +164,18 @@ func (s *Server) setup() error {
 			s.allow = &allowlist{denyAll: true}
 		}
 	}
+	s.senders = &allowlist{names: newHostCache(s.log)}
 	if s.cfg.TLS != nil {
 		if s.tls, err = newTLSState(*s.cfg.TLS, s.log); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if len(s.cfg.ClientNames) > 0 && (s.tls == nil || !s.tls.verifiesClients()) {
+		errs = append(errs, errors.New("verify_client_names needs certfile and verify_client optional or required"))
+	}
+	// Any access setting replaces the default (an invalid one included: it denies everything).
+	if s.allow == nil && s.cfg.Auth == nil && (s.tls == nil || !s.tls.verifiesClients()) {
+		s.allow = defaultAllowlist(s.log)
 	}
 	return errors.Join(errs...)
 }
@@ -254,7 +279,21 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("restapi: listen on %s: %w", s.cfg.Listen, err)
 	}
+	s.warnCleartextAuth(l.Addr())
 	return s.Serve(ctx, l)
+}
+
+// warnCleartextAuth warns when Basic authentication is served over plain HTTP on an address
+// other hosts can reach: every unsafe request then carries the password in clear text.
+func (s *Server) warnCleartextAuth(a net.Addr) {
+	if s.cfg.Auth == nil || s.cfg.TLS != nil {
+		return
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil && ap.Addr().IsLoopback() {
+		return
+	}
+	s.log.Warn("restapi.authentication is configured but the REST API is plain HTTP on a non-loopback "+
+		"address: passwords cross the network in clear text; configure restapi.certfile (TLS)", "listen", a.String())
 }
 
 // snapshotFor returns the cached bodies for st, building them on the first request after a new

@@ -196,3 +196,33 @@ func New(s Settings) (*http.Client, error) {
 		},
 	}, nil
 }
+
+// WithAuth returns c with every request carrying a's Basic credentials unless it sets its own
+// Authorization header: members with restapi.protect_reads check reads too, the probes of a
+// leader race included.
+func WithAuth(c *http.Client, a *config.Auth) *http.Client {
+	if a == nil || a.Username == "" {
+		return c
+	}
+	cc := *c
+	base := cc.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	cc.Transport = authTransport{base: base, user: a.Username, pass: a.Password}
+	return &cc
+}
+
+type authTransport struct {
+	base       http.RoundTripper
+	user, pass string
+}
+
+func (t authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Header.Get("Authorization") != "" {
+		return t.base.RoundTrip(r)
+	}
+	r = r.Clone(r.Context()) // a RoundTripper must not modify the caller's request
+	r.SetBasicAuth(t.user, t.pass)
+	return t.base.RoundTrip(r)
+}

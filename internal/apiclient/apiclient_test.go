@@ -135,3 +135,26 @@ func TestSettingsAndErrors(t *testing.T) {
 	_, err = New(Settings{CertFile: filepath.Join(dir, "empty.pem")})
 	require.Error(t, err, "a broken client certificate fails at once")
 }
+
+// TestWithAuth: every request carries the credentials, one with its own keeps them.
+func TestWithAuth(t *testing.T) {
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, _ := r.BasicAuth()
+		got = append(got, u+":"+p)
+	}))
+	defer srv.Close()
+	c, err := New(Settings{})
+	require.NoError(t, err)
+	require.Same(t, c, WithAuth(c, nil))
+	ac := WithAuth(c, &config.Auth{Username: "admin", Password: "s3cret"})
+	resp, err := ac.Get(srv.URL + "/patroni")
+	require.NoError(t, err)
+	resp.Body.Close()
+	req, _ := http.NewRequest("POST", srv.URL+"/failsafe", nil)
+	req.SetBasicAuth("other", "pw")
+	resp, err = ac.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, []string{"admin:s3cret", "other:pw"}, got)
+}

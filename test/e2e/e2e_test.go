@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 			return err
 		}
 		return harness.PrepareKube(binDir) // etcd too
-	})
+	}, harness.WithStranger())
 }
 
 type env struct {

@@ -24,13 +24,20 @@ const (
 // Main is a TestMain body. prepare (optional) runs first, with the privileges go test has, and puts
 // the binaries the tests need into binDir (world-readable); Bin finds them there. As root, Main then
 // re-runs the test binary as the "postgres" user (or "nobody") and exits with its status.
-func Main(m *testing.M, prepare func(binDir string) error) {
-	os.Exit(run(m, prepare))
+func Main(m *testing.M, prepare func(binDir string) error, opts ...Option) {
+	os.Exit(run(m, prepare, opts))
 }
 
-func run(m *testing.M, prepare func(string) error) int {
+func run(m *testing.M, prepare func(string) error, opts []Option) int {
+	if addr := os.Getenv(envStrangerProxy); addr != "" {
+		return serveStrangerProxy(addr) // this process is the stranger network's proxy
+	}
 	if os.Getenv(envChild) == "1" {
 		return m.Run()
+	}
+	var o mainOptions
+	for _, f := range opts {
+		f(&o)
 	}
 	dir, err := os.MkdirTemp("", "tusker-test-bin-")
 	if err != nil {
@@ -49,6 +56,14 @@ func run(m *testing.M, prepare func(string) error) int {
 		}
 	}
 	os.Setenv(envBinDir, dir)
+	if o.stranger && os.Geteuid() == 0 {
+		stop, err := startStranger()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "harness:", err)
+			return 1
+		}
+		defer stop()
+	}
 	if os.Geteuid() != 0 {
 		return m.Run()
 	}

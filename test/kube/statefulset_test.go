@@ -377,14 +377,25 @@ func historyLen(t *testing.T, c *cluster) int {
 	return len(h)
 }
 
-// switchover asks the primary's REST API to hand over to candidate, as an operator would.
+// switchover asks the primary's REST API to hand over to candidate, as an operator would with
+// `kubectl exec` into a member's pod: from the node itself the request is refused, since by
+// default only the cluster's members may change it.
 func switchover(t *testing.T, primary corev1.Pod, candidate string) {
 	t.Helper()
 	body := fmt.Sprintf(`{"leader": %q, "candidate": %q}`, primary.Name, candidate)
-	resp, err := http.Post("http://"+primary.Status.PodIP+":8008/switchover", "application/json", strings.NewReader(body))
+	url := "http://" + primary.Status.PodIP + ":8008/switchover"
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusForbidden, resp.StatusCode, "switchover from outside the cluster: %s", msg)
+
+	c, err := harness.PodClient(primary.Status.PodIP)
+	require.NoError(t, err)
+	resp, err = c.Post(url, "application/json", strings.NewReader(body))
 	require.NoError(t, err)
 	defer resp.Body.Close()
-	msg, _ := io.ReadAll(resp.Body)
+	msg, _ = io.ReadAll(resp.Body)
 	require.Equal(t, http.StatusOK, resp.StatusCode, "switchover to %s: %s", candidate, msg)
 }
 

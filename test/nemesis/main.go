@@ -345,7 +345,7 @@ func (r *runner) setMode(ctx context.Context, p *harness.Node) error {
 	default:
 		body["synchronous_mode"] = r.opts.Mode
 	}
-	if code, msg, err := call(ctx, p, http.MethodPatch, "/config", body); err != nil || code != 200 {
+	if code, msg, err := r.call(ctx, p, http.MethodPatch, "/config", body); err != nil || code != 200 {
 		return fmt.Errorf("PATCH /config %v: %d %s %v", body, code, msg, err)
 	}
 	return harness.WaitFor(ctx, 60*time.Second, 100*time.Millisecond, func() error {
@@ -479,7 +479,7 @@ func (r *runner) switchover(ctx context.Context, replica int) (string, time.Dura
 	}
 	what := fmt.Sprintf("switchover %s -> %s", p.Name, cand.Name)
 	since := time.Now()
-	code, msg, err := call(ctx, p, http.MethodPost, "/switchover", map[string]any{"leader": p.Name, "candidate": cand.Name})
+	code, msg, err := r.call(ctx, p, http.MethodPost, "/switchover", map[string]any{"leader": p.Name, "candidate": cand.Name})
 	if err != nil || code != 200 {
 		return what, 0, fmt.Errorf("%s: %d %s %v", what, code, msg, err)
 	}
@@ -574,7 +574,13 @@ func sameSet(a, b map[int64]bool) bool {
 	return true
 }
 
-func call(ctx context.Context, n *harness.Node, method, path string, body any) (int, string, error) {
+// call sends an operator's request to n from n's own network namespace, as tuskerctl run on that
+// machine would: changes are accepted only from a member's own address by default.
+func (r *runner) call(ctx context.Context, n *harness.Node, method, path string, body any) (int, string, error) {
+	client := n.HTTPClient()
+	if h := r.net.Hosts[n.Name]; h != nil {
+		client = &http.Client{Transport: &http.Transport{DialContext: h.DialContext, DisableKeepAlives: true}}
+	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	b, _ := json.Marshal(body)
@@ -583,7 +589,7 @@ func call(ctx context.Context, n *harness.Node, method, path string, body any) (
 		return 0, "", err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := n.HTTPClient().Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, "", err
 	}
