@@ -23,7 +23,9 @@ func PodClient(podIP string) (*http.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) { return dialIn(ctx, ns, network, addr) }
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return dialIn(ctx, ns, network, addr)
+	}
 	return &http.Client{Timeout: time.Minute, Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}}, nil
 }
 
