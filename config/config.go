@@ -167,6 +167,7 @@ type PostgreSQL struct {
 	Authentication Authentication `yaml:"authentication"`
 	Parameters     map[string]any `yaml:"parameters"`
 	PgHBA          []string       `yaml:"pg_hba"`
+	PgIdent        []string       `yaml:"pg_ident"`       // pg_ident.conf lines after tusker's own map
 	PgCtlTimeout   int            `yaml:"pg_ctl_timeout"` // seconds, default 60
 
 	// Local overrides of dynamic keys (Patroni accepts these in the local section too).

@@ -641,6 +641,7 @@ func (d *decoder) postgresql(path string, n *node, pg *PostgreSQL) {
 		},
 		"parameters":     func(p string, v *node) { pg.Parameters = d.parameters(p, v) },
 		"pg_hba":         func(p string, v *node) { pg.PgHBA = d.stringList(p, v, "a list of pg_hba.conf lines") },
+		"pg_ident":       func(p string, v *node) { pg.PgIdent = d.stringList(p, v, "a list of pg_ident.conf lines") },
 		"recovery_conf":  d.unimplementedSettings,
 		"pg_ctl_timeout": d.setInt(&pg.PgCtlTimeout, "an integer number of seconds"),
 		"use_pg_rewind": func(p string, v *node) {

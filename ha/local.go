@@ -91,7 +91,8 @@ func (n *Node) applyPostgresConfig(ctx context.Context) error {
 }
 
 func pgConfEqual(a, b postgres.Config) bool {
-	return maps.Equal(a.Parameters, b.Parameters) && slices.Equal(a.PgHBA, b.PgHBA) && a.UseSlots == b.UseSlots &&
+	return maps.Equal(a.Parameters, b.Parameters) && slices.Equal(a.PgHBA, b.PgHBA) &&
+		slices.Equal(a.PgIdent, b.PgIdent) && a.UseSlots == b.UseSlots &&
 		a.Superuser == b.Superuser && a.Replication == b.Replication && a.Rewind == b.Rewind
 }
 

@@ -34,7 +34,7 @@ func PostgresConfig(c *config.Config, d config.Dynamic, log *slog.Logger) postgr
 		Superuser:   postgres.Auth{Username: a.Superuser.Username, Password: a.Superuser.Password},
 		Replication: postgres.Auth{Username: a.Replication.Username, Password: a.Replication.Password},
 		Rewind:      postgres.Auth{Username: a.Rewind.Username, Password: a.Rewind.Password},
-		Parameters:  params, PgHBA: hba, Pgpass: c.PostgreSQL.Pgpass,
+		Parameters:  params, PgHBA: hba, PgIdent: c.PostgreSQL.PgIdent, Pgpass: c.PostgreSQL.Pgpass,
 		UseSlots:     d.PostgreSQL.UseSlots,
 		PgCtlTimeout: time.Duration(c.PostgreSQL.PgCtlTimeout) * time.Second,
 		Logger:       log,

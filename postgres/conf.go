@@ -46,15 +46,74 @@ var defaultParams = map[string]string{
 	"wal_retrieve_retry_interval": "1s",
 }
 
-// defaultHBA is used when Config.PgHBA is empty.
-var defaultHBA = []string{
-	"local all all trust",
+// IdentMap is the pg_ident.conf map tusker always generates: it maps the operating-system user
+// tusker (and so PostgreSQL) runs as, and an OS user named like the superuser, to the superuser
+// and to the replication role. The default pg_hba.conf uses it for peer authentication on the
+// Unix socket; a configured pg_hba may use it too ("local all postgres peer map=tusker").
+const IdentMap = "tusker"
+
+// defaultHostHBA are the TCP lines of the default pg_hba.conf: passwords (SCRAM) from anywhere.
+var defaultHostHBA = []string{
 	"host all all 127.0.0.1/32 scram-sha-256",
 	"host all all ::1/128 scram-sha-256",
 	"host replication all 127.0.0.1/32 scram-sha-256",
 	"host replication all ::1/128 scram-sha-256",
 	"host all all 0.0.0.0/0 scram-sha-256",
 	"host replication all 0.0.0.0/0 scram-sha-256",
+}
+
+// defaultHBA is pg_hba.conf when Config.PgHBA is empty. There is no trust line: on the Unix
+// socket the superuser and the replication role authenticate by peer (the connecting process
+// must run as an OS user that pg_ident.conf's tusker map lets in, which tusker itself does), and
+// every other role by password. A user-managed ident_file may lack the tusker map, so the peer
+// lines then do without it (the OS user must then be named like the role). osUser is the name of
+// the OS user tusker runs as, "" when the user database has none for its uid (a container run
+// with an arbitrary uid): PostgreSQL's peer check would then fail, so those two lines ask for the
+// password, which tusker sends.
+func defaultHBA(cfg Config, osUser string) []string {
+	peer := "peer map=" + IdentMap
+	if _, ok := cfg.Parameters["ident_file"]; ok {
+		peer = "peer"
+	}
+	if osUser == "" {
+		peer = "scram-sha-256"
+	}
+	lines := []string{
+		"local all " + hbaToken(cfg.Superuser.Username) + " " + peer,
+		"local replication " + hbaToken(replicationUser(cfg)) + " " + peer,
+		"local all all scram-sha-256",
+	}
+	return append(lines, defaultHostHBA...)
+}
+
+// replicationUser is the role replicas stream as: the replication user, else the superuser.
+func replicationUser(cfg Config) string {
+	if cfg.Replication.Username != "" {
+		return cfg.Replication.Username
+	}
+	return cfg.Superuser.Username
+}
+
+// hbaKeywords are the words pg_hba.conf and pg_ident.conf give a meaning of their own unless
+// quoted.
+var hbaKeywords = map[string]bool{"all": true, "sameuser": true, "samerole": true, "samegroup": true,
+	"replication": true}
+
+// hbaToken renders a role or OS user name as one pg_hba.conf / pg_ident.conf token: bare when
+// it is a plain name, else double-quoted (which also takes away the meaning of a keyword, of a
+// leading "+" (group), "@" (file) or "/" (regular expression)).
+func hbaToken(name string) string {
+	plain := name != "" && !hbaKeywords[name]
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return name
+	}
+	return `"` + name + `"`
 }
 
 // replicaMinimums are the shared-memory settings a hot standby needs at least as high as the
@@ -219,6 +278,9 @@ func serverParams(cfg Config, l listenAddr, opts StartOptions, cd *ControlData, 
 		if _, ok := merged["hba_file"]; !ok {
 			merged["hba_file"] = filepath.Join(cfg.ConfigDir, "pg_hba.conf")
 		}
+		if _, ok := merged["ident_file"]; !ok {
+			merged["ident_file"] = filepath.Join(cfg.ConfigDir, "pg_ident.conf")
+		}
 	}
 	if opts.Role == Replica {
 		delete(merged, "recovery_target_timeline")
@@ -270,13 +332,37 @@ func renderConf(params []param) string {
 	return b.String()
 }
 
-func renderHBA(lines []string) string {
+func renderHBA(cfg Config, osUser string) string {
+	lines := cfg.PgHBA
 	if len(lines) == 0 {
-		lines = defaultHBA
+		lines = defaultHBA(cfg, osUser)
 	}
 	var b strings.Builder
 	b.WriteString(headerMarker + "\n")
 	for _, l := range lines {
+		b.WriteString(strings.TrimRight(l, "\r\n") + "\n")
+	}
+	return b.String()
+}
+
+// renderIdent is pg_ident.conf: the tusker map first (see IdentMap), then the configured
+// postgresql.pg_ident lines. osUser is the OS user tusker runs as ("" when it has no name: then
+// only an OS user named like the superuser is mapped).
+func renderIdent(cfg Config, osUser string) string {
+	var b strings.Builder
+	b.WriteString(headerMarker + "\n")
+	b.WriteString("# The " + IdentMap + " map: peer authentication on the Unix socket for tusker (pg_hba.conf: map=" + IdentMap + ").\n")
+	seen := map[[2]string]bool{}
+	for _, sys := range []string{osUser, cfg.Superuser.Username} {
+		for _, role := range []string{cfg.Superuser.Username, replicationUser(cfg)} {
+			if sys == "" || role == "" || seen[[2]string{sys, role}] {
+				continue
+			}
+			seen[[2]string{sys, role}] = true
+			b.WriteString(IdentMap + " " + hbaToken(sys) + " " + hbaToken(role) + "\n")
+		}
+	}
+	for _, l := range cfg.PgIdent {
 		b.WriteString(strings.TrimRight(l, "\r\n") + "\n")
 	}
 	return b.String()
@@ -393,7 +479,35 @@ func (p *Postgres) writePassfile(cfg Config) error {
 	return writeFileAtomic(cfg.Pgpass, []byte(renderPgpass(cfg)), 0o600)
 }
 
-// WriteConfig writes postgresql.conf, pg_hba.conf and the passfile, and creates (replica) or
+// writeIdent writes pg_ident.conf. One that tusker did not write (initdb's, or one edited by
+// hand before tusker managed this directory) is kept once as pg_ident.conf.tusker-backup when it
+// holds any mapping, since tusker did not use to generate this file.
+func (p *Postgres) writeIdent(cfg Config, logf func(string, ...any)) error {
+	path := filepath.Join(cfg.ConfigDir, "pg_ident.conf")
+	if b, err := os.ReadFile(path); err == nil && !strings.HasPrefix(string(b), headerMarker) && hasSettings(string(b)) {
+		bak := path + ".tusker-backup"
+		if _, err := os.Lstat(bak); errors.Is(err, os.ErrNotExist) {
+			logf("pg_ident.conf is generated by tusker now; keeping the existing one as a backup (put its lines into postgresql.pg_ident)", "file", path, "backup", bak)
+			if err := os.Rename(path, bak); err != nil {
+				return fmt.Errorf("renaming %s to %s: %w", path, bak, err)
+			}
+		}
+	}
+	return writeFileAtomic(path, []byte(renderIdent(cfg, p.osUser)), 0o600)
+}
+
+// hasSettings reports whether a pg_hba/pg_ident style file holds a line other than blanks and
+// comments.
+func hasSettings(s string) bool {
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			return true
+		}
+	}
+	return false
+}
+
+// WriteConfig writes postgresql.conf, pg_hba.conf, pg_ident.conf and the passfile, and creates (replica) or
 // removes (primary) standby.signal. It remembers opts for Reload. It refuses to write into an
 // empty data directory that is also the config directory (that would spoil a later clone).
 func (p *Postgres) WriteConfig(opts StartOptions) error {
@@ -429,7 +543,12 @@ func (p *Postgres) WriteConfig(opts StartOptions) error {
 		return err
 	}
 	if _, userHBA := cfg.Parameters["hba_file"]; !userHBA {
-		if err := writeFileAtomic(filepath.Join(cfg.ConfigDir, "pg_hba.conf"), []byte(renderHBA(cfg.PgHBA)), 0o600); err != nil {
+		if err := writeFileAtomic(filepath.Join(cfg.ConfigDir, "pg_hba.conf"), []byte(renderHBA(cfg, p.osUser)), 0o600); err != nil {
+			return err
+		}
+	}
+	if _, userIdent := cfg.Parameters["ident_file"]; !userIdent {
+		if err := p.writeIdent(cfg, logf); err != nil {
 			return err
 		}
 	}

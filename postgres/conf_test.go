@@ -230,9 +230,15 @@ func TestWriteConfig(t *testing.T) {
 		}
 	}
 	hba := read("pg_hba.conf")
-	if !strings.HasPrefix(hba, headerMarker) || !strings.Contains(hba, "local all all trust\n") ||
+	if !strings.HasPrefix(hba, headerMarker) || strings.Contains(hba, "trust") ||
+		!strings.Contains(hba, "\nlocal all admin peer map=tusker\nlocal replication repl peer map=tusker\nlocal all all scram-sha-256\n") ||
 		!strings.Contains(hba, "host replication all 0.0.0.0/0 scram-sha-256\n") {
 		t.Errorf("pg_hba.conf:\n%s", hba)
+	}
+	if ident := read("pg_ident.conf"); !strings.HasPrefix(ident, headerMarker) ||
+		!strings.Contains(ident, "\ntusker admin admin\ntusker admin repl\n") ||
+		(p.osUser != "" && p.osUser != "admin" && !strings.Contains(ident, "\ntusker "+p.osUser+" admin\ntusker "+p.osUser+" repl\n")) {
+		t.Errorf("pg_ident.conf (OS user %q):\n%s", p.osUser, ident)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "standby.signal")); err != nil {
 		t.Errorf("standby.signal missing for a replica: %v", err)

@@ -60,7 +60,8 @@ type Config struct {
 	Superuser, Replication, Rewind Auth // Rewind.Username "" -> pg_rewind uses Superuser
 
 	Parameters map[string]string // user parameters, already merged and rendered as strings
-	PgHBA      []string          // pg_hba.conf lines; empty -> a default
+	PgHBA      []string          // pg_hba.conf lines; empty -> a default (peer for tusker's roles on the socket, no trust)
+	PgIdent    []string          // pg_ident.conf lines after tusker's own map (IdentMap)
 	Pgpass     string            // passfile tusker writes (0600) for libpq tools; "" = $TMPDIR/tusker-<slot>.pgpass
 	UseSlots   bool              // replicas stream through the physical slot SlotName(Name)
 
@@ -145,6 +146,8 @@ type Postgres struct {
 	connSem chan struct{}
 	conn    *pgx.Conn
 	connPID int
+
+	osUser string // the OS user we (and the postgres we start) run as, for pg_ident.conf; "" if it has no name
 }
 
 // New validates cfg, fills in defaults and returns a Postgres. It neither starts nor stops anything;
@@ -157,6 +160,13 @@ func New(cfg Config) (*Postgres, error) {
 	}
 	p.cfg, p.listen = c, l
 	p.opts = p.inferOptions()
+	// The user database, as PostgreSQL's peer check consults it (not $USER).
+	if u, err := user.LookupId(strconv.Itoa(os.Geteuid())); err == nil && u.Username != "" {
+		p.osUser = u.Username
+	} else {
+		c.Logger.Warn("the OS user tusker runs as has no name in the user database, so peer authentication cannot work: the default pg_hba.conf lets tusker in on the Unix socket with the superuser's password",
+			"uid", os.Geteuid(), "err", err)
+	}
 	return p, nil
 }
 
@@ -294,6 +304,7 @@ func normalize(cfg Config) (Config, listenAddr, error) {
 	}
 	cfg.Parameters = params
 	cfg.PgHBA = append([]string(nil), cfg.PgHBA...)
+	cfg.PgIdent = append([]string(nil), cfg.PgIdent...)
 	return cfg, l, nil
 }
 

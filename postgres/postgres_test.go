@@ -643,7 +643,6 @@ func TestSeparateConfigDir(t *testing.T) {
 	root := t.TempDir()
 	n := newNode(t, root, "solo")
 	n.cfg.ConfigDir = filepath.Join(root, "solo", "conf")
-	n.cfg.PgHBA = []string{"local all all trust", "host all all 127.0.0.1/32 trust"}
 	n.pg.SetConfig(n.cfg)
 	if err := n.pg.Initdb(ctxT(t, 60*time.Second), []string{"--no-sync"}); err != nil {
 		t.Fatal(err)
@@ -665,13 +664,14 @@ func TestSeparateConfigDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	var hba, port, cluster string
-	if err := conn.QueryRow(ctx, "SELECT current_setting('hba_file'), current_setting('port'), current_setting('cluster_name')").
-		Scan(&hba, &port, &cluster); err != nil {
+	var hba, ident, port, cluster string
+	if err := conn.QueryRow(ctx, "SELECT current_setting('hba_file'), current_setting('ident_file'), current_setting('port'), current_setting('cluster_name')").
+		Scan(&hba, &ident, &port, &cluster); err != nil {
 		t.Fatal(err)
 	}
-	if hba != filepath.Join(n.cfg.ConfigDir, "pg_hba.conf") || port != fmt.Sprint(n.port) || cluster != "tusker-test" {
-		t.Errorf("settings hba_file=%s port=%s cluster_name=%s", hba, port, cluster)
+	if hba != filepath.Join(n.cfg.ConfigDir, "pg_hba.conf") || ident != filepath.Join(n.cfg.ConfigDir, "pg_ident.conf") ||
+		port != fmt.Sprint(n.port) || cluster != "tusker-test" {
+		t.Errorf("settings hba_file=%s ident_file=%s port=%s cluster_name=%s", hba, ident, port, cluster)
 	}
 	// A parameter change is applied by Reload.
 	n.cfg.Parameters["work_mem"] = "7MB"

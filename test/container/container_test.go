@@ -206,7 +206,9 @@ bootstrap:
         wal_keep_size: 64MB
         wal_log_hints: on
   pg_hba:
-  - local all all trust
+  - local all postgres peer map=tusker
+  - local replication replicator peer map=tusker
+  - local all all scram-sha-256
   - host all all 127.0.0.1/32 scram-sha-256
   - host replication all 127.0.0.1/32 scram-sha-256
 postgresql:

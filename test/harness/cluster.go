@@ -101,7 +101,9 @@ bootstrap:
   - encoding: UTF8
   - data-checksums
   pg_hba:
-  - local all all trust
+  - local all postgres peer map=tusker
+  - local replication replicator peer map=tusker
+  - local all all scram-sha-256
   - host all all 127.0.0.1/32 scram-sha-256
   - host replication all 127.0.0.1/32 scram-sha-256
 {{- if .Network}}
