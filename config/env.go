@@ -17,7 +17,8 @@ const envPrefix = "PATRONI_"
 var (
 	envRestAPI = []string{"LISTEN", "CONNECT_ADDRESS", "CERTFILE", "KEYFILE", "KEYFILE_PASSWORD",
 		"CAFILE", "CIPHERS", "VERIFY_CLIENT", "HTTP_EXTRA_HEADERS", "HTTPS_EXTRA_HEADERS", "ALLOWLIST",
-		"ALLOWLIST_INCLUDE_MEMBERS", "REQUEST_QUEUE_SIZE", "SERVER_TOKENS", "THREAD_POOL_SIZE"}
+		"ALLOWLIST_INCLUDE_MEMBERS", "REQUEST_QUEUE_SIZE", "SERVER_TOKENS", "THREAD_POOL_SIZE",
+		"VERIFY_CLIENT_NAMES", "PROTECT_READS"}
 	envCtl        = []string{"INSECURE", "CACERT", "CERTFILE", "KEYFILE", "KEYFILE_PASSWORD"}
 	envPostgreSQL = []string{"LISTEN", "CONNECT_ADDRESS", "PROXY_ADDRESS", "CONFIG_DIR", "DATA_DIR",
 		"PGPASS", "BIN_DIR"}
@@ -42,6 +43,37 @@ var (
 	envNotDCS = []string{"RESTAPI", "CTL", "POSTGRESQL", "LOG", "RAFT", "SUPERUSER", "REPLICATION",
 		"REWIND", "THREAD"}
 )
+
+// IsSecretEnv reports whether the environment variable called name holds a secret that tusker
+// reads and that no process it starts may inherit: PATRONI_CONFIGURATION (a whole configuration,
+// passwords included) and every PATRONI_* variable whose name contains PASSWORD (the roles',
+// the REST API's, ctl's, the DCS's, KEYFILE_PASSWORD, SSLPASSWORD, KEY_PASSWORD) or TOKEN (Consul's)
+// or AUTH_DATA (ZooKeeper's digest credentials). Other PATRONI_* variables (names, addresses,
+// paths) are no secret: callbacks may use them, as with Patroni.
+func IsSecretEnv(name string) bool {
+	rest, ok := strings.CutPrefix(name, envPrefix)
+	if !ok {
+		return false
+	}
+	if name == EnvConfiguration {
+		return true
+	}
+	rest = strings.ToUpper(rest)
+	return strings.Contains(rest, "PASSWORD") || strings.Contains(rest, "TOKEN") || strings.Contains(rest, "AUTH_DATA")
+}
+
+// SecretEnvNames returns the names of the variables in env ("KEY=value" entries) that
+// IsSecretEnv reports, in the order of env, each once.
+func SecretEnvNames(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if IsSecretEnv(name) && !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
 
 // envMap turns "K=V" entries into a map (later entries win).
 func envMap(env []string) map[string]string {
@@ -93,7 +125,7 @@ func applyEnv(root *node, env map[string]string) {
 			root.setPath(str, "restapi", "authentication", lower(param))
 		case section == "RESTAPI" && slices.Contains(envRestAPI, param):
 			v := str
-			if param == "ALLOWLIST" || strings.HasSuffix(param, "_EXTRA_HEADERS") {
+			if param == "ALLOWLIST" || param == "VERIFY_CLIENT_NAMES" || strings.HasSuffix(param, "_EXTRA_HEADERS") {
 				v = structuredEnv(name, value)
 			}
 			root.setPath(v, "restapi", lower(param))

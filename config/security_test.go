@@ -7,6 +7,45 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+func TestSecretEnv(t *testing.T) {
+	for name, secret := range map[string]bool{
+		"PATRONI_CONFIGURATION":             true,
+		"PATRONI_SUPERUSER_PASSWORD":        true,
+		"PATRONI_REPLICATION_PASSWORD":      true,
+		"PATRONI_REWIND_PASSWORD":           true,
+		"PATRONI_REPLICATION_SSLPASSWORD":   true,
+		"PATRONI_RESTAPI_PASSWORD":          true,
+		"PATRONI_RESTAPI_KEYFILE_PASSWORD":  true,
+		"PATRONI_CTL_PASSWORD":              true,
+		"PATRONI_CTL_KEYFILE_PASSWORD":      true,
+		"PATRONI_ETCD3_PASSWORD":            true,
+		"PATRONI_ETCD_PASSWORD":             true,
+		"PATRONI_CONSUL_TOKEN":              true,
+		"PATRONI_ZOOKEEPER_KEY_PASSWORD":    true,
+		"PATRONI_ZOOKEEPER_AUTH_DATA":       true,
+		"PATRONI_RAFT_PASSWORD":             true,
+		"PATRONI_KUBERNETES_TOKEN":          true,
+		"PATRONI_NAME":                      false,
+		"PATRONI_SCOPE":                     false,
+		"PATRONI_SUPERUSER_USERNAME":        false,
+		"PATRONI_RESTAPI_USERNAME":          false,
+		"PATRONI_RESTAPI_KEYFILE":           false,
+		"PATRONI_ETCD3_HOSTS":               false,
+		"PATRONI_POSTGRESQL_PGPASS":         false,
+		"PATRONI_KUBERNETES_LABELS":         false,
+		"PGPASSWORD":                        false, // not tusker's: libpq's, and left to the user
+		"TUSKER_PASSWORD":                   false,
+		"MY_PATRONI_SUPERUSER_PASSWORD":     false,
+		"PATRONI_CONFIGURATION_EXTRA_THING": false,
+	} {
+		assert.Equal(t, secret, IsSecretEnv(name), name)
+	}
+	env := []string{"PATH=/bin", "PATRONI_NAME=n1", "PATRONI_SUPERUSER_PASSWORD=a", "PATRONI_CONFIGURATION=x: 1",
+		"PATRONI_SUPERUSER_PASSWORD=b", "PATRONI_CONSUL_TOKEN=t", "NOEQUALS"}
+	assert.Equal(t, []string{"PATRONI_SUPERUSER_PASSWORD", "PATRONI_CONFIGURATION", "PATRONI_CONSUL_TOKEN"}, SecretEnvNames(env))
+	assert.Empty(t, SecretEnvNames(nil))
+}
+
 func TestPgIdentKey(t *testing.T) {
 	c, err := loadYAML(t, "postgresql:\n  pg_ident:\n  - ops alice postgres\n  - ops bob replicator\n")
 	require.NoError(t, err)

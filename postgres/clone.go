@@ -42,10 +42,11 @@ func (c *capBuffer) String() string {
 	return strings.TrimSpace(string(c.b))
 }
 
-// toolEnv is the environment of the libpq tools we run.
+// toolEnv is the environment of the libpq tools we run: processEnv, with the passfile as their
+// only source of passwords.
 func toolEnv(cfg Config, extra ...string) []string {
 	env := []string{}
-	for _, kv := range os.Environ() {
+	for _, kv := range processEnv() {
 		if strings.HasPrefix(kv, "PGPASSFILE=") || strings.HasPrefix(kv, "PGPASSWORD=") {
 			continue
 		}
@@ -113,7 +114,7 @@ func (p *Postgres) Initdb(ctx context.Context, args []string) error {
 		return fmt.Errorf("initdb in %s: %w", cfg.DataDir, err)
 	}
 	cfg.Logger.Info("running initdb", "data_dir", cfg.DataDir, "args", args)
-	out, err := p.runTool(ctx, cfg, nil, os.Environ(), "initdb", full...)
+	out, err := p.runTool(ctx, cfg, nil, processEnv(), "initdb", full...)
 	if err != nil {
 		return fmt.Errorf("initdb in %s: %w\n%s", cfg.DataDir, err, out)
 	}
@@ -174,7 +175,7 @@ func (p *Postgres) Basebackup(ctx context.Context, up Upstream) error {
 // and data checksums or wal_log_hints=on in pg_control. The string says why not.
 func (p *Postgres) CanRewind(ctx context.Context) (bool, string) {
 	cfg, _ := p.config()
-	if out, err := p.runTool(ctx, cfg, nil, os.Environ(), "pg_rewind", "--version"); err != nil {
+	if out, err := p.runTool(ctx, cfg, nil, processEnv(), "pg_rewind", "--version"); err != nil {
 		return false, fmt.Sprintf("pg_rewind in %s does not work: %v %s", cfg.BinDir, err, out)
 	}
 	cd, err := p.ControlData(ctx)
@@ -305,7 +306,7 @@ func (p *Postgres) localEnd(ctx context.Context, cfg Config, cd ControlData) (lo
 func (p *Postgres) lastWALRecord(ctx context.Context, cfg Config, tl int, start int64) (int64, error) {
 	cmd := exec.CommandContext(ctx, p.bin(cfg, "pg_waldump"), "-p", filepath.Join(cfg.DataDir, "pg_wal"),
 		"-t", strconv.Itoa(tl), "-s", FormatLSN(start))
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	cmd.Env = processEnv("LC_ALL=C")
 	stderr := &capBuffer{max: 4096}
 	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()
@@ -408,7 +409,7 @@ func (p *Postgres) crashRecovery(ctx context.Context, cfg Config) error {
 	cfg.Logger.Info("running crash recovery in single-user mode before pg_rewind", "data_dir", cfg.DataDir)
 	args := append([]string{"--single"}, serverArgs(cfg)...)
 	args = append(args, "template1")
-	out, err := p.runTool(ctx, cfg, devnull, os.Environ(), "postgres", args...)
+	out, err := p.runTool(ctx, cfg, devnull, processEnv(), "postgres", args...)
 	if err != nil {
 		return fmt.Errorf("crash recovery of %s: %w\n%s", cfg.DataDir, err, out)
 	}

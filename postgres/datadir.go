@@ -147,7 +147,7 @@ func (cd ControlData) CleanShutdown() bool {
 func (p *Postgres) ControlData(ctx context.Context) (ControlData, error) {
 	cfg, _ := p.config()
 	cmd := exec.CommandContext(ctx, p.bin(cfg, "pg_controldata"), "-D", cfg.DataDir)
-	cmd.Env = append(os.Environ(), "LC_ALL=C", "LANG=C", "LANGUAGE=C")
+	cmd.Env = processEnv("LC_ALL=C", "LANG=C", "LANGUAGE=C")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -333,6 +333,7 @@ func (p *Postgres) Start(ctx context.Context, opts StartOptions) error {
 	cmd := exec.Command(p.bin(cfg, "postgres"), serverArgs(cfg)...)
 	cmd.Stdout, cmd.Stderr = w, w
 	cmd.Dir = cfg.DataDir
+	cmd.Env = processEnv()
 	// Own process group so a terminal's signals do not reach it; no Pdeathsig: postgres outlives tusker.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	c := &child{done: make(chan struct{}), outDone: make(chan struct{}), tail: &tailBuffer{max: 30}, fenceGen: gen}

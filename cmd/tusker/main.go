@@ -79,7 +79,11 @@ func run(args []string) int {
 		return 2
 	}
 
-	cfg, err := config.Load(path)
+	// The environment tusker was started with. The configuration is loaded from this copy, now
+	// and on every reload, because the daemon takes the secrets among it out of its own
+	// environment (scrubSecrets) so that no process it starts inherits them.
+	env := os.Environ()
+	cfg, err := config.LoadWithEnv(path, env)
 	if *validate {
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -97,13 +101,28 @@ func run(args []string) int {
 	}
 
 	if initMode() {
+		// The daemon, init's child, needs the secrets too: it loads the configuration and
+		// scrubs them itself.
 		return runAsInit()
 	}
 	if os.Geteuid() == 0 {
 		fmt.Fprintln(os.Stderr, "tusker: refusing to run as root: PostgreSQL does not run as root; run tusker as the user that owns the data directory (e.g. postgres)")
 		return 1
 	}
-	return daemon(cfg, path)
+	return daemon(cfg, path, env)
+}
+
+// scrubSecrets removes the variables of env that hold secrets (config.IsSecretEnv) from the
+// process's environment, which every child (PostgreSQL, its tools, callbacks, hooks) inherits,
+// and returns their names. The configuration keeps what they said: it was loaded before.
+func scrubSecrets(env []string) ([]string, error) {
+	names := config.SecretEnvNames(env)
+	for _, name := range names {
+		if err := os.Unsetenv(name); err != nil {
+			return names, fmt.Errorf("removing %s from the environment: %w", name, err)
+		}
+	}
+	return names, nil
 }
 
 func anyPatroniEnv() bool {
@@ -128,9 +147,19 @@ func newLogger(cfg *config.Config) *slog.Logger {
 	return slog.New(h).With("member", cfg.Name, "scope", cfg.Scope)
 }
 
-func daemon(cfg *config.Config, path string) int {
+func daemon(cfg *config.Config, path string, env []string) int {
 	log := newLogger(cfg)
 	slog.SetDefault(log)
+	// Before any child starts. Reloads read the copy taken at start (env), so they still see them.
+	scrubbed, err := scrubSecrets(env)
+	if err != nil {
+		log.Error("cannot keep secrets out of the processes tusker starts", "err", err)
+		return 1
+	}
+	if len(scrubbed) > 0 {
+		log.Info("secret variables removed from the environment of the processes tusker starts", "variables", strings.Join(scrubbed, ","))
+	}
+	reload := func() (*config.Config, error) { return config.LoadWithEnv(path, env) }
 	// Taken out of the environment before any child starts (PostgreSQL would notify by itself).
 	notifier, err := sdnotify.FromEnv()
 	if err != nil {
@@ -166,7 +195,7 @@ func daemon(cfg *config.Config, path string) int {
 	}
 	node := ha.NewNode(ha.Options{Config: cfg, DCS: store, PG: pg, Logger: log, Version: version,
 		PeerClient:   peerClient,
-		ReloadConfig: func() (*config.Config, error) { return config.Load(path) }})
+		ReloadConfig: reload})
 
 	api := restapi.New(apiConfig(cfg, log, node), node.Status)
 	if err := api.Check(); err != nil {
@@ -188,7 +217,7 @@ func daemon(cfg *config.Config, path string) int {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				nc, err := config.Load(path)
+				nc, err := reload()
 				if err != nil {
 					log.Error("SIGHUP: the configuration does not load; keeping the running one", "err", err)
 					continue
