@@ -163,7 +163,7 @@ type PostgreSQL struct {
 	DataDir        string         `yaml:"data_dir"`        // required
 	BinDir         string         `yaml:"bin_dir"`         // "" = resolved at run time (not by this package)
 	ConfigDir      string         `yaml:"config_dir"`      // default data_dir
-	Pgpass         string         `yaml:"pgpass"`          // default /tmp/pgpass-<name>
+	Pgpass         string         `yaml:"pgpass"`          // default DefaultPgpass(name): $HOME/.tusker/pgpass-<name>
 	Authentication Authentication `yaml:"authentication"`
 	Parameters     map[string]any `yaml:"parameters"`
 	PgHBA          []string       `yaml:"pg_hba"`

@@ -2,8 +2,11 @@ package config
 
 import (
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Local defaults.
@@ -17,9 +20,42 @@ const (
 	DefaultEtcdProtocol        = "http"
 	DefaultWatchdogMode        = "automatic"
 	DefaultWatchdogDevice      = "/dev/watchdog"
-	// PgpassPrefix is the default pgpass file name without the (sanitised) member name.
-	PgpassPrefix = "/tmp/pgpass-"
+	// PgpassPrefix is the default pgpass file name, in PgpassDir, without the (sanitised)
+	// member name.
+	PgpassPrefix = "pgpass-"
 )
+
+// PgpassDir is the directory of the default pgpass file: a private directory of the user tusker
+// runs as, never a name in a shared directory that another user could take first. It is
+// $HOME/.tusker when HOME is an absolute path to a directory (not a symbolic link) owned by that
+// user that neither its group nor others may write, and that it can write (a read-only root file
+// system in a container often holds HOME), else <os.TempDir()>/tusker-<uid>. tusker
+// creates it with mode 0700 and checks it again before it writes the file (postgres refuses a
+// directory or a file that another user owns or could replace).
+func PgpassDir() string {
+	uid := os.Geteuid()
+	if home := os.Getenv("HOME"); filepath.IsAbs(home) && privateDir(home, uid) {
+		return filepath.Join(filepath.Clean(home), ".tusker")
+	}
+	return filepath.Join(os.TempDir(), "tusker-"+strconv.Itoa(uid))
+}
+
+// DefaultPgpass is postgresql.pgpass when it is not set: PgpassDir()/pgpass-<name>, the name
+// made filesystem-safe.
+func DefaultPgpass(name string) string {
+	return filepath.Join(PgpassDir(), PgpassPrefix+safeFileName(name))
+}
+
+// privateDir reports whether dir itself (not what a symbolic link points to) is a directory
+// owned by uid that neither its group nor others may write, and that we may write.
+func privateDir(dir string, uid int) bool {
+	st, err := os.Lstat(dir)
+	if err != nil || !st.IsDir() || st.Mode().Perm()&0o022 != 0 {
+		return false
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	return ok && int(sys.Uid) == uid && syscall.Access(dir, 2|1) == nil // W_OK|X_OK
+}
 
 // ApplyDefaults fills the unset keys with their defaults (Load calls it; code that builds a
 // Config by hand may call it too). It never overwrites a value that is set.
@@ -28,7 +64,8 @@ const (
 //   - restapi.connect_address = restapi.listen unless the listen host is a wildcard (0.0.0.0, ::, *)
 //   - postgresql.connect_address = first non-wildcard host of postgresql.listen with its port
 //   - postgresql.config_dir = postgresql.data_dir
-//   - postgresql.pgpass = /tmp/pgpass-<name> (name made filesystem-safe)
+//   - postgresql.pgpass = DefaultPgpass(name): pgpass-<name> (name made filesystem-safe) in
+//     PgpassDir, a private directory ($HOME/.tusker, else <TMPDIR>/tusker-<uid>)
 //   - postgresql.authentication.superuser.username "postgres", replication.username "replicator"
 //   - postgresql.pg_ctl_timeout 60 (0 means unset)
 //   - log.level INFO, log.type plain
@@ -67,7 +104,7 @@ func (c *Config) ApplyDefaults() {
 		pg.ConfigDir = pg.DataDir
 	}
 	if pg.Pgpass == "" && c.Name != "" {
-		pg.Pgpass = PgpassPrefix + safeFileName(c.Name)
+		pg.Pgpass = DefaultPgpass(c.Name)
 	}
 	if pg.Authentication.Superuser.Username == "" {
 		pg.Authentication.Superuser.Username = DefaultSuperuserName

@@ -187,7 +187,7 @@ func TestLoadDirectoryMerged(t *testing.T) {
 	assert.Equal(t, map[string]any{"max_connections": 200, "shared_buffers": "2GB"}, d.PostgreSQL.Parameters)
 	assert.Equal(t, 300, d.PrimaryStartTimeout, "unset keys keep tusker's defaults")
 	assert.Empty(t, c.Unimplemented, "watchdog was removed by null in the later file")
-	assert.Equal(t, "/tmp/pgpass-node2", c.PostgreSQL.Pgpass)
+	assert.Equal(t, DefaultPgpass("node2"), c.PostgreSQL.Pgpass)
 }
 
 func TestLoadDirectoryWithoutYAML(t *testing.T) {
@@ -796,6 +796,8 @@ func TestNameRules(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
 	c, err := loadYAML(t, "name: \"node 1:x\"\n")
 	require.NoError(t, err)
 	assert.Equal(t, "/service", c.Namespace)
@@ -803,7 +805,7 @@ func TestDefaults(t *testing.T) {
 	assert.Equal(t, "127.0.0.1:5432", c.PostgreSQL.ConnectAddress)
 	assert.Equal(t, "", c.PostgreSQL.BinDir, "resolved at run time")
 	assert.Equal(t, "/var/lib/postgresql/data", c.PostgreSQL.ConfigDir)
-	assert.Equal(t, "/tmp/pgpass-node_1_x", c.PostgreSQL.Pgpass)
+	assert.Equal(t, filepath.Join(home, ".tusker", "pgpass-node_1_x"), c.PostgreSQL.Pgpass)
 	assert.Equal(t, "postgres", c.PostgreSQL.Authentication.Superuser.Username)
 	assert.Equal(t, "replicator", c.PostgreSQL.Authentication.Replication.Username)
 	assert.Equal(t, "", c.PostgreSQL.Authentication.Rewind.Username)

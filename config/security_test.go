@@ -1,6 +1,9 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -53,4 +56,44 @@ func TestPgIdentKey(t *testing.T) {
 	assert.NotContains(t, c.Unimplemented, "postgresql.pg_ident")
 	_, err = loadYAML(t, "postgresql:\n  pg_ident: {a: b}\n")
 	assert.ErrorContains(t, err, "postgresql.pg_ident: expected a list of pg_ident.conf lines")
+}
+
+// TestDefaultPgpass: the default pgpass is in a private directory of the user tusker runs as,
+// never a predictable name in a directory others may write.
+func TestDefaultPgpass(t *testing.T) {
+	uid := os.Geteuid()
+	fallback := filepath.Join(os.TempDir(), "tusker-"+strconv.Itoa(uid), "pgpass-n_1")
+
+	home := t.TempDir()
+	require.NoError(t, os.Chmod(home, 0o755))
+	t.Setenv("HOME", home)
+	assert.Equal(t, filepath.Join(home, ".tusker", "pgpass-n_1"), DefaultPgpass("n/1"), "a private HOME")
+	c, err := loadYAML(t, "name: n1\n")
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(home, ".tusker", "pgpass-n1"), c.PostgreSQL.Pgpass, "ApplyDefaults")
+
+	require.NoError(t, os.Chmod(home, 0o775))
+	assert.Equal(t, fallback, DefaultPgpass("n/1"), "a group-writable HOME")
+	require.NoError(t, os.Chmod(home, 0o757))
+	assert.Equal(t, fallback, DefaultPgpass("n/1"), "a world-writable HOME")
+	require.NoError(t, os.Chmod(home, 0o700))
+
+	link := filepath.Join(t.TempDir(), "home-link")
+	require.NoError(t, os.Symlink(home, link))
+	t.Setenv("HOME", link)
+	assert.Equal(t, fallback, DefaultPgpass("n/1"), "a HOME that is a symbolic link")
+
+	for _, h := range []string{"", "relative/home", filepath.Join(home, "missing")} {
+		t.Setenv("HOME", h)
+		assert.Equal(t, fallback, DefaultPgpass("n/1"), "HOME %q", h)
+	}
+
+	// A HOME another user owns: as root, one handed to nobody; otherwise "/", which root owns.
+	foreign := "/"
+	if uid == 0 {
+		foreign = t.TempDir()
+		require.NoError(t, os.Chown(foreign, 65534, 65534))
+	}
+	t.Setenv("HOME", foreign)
+	assert.Equal(t, fallback, DefaultPgpass("n/1"), "a HOME owned by another user")
 }

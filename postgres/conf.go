@@ -472,13 +472,6 @@ func preserveBaseConf(cfg Config, logf func(string, ...any)) error {
 	return nil
 }
 
-func (p *Postgres) writePassfile(cfg Config) error {
-	if err := os.MkdirAll(filepath.Dir(cfg.Pgpass), 0o700); err != nil {
-		return fmt.Errorf("creating the directory of passfile %s: %w", cfg.Pgpass, err)
-	}
-	return writeFileAtomic(cfg.Pgpass, []byte(renderPgpass(cfg)), 0o600)
-}
-
 // writeIdent writes pg_ident.conf. One that tusker did not write (initdb's, or one edited by
 // hand before tusker managed this directory) is kept once as pg_ident.conf.tusker-backup when it
 // holds any mapping, since tusker did not use to generate this file.

@@ -62,7 +62,7 @@ type Config struct {
 	Parameters map[string]string // user parameters, already merged and rendered as strings
 	PgHBA      []string          // pg_hba.conf lines; empty -> a default (peer for tusker's roles on the socket, no trust)
 	PgIdent    []string          // pg_ident.conf lines after tusker's own map (IdentMap)
-	Pgpass     string            // passfile tusker writes (0600) for libpq tools; "" = $TMPDIR/tusker-<slot>.pgpass
+	Pgpass     string            // passfile tusker writes (0600) for libpq tools; "" = $TMPDIR/tusker-<uid>/pgpass-<slot>
 	UseSlots   bool              // replicas stream through the physical slot SlotName(Name)
 
 	PgCtlTimeout time.Duration // default 60s
@@ -285,7 +285,8 @@ func normalize(cfg Config) (Config, listenAddr, error) {
 		}
 	}
 	if cfg.Pgpass == "" {
-		cfg.Pgpass = filepath.Join(os.TempDir(), "tusker-"+SlotName(cfg.Name)+".pgpass")
+		// A private directory (preparePassfile checks it), not a predictable name in /tmp.
+		cfg.Pgpass = filepath.Join(os.TempDir(), "tusker-"+strconv.Itoa(os.Geteuid()), "pgpass-"+SlotName(cfg.Name))
 	} else if cfg.Pgpass, err = filepath.Abs(cfg.Pgpass); err != nil {
 		return cfg, listenAddr{}, fmt.Errorf("postgres config: pgpass: %w", err)
 	}
