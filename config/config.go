@@ -67,6 +67,13 @@ type RestAPI struct {
 	Allowlist               []string `yaml:"allowlist"`
 	AllowlistIncludeMembers bool     `yaml:"allowlist_include_members"`
 
+	// VerifyClientNames (tusker's) narrows verify_client to certificates whose common name or a
+	// subject alternative name is in the list.
+	VerifyClientNames []string `yaml:"verify_client_names"`
+	// ProtectReads (tusker's) checks GET /patroni, /cluster, /history, /metrics, /config and
+	// /failsafe like unsafe requests; health checks stay open. Off by default, as in Patroni.
+	ProtectReads bool `yaml:"protect_reads"`
+
 	HTTPExtraHeaders  map[string]string `yaml:"http_extra_headers"`
 	HTTPSExtraHeaders map[string]string `yaml:"https_extra_headers"` // added with TLS only
 	// ServerTokens is the Server header: "Original" (Patroni's default; tusker sends "tusker"

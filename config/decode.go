@@ -400,9 +400,13 @@ func (d *decoder) restapi(path string, n *node, r *RestAPI) {
 			r.Allowlist = d.commaList(p, v, "a list of hosts, IPs or CIDRs")
 		},
 		"allowlist_include_members": d.setBool(&r.AllowlistIncludeMembers),
-		"http_extra_headers":        func(p string, v *node) { r.HTTPExtraHeaders = d.stringMap(p, v) },
-		"https_extra_headers":       func(p string, v *node) { r.HTTPSExtraHeaders = d.stringMap(p, v) },
-		"server_tokens":             d.setStr(&r.ServerTokens, "Original, Minimal or ProductOnly"),
+		"verify_client_names": func(p string, v *node) {
+			r.VerifyClientNames = d.commaList(p, v, "a list of certificate names")
+		},
+		"protect_reads":       d.setBool(&r.ProtectReads),
+		"http_extra_headers":  func(p string, v *node) { r.HTTPExtraHeaders = d.stringMap(p, v) },
+		"https_extra_headers": func(p string, v *node) { r.HTTPSExtraHeaders = d.stringMap(p, v) },
+		"server_tokens":       d.setStr(&r.ServerTokens, "Original, Minimal or ProductOnly"),
 	})
 }
 

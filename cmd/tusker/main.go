@@ -193,6 +193,9 @@ func daemon(cfg *config.Config, path string, env []string) int {
 		log.Error("cannot build the client for the members' REST APIs", "err", err)
 		return 1
 	}
+	if cfg.RestAPI.ProtectReads {
+		peerClient = apiclient.WithAuth(peerClient, apiclient.Auth(cfg))
+	}
 	node := ha.NewNode(ha.Options{Config: cfg, DCS: store, PG: pg, Logger: log, Version: version,
 		PeerClient:   peerClient,
 		ReloadConfig: reload})
@@ -298,6 +301,7 @@ func apiConfig(cfg *config.Config, log *slog.Logger, node *ha.Node) restapi.Conf
 	c := restapi.Config{Listen: r.Listen, Logger: log, Manager: node, Metrics: node.Metrics(),
 		Name: cfg.Name, Scope: cfg.Scope, Version: version,
 		Allowlist: r.Allowlist, AllowlistIncludeMembers: r.AllowlistIncludeMembers,
+		ClientNames: r.VerifyClientNames, ProtectReads: r.ProtectReads,
 		HTTPExtraHeaders: r.HTTPExtraHeaders, HTTPSExtraHeaders: r.HTTPSExtraHeaders, ServerTokens: r.ServerTokens}
 	if a := r.Authentication; a != nil && a.Username != "" {
 		c.Auth = &restapi.BasicAuth{Username: a.Username, Password: a.Password}

@@ -71,6 +71,7 @@ type Node struct {
 	APIPort    int
 	PGPort     int
 	Host       string   // address the node listens on and is reached at
+	APIListen  string   // the REST API's listen host when not Host (e.g. 0.0.0.0)
 	PGExtra    string   // YAML lines (indented by two spaces) added to the postgresql section
 	Env        []string // extra environment for the tusker process
 	cred       *syscall.Credential
@@ -85,7 +86,7 @@ var nodeConfig = template.Must(template.New("node").Parse(`scope: {{.Scope}}
 namespace: /service
 name: {{.Name}}
 restapi:
-  listen: {{.Host}}:{{.APIPort}}
+  listen: {{.APIListen}}:{{.APIPort}}
   connect_address: {{.Host}}:{{.APIPort}}
 {{.DCS}}
 bootstrap:
@@ -188,8 +189,12 @@ func (c *Cluster) WriteConfig(n *Node, extra string) error {
 	if c.Opts.DCS != nil {
 		dcsYAML = c.Opts.DCS(n.Name)
 	}
+	apiListen := n.APIListen
+	if apiListen == "" {
+		apiListen = n.Host
+	}
 	err := nodeConfig.Execute(&b, map[string]any{
-		"Scope": c.Opts.Scope, "Name": n.Name, "APIPort": n.APIPort, "PGPort": n.PGPort,
+		"Scope": c.Opts.Scope, "Name": n.Name, "APIPort": n.APIPort, "PGPort": n.PGPort, "APIListen": apiListen,
 		"Host": n.Host, "Network": c.Opts.Network,
 		"DCS": dcsYAML, "SocketDir": c.SocketDir, "DataDir": n.DataDir, "PGBinDir": c.Opts.PGBinDir, "Dir": n.Dir,
 		"Extra": extra, "PGExtra": n.PGExtra,
