@@ -253,6 +253,7 @@ func TestParameterTexts(t *testing.T) {
 				{"postgresql:\n  parameters:\n    archive_command: " + q + "\n", "postgresql.parameters.archive_command: "},
 				{"postgresql:\n  pg_hba:\n  - local all all peer\n  - " + q + "\n", "postgresql.pg_hba[1]: "},
 				{"bootstrap:\n  pg_hba:\n  - " + q + "\n", "bootstrap.pg_hba[0]: "},
+				{"postgresql:\n  pg_ident:\n  - " + q + "\n", "postgresql.pg_ident[0]: "},
 				{"bootstrap:\n  dcs:\n    postgresql:\n      parameters:\n        work_mem: " + q + "\n",
 					"bootstrap.dcs.postgresql.parameters.work_mem: "},
 				{"bootstrap:\n  dcs:\n    postgresql:\n      pg_hba:\n      - " + q + "\n", "bootstrap.dcs.postgresql.pg_hba[0]: "},

@@ -138,6 +138,7 @@ func (c *Config) Validate() error {
 	parameterProblems("postgresql.parameters", pg.Parameters, addKey)
 	linesProblems("postgresql.pg_hba", pg.PgHBA, addKey)
 	linesProblems("bootstrap.pg_hba", c.Bootstrap.PgHBA, addKey)
+	linesProblems("postgresql.pg_ident", pg.PgIdent, addKey)
 	c.validateTexts(add)
 
 	// tags.
