@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 BIN      := bin
 
-.PHONY: all build deps test-deps test unit vet demo bench nemesis image deb clean
+.PHONY: all build deps test-deps test unit vet fuzz demo bench nemesis image deb clean
 
 all: build
 
@@ -35,6 +35,14 @@ test: test-deps vet
 
 unit:
 	$(GO) test -count=1 ./config/... ./dcs ./ha/... ./restapi/...
+
+# Every fuzz target of the module, one at a time, FUZZTIME each (FUZZPARALLEL workers); the new
+# inputs it finds are kept in the packages' testdata/fuzz/, where `make test` runs them as seeds
+# (scripts/fuzz.sh, which also takes FUZZ=<regexp> to pick targets).
+FUZZTIME     ?= 30s
+FUZZPARALLEL ?= 2
+fuzz:
+	FUZZTIME=$(FUZZTIME) FUZZPARALLEL=$(FUZZPARALLEL) GO=$(GO) bash scripts/fuzz.sh
 
 demo: build
 	bash scripts/install-deps.sh --demo
