@@ -32,7 +32,9 @@ func (b *Backend) observeLeader(o *object) (string, bool) {
 	}
 	holder := o.annotations[annLeader]
 	ttl := b.ttl
-	if s, err := strconv.Atoi(o.annotations[annTTL]); err == nil && s > 0 {
+	// The annotation is anyone's to write: a value past config's bound (a day) would overflow
+	// the Duration into the past and make a live leader look expired.
+	if s, err := strconv.Atoi(o.annotations[annTTL]); err == nil && s > 0 && s <= maxTTLAnnotation {
 		ttl = time.Duration(s) * time.Second
 	}
 	valid := holder != "" && time.Since(b.seenAt) <= ttl
@@ -296,3 +298,7 @@ func (b *Backend) annotateLeader(ctx context.Context, ann map[string]*string, cr
 	b.observeLeader(res)
 	return nil
 }
+
+// maxTTLAnnotation is config.MaxTTL: a larger ttl annotation is ignored (the configured ttl
+// applies).
+const maxTTLAnnotation = 86400
