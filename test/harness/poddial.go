@@ -24,7 +24,7 @@ func PodClient(podIP string) (*http.Client, error) {
 		return nil, err
 	}
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return dialIn(ctx, ns, network, addr)
+		return DialIn(ctx, ns, network, addr)
 	}
 	return &http.Client{Timeout: time.Minute, Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}}, nil
 }
@@ -48,10 +48,12 @@ func netnsWithAddr(addr string) (string, error) {
 	return "", fmt.Errorf("no network namespace in /run/netns has the address %s", addr)
 }
 
-// dialIn dials from inside the namespace at path: a socket belongs to the namespace of the thread
-// that creates it, so the dial runs on a thread of its own that enters the namespace and is never
-// given back to other goroutines (it ends with its goroutine).
-func dialIn(ctx context.Context, path, network, addr string) (net.Conn, error) {
+// DialIn dials from inside the network namespace at path (/run/netns/NAME): a socket belongs to
+// the namespace of the thread that creates it, so the dial runs on a locked thread that enters the
+// namespace, and returns to its own namespace afterwards. The thread must not simply end locked:
+// a thread that ends delivers PR_SET_PDEATHSIG to the children it started, and the servers the
+// harness starts (etcd, the kubelet...) have it set, so they would be killed at random.
+func DialIn(ctx context.Context, path, network, addr string) (net.Conn, error) {
 	type result struct {
 		c   net.Conn
 		err error
@@ -59,18 +61,31 @@ func dialIn(ctx context.Context, path, network, addr string) (net.Conn, error) {
 	ch := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread()
+		back, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{nil, fmt.Errorf("this thread's network namespace: %w", err)}
+			return
+		}
+		defer back.Close()
 		f, err := os.Open(path)
 		if err != nil {
+			runtime.UnlockOSThread()
 			ch <- result{nil, err}
 			return
 		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+		err = unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
+		f.Close()
+		if err != nil {
+			runtime.UnlockOSThread()
 			ch <- result{nil, fmt.Errorf("entering network namespace %s: %w", path, err)}
 			return
 		}
 		var d net.Dialer
 		c, err := d.DialContext(ctx, network, addr)
+		if unix.Setns(int(back.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		} // else the thread stays in the namespace, locked, and ends with this goroutine
 		ch <- result{c, err}
 	}()
 	r := <-ch

@@ -7,11 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tusker-ha/tusker/test/harness"
 )
 
 // The test network: a bridge in the root namespace, and one network namespace per host (the DCS
@@ -35,7 +36,7 @@ type Host struct {
 	Name string // namespace name, e.g. tsk-n1
 	IP   string
 	veth string // the root-namespace end of the veth pair; down = the host is cut off
-	fd   int    // the namespace, for DialContext
+	fd   int    // the namespace, held open while the network exists
 }
 
 // Network is the bridge and its hosts. Close removes all of it.
@@ -169,26 +170,8 @@ func (h *Host) Undrop(ctx context.Context, ip string) error {
 	return ipCmd(ctx, "-n", h.Name, "route", "del", "blackhole", ip+"/32")
 }
 
-// DialContext dials from inside the host's namespace: a socket belongs to the namespace of the
-// thread that created it, so the dial runs on a thread of its own that enters the namespace. That
-// thread is never unlocked: it ends with its goroutine, so no other goroutine ever runs in the
-// namespace.
+// DialContext dials from inside the host's namespace (harness.DialIn: the dialing thread enters
+// it and comes back, so that no thread ends and kills the servers it started).
 func (h *Host) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	type result struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := unix.Setns(h.fd, unix.CLONE_NEWNET); err != nil {
-			ch <- result{nil, fmt.Errorf("entering network namespace %s: %w", h.Name, err)}
-			return
-		}
-		var d net.Dialer
-		c, err := d.DialContext(ctx, network, addr)
-		ch <- result{c, err}
-	}()
-	r := <-ch
-	return r.c, r.err
+	return harness.DialIn(ctx, filepath.Join("/run/netns", h.Name), network, addr)
 }
