@@ -14,10 +14,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 
 	"github.com/tusker-ha/tusker/ha"
+	"github.com/tusker-ha/tusker/internal/kubeclient"
 )
 
 // Options configure a Runner.
@@ -55,11 +55,11 @@ func New(o Options) (*Runner, error) {
 	// The core group's REST client alone, as the Kubernetes DCS uses it: four requests of a few
 	// fields each do not need client-go's typed clients (the apps and policy ones, with their
 	// types, would add 2 MB to the binary of every member).
-	c, err := corev1client.NewForConfig(o.Config)
+	c, err := kubeclient.Core(o.Config)
 	if err != nil {
-		return nil, fmt.Errorf("rollout: kubernetes client for %s: %w", o.Config.Host, err)
+		return nil, fmt.Errorf("rollout: %w", err)
 	}
-	return &Runner{opts: o, api: c.RESTClient(), log: o.Logger.With("component", "rollout"), refused: map[string]bool{}}, nil
+	return &Runner{opts: o, api: c, log: o.Logger.With("component", "rollout"), refused: map[string]bool{}}, nil
 }
 
 // Run works until ctx ends.

@@ -9,9 +9,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/tusker-ha/tusker/dcs"
+	"github.com/tusker-ha/tusker/internal/kubeclient"
 )
 
 // Cluster lists the scope's objects and pods.
@@ -40,7 +40,7 @@ func (b *Backend) Cluster(ctx context.Context) (*dcs.Cluster, error) {
 	var pods corev1.PodList
 	err = b.try(ctx, "listing pods "+b.selector, func(ctx context.Context) error {
 		return b.pods.Get().Namespace(b.opts.Namespace).Resource("pods").
-			VersionedParams(&metav1.ListOptions{LabelSelector: b.selector}, scheme.ParameterCodec).
+			VersionedParams(&metav1.ListOptions{LabelSelector: b.selector}, kubeclient.ParameterCodec).
 			MaxRetries(0).Do(ctx).Into(&pods)
 	})
 	if err != nil {
@@ -185,7 +185,7 @@ func (b *Backend) DeleteCluster(ctx context.Context) error {
 	var pods corev1.PodList
 	err := b.try(ctx, "listing pods "+b.selector, func(ctx context.Context) error {
 		return b.pods.Get().Namespace(b.opts.Namespace).Resource("pods").
-			VersionedParams(&metav1.ListOptions{LabelSelector: b.selector}, scheme.ParameterCodec).
+			VersionedParams(&metav1.ListOptions{LabelSelector: b.selector}, kubeclient.ParameterCodec).
 			MaxRetries(0).Do(ctx).Into(&pods)
 	})
 	if err != nil {

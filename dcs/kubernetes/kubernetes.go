@@ -24,13 +24,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/flowcontrol"
 
 	"github.com/tusker-ha/tusker/dcs"
+	"github.com/tusker-ha/tusker/internal/kubeclient"
 )
 
 // Port is one port of the leader's Endpoints (use_endpoints), as Patroni's kubernetes.ports.
@@ -144,18 +143,18 @@ func New(opts Options) (*Backend, error) {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "tusker/" + opts.Name
 	}
-	core, err := corev1client.NewForConfig(cfg)
+	core, err := kubeclient.Core(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes client for %s: %w", cfg.Host, err)
+		return nil, err
 	}
-	coord, err := coordinationv1client.NewForConfig(cfg)
+	coord, err := kubeclient.Coordination(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes coordination client for %s: %w", cfg.Host, err)
+		return nil, err
 	}
 	b := &Backend{
 		opts: opts, host: cfg.Host, log: opts.Logger, restCfg: cfg,
 		keys:    dcs.NewKeys(opts.Namespace, opts.Scope),
-		pods:    core.RESTClient(),
+		pods:    core,
 		codes:   opts.RetriableHTTPCodes,
 		ttl:     opts.TTL,
 		retry:   opts.RetryTimeout,
@@ -176,14 +175,14 @@ func New(opts Options) (*Backend, error) {
 	b.names.leader = opts.Scope + "-leader"
 	switch {
 	case opts.UseEndpoints:
-		b.objs = endpointsKind(core.RESTClient(), opts.Namespace)
+		b.objs = endpointsKind(core, opts.Namespace)
 		b.leaderKind = b.objs
 		b.names.leader = opts.Scope
 	case opts.UseLeases:
-		b.objs = configMapKind(core.RESTClient(), opts.Namespace)
-		b.leaderKind = leaseKind(coord.RESTClient(), opts.Namespace)
+		b.objs = configMapKind(core, opts.Namespace)
+		b.leaderKind = leaseKind(coord, opts.Namespace)
 	default:
-		b.objs = configMapKind(core.RESTClient(), opts.Namespace)
+		b.objs = configMapKind(core, opts.Namespace)
 		b.leaderKind = b.objs
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -11,10 +11,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 
 	"github.com/tusker-ha/tusker/dcs"
+	"github.com/tusker-ha/tusker/internal/kubeclient"
 )
 
 // Patroni's annotation names. The leader record (leader, acquireTime, renewTime, ttl, transitions)
@@ -104,7 +104,7 @@ func (k *kind) get(ctx context.Context, name string) (*object, error) {
 func (k *kind) list(ctx context.Context, selector string) ([]*object, error) {
 	out := k.newList()
 	err := k.client.Get().Namespace(k.ns).Resource(k.resource).
-		VersionedParams(&metav1.ListOptions{LabelSelector: selector}, scheme.ParameterCodec).
+		VersionedParams(&metav1.ListOptions{LabelSelector: selector}, kubeclient.ParameterCodec).
 		MaxRetries(0).Do(ctx).Into(out)
 	if err != nil {
 		return nil, err
@@ -138,7 +138,7 @@ func (k *kind) delete(ctx context.Context, name string) error {
 func (k *kind) watch(ctx context.Context, opts *metav1.ListOptions) (watch.Interface, error) {
 	opts.Watch = true
 	return k.client.Get().Namespace(k.ns).Resource(k.resource).
-		VersionedParams(opts, scheme.ParameterCodec).MaxRetries(0).Watch(ctx)
+		VersionedParams(opts, kubeclient.ParameterCodec).MaxRetries(0).Watch(ctx)
 }
 
 func copyMap(m map[string]string) map[string]string {
