@@ -137,25 +137,32 @@ func (a *allowlist) allows(ctx context.Context, ip, local netip.Addr, st *ha.Sta
 	hosts := a.hosts[:len(a.hosts):len(a.hosts)] // appending must not write into a.hosts
 	if checkMembers && a.members && st != nil && st.Cluster != nil {
 		for _, m := range st.Cluster.Members {
-			hs := []string{apiHost(m.Data.APIURL)}
+			hosts = append(hosts, apiHost(m.Data.APIURL))
 			if a.isDefault {
-				hs = append(hs, apiHost(m.Data.ConnURL))
-			}
-			for _, h := range hs {
-				if h == "" {
-					continue
-				}
-				if addr, err := netip.ParseAddr(h); err == nil {
-					if addr.Unmap().WithZone("") == ip {
-						return true
-					}
-					continue
-				}
-				hosts = append(hosts, h)
+				hosts = append(hosts, apiHost(m.Data.ConnURL))
 			}
 		}
 	}
-	return a.resolvesTo(ctx, hosts, ip)
+	return a.matchHosts(ctx, hosts, ip)
+}
+
+// matchHosts reports whether ip is one of hosts: an IP address as written, a host name by
+// resolving it (resolvesTo). Empty entries are skipped.
+func (a *allowlist) matchHosts(ctx context.Context, hosts []string, ip netip.Addr) bool {
+	var names []string
+	for _, h := range hosts {
+		if h == "" {
+			continue
+		}
+		if addr, err := netip.ParseAddr(h); err == nil {
+			if addr.Unmap().WithZone("") == ip {
+				return true
+			}
+			continue
+		}
+		names = append(names, h)
+	}
+	return a.resolvesTo(ctx, names, ip)
 }
 
 // resolvesTo reports whether one of hosts resolves to ip, waiting at most resolveWait in all for
@@ -415,18 +422,5 @@ func (s *Server) failsafeSender(r *http.Request, name string) bool {
 	if m := st.Cluster.Member(name); m != nil {
 		hosts = append(hosts, apiHost(m.Data.APIURL), apiHost(m.Data.ConnURL))
 	}
-	var names []string
-	for _, h := range hosts {
-		if h == "" {
-			continue
-		}
-		if addr, err := netip.ParseAddr(h); err == nil {
-			if addr.Unmap().WithZone("") == ip {
-				return true
-			}
-			continue
-		}
-		names = append(names, h)
-	}
-	return s.senders.resolvesTo(r.Context(), names, ip)
+	return s.senders.matchHosts(r.Context(), hosts, ip)
 }

@@ -1,13 +1,10 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,30 +18,7 @@ import (
 // fromStranger sends one request to n's REST API from the stranger network (a non-loopback
 // address that is no member's), at this host's address on that link.
 func fromStranger(c *http.Client, n *harness.Node, method, path string, body any) (int, string, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return 0, "", err
-		}
-		rd = bytes.NewReader(b)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, fmt.Sprintf("http://%s:%d%s", harness.StrangerHostAddr, n.APIPort, path), rd)
-	if err != nil {
-		return 0, "", err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, strings.TrimSpace(string(b)), nil
+	return send(c, method, fmt.Sprintf("http://%s:%d%s", harness.StrangerHostAddr, n.APIPort, path), body, 10*time.Second)
 }
 
 // TestStrangersAreKeptOut: with no access setting, a client that is neither this host nor a member

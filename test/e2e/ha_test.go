@@ -30,6 +30,12 @@ func call(t *testing.T, n *harness.Node, method, path string, body any) (int, st
 
 // tryCall is call for use inside waitFor: a connection error is returned, not fatal.
 func tryCall(n *harness.Node, method, path string, body any) (int, string, error) {
+	return send(n.HTTPClient(), method, n.APIURL()+path, body, 60*time.Second)
+}
+
+// send sends one request with a JSON body (nil for none) and returns the status and the trimmed
+// answer; a connection error is returned.
+func send(c *http.Client, method, url string, body any, timeout time.Duration) (int, string, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -38,16 +44,16 @@ func tryCall(n *harness.Node, method, path string, body any) (int, string, error
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, n.APIURL()+path, rd)
+	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
 		return 0, "", err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	resp, err := n.HTTPClient().Do(req.WithContext(ctx))
+	resp, err := c.Do(req.WithContext(ctx))
 	if err != nil {
 		return 0, "", err
 	}
