@@ -3,7 +3,8 @@
 // health checks (with Patroni 3.0.2's for comparison), the switchover write gap, unplanned
 // failover time, rejoin time, and the write gap and lost acknowledged writes of a failover in
 // synchronous_mode on and quorum. -rest-only measures just the REST figures, -sync-only just the
-// synchronous failover.
+// synchronous failover, -memory-only just the idle memory and CPU figures, on every DCS in turn
+// (or those -dcs names).
 package main
 
 import (
@@ -31,7 +32,17 @@ func main() {
 	restOnly := flag.Bool("rest-only", false, "measure only the REST API figures (tusker's and Patroni's)")
 	syncOnly := flag.Bool("sync-only", false,
 		"measure only the synchronous failover (synchronous_mode on, then quorum: write gap and lost acknowledged writes after kill -9 of the primary)")
+	memOnly := flag.Bool("memory-only", false,
+		"measure only the idle figures (RSS, PSS, anonymous memory and CPU per member, binary size), on each DCS of -dcs in turn")
+	stores := flag.String("dcs", strings.Join(memStores, ","), "with -memory-only: the DCSs to measure on, comma-separated")
 	flag.Parse()
+	if *memOnly {
+		if err := memoryOnly(*tusker, *idle, strings.Split(*stores, ",")); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *restOnly && *syncOnly {
 		fmt.Fprintln(os.Stderr, "bench: -rest-only and -sync-only exclude each other")
 		os.Exit(2)
@@ -335,7 +346,7 @@ func cpuSeconds(pid int) float64 {
 	return st.CPUSeconds
 }
 
-// idleFigures prints each tusker's RSS and the CPU it used over idle.
+// idleFigures prints each tusker's RSS and the CPU it used over idle, then memoryFigures.
 func idleFigures(c *harness.Cluster, idle time.Duration) {
 	before := map[int]float64{}
 	for _, n := range c.Nodes {
@@ -347,4 +358,5 @@ func idleFigures(c *harness.Cluster, idle time.Duration) {
 		fmt.Printf("%-44s %8.1f MB RSS, %.2f CPU s over %s\n", "tusker "+n.Name+" idle", rssMB(pid),
 			cpuSeconds(pid)-before[pid], idle)
 	}
+	memoryFigures(c)
 }
