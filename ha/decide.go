@@ -256,13 +256,14 @@ func Decide(v View) Plan {
 			v.LeaseExpiry.Format(time.RFC3339Nano)), acts...)
 	}
 
-	// Rule dcs-unreachable: without a fresh snapshot nothing changes, except lease bookkeeping.
+	// Rule dcs-unreachable: without a fresh snapshot nothing is promoted, demoted to follow
+	// somebody, or handed over; only the lease is kept, and postgres is kept running read-only.
 	if !v.DCSOK {
 		if v.LeaseHeld {
 			return plan(fmt.Sprintf("DCS unreachable: still leader, lease valid for %s",
 				v.LeaseExpiry.Sub(v.Now).Round(time.Millisecond)), act(RenewLeader))
 		}
-		return plan("DCS unreachable: keeping postgres as it is")
+		return decideOffline(v)
 	}
 
 	// Rule lost-leader-key: we thought we led, but the key says otherwise. A key that merely
@@ -324,6 +325,33 @@ func Decide(v View) Plan {
 		return decideStopped(v, leader, iAmLeader)
 	}
 	return decideRunning(v, leader, iAmLeader)
+}
+
+// decideOffline is the rule dcs-unreachable for a member without a lease. Rule offline-demote: a
+// primary without a lease (tusker started during the outage, or its fence was undone by hand)
+// must not take writes: it is fenced, as the lease-deadline rule does. Rule offline-read-only: a
+// stopped postgres (the fence stopped it, or it crashed) is started again as a standby with no
+// upstream. Read-only, it cannot diverge from anybody, so it is as safe as a stopped one, and
+// when the store is back it is already running: a leader whose key survived promotes it in one
+// cycle, and a member that lost the race streams from the new leader without a restart or a
+// rewind check.
+func decideOffline(v View) Plan {
+	l := v.Local
+	switch {
+	case v.Settings.Pause:
+		return plan("pause: DCS unreachable; keeping postgres as it is")
+	case v.Action != "":
+		return plan("DCS unreachable: " + v.Action + " in progress")
+	case l.DataDir != DataDirValid:
+		return plan("DCS unreachable: keeping postgres as it is")
+	case l.Running && l.Primary:
+		return plan("DCS unreachable and this primary holds no leader lease: fencing it", act(Fence))
+	case l.Running:
+		return plan("DCS unreachable: keeping postgres as it is")
+	case v.Now.Before(v.RaceBackoffUntil):
+		return plan("DCS unreachable: this member handed its lock over; keeping postgres stopped")
+	}
+	return plan("DCS unreachable: starting postgres read-only, with no upstream, until the store is back", actOn(StartReplica, ""))
 }
 
 // startTimedOut: the leader's postgres has been down for primary_start_timeout and another member

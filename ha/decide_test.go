@@ -89,6 +89,49 @@ func TestRuleDCSUnreachableReplicaChangesNothing(t *testing.T) {
 	require.Empty(t, Decide(v).Actions)
 }
 
+func TestRuleOfflineKeepsPostgresRunningReadOnly(t *testing.T) {
+	stopped := Local{DataDir: DataDirValid, SysID: "7300000000000000001", Timeline: 1, WasPrimary: true}
+	v := view("a", cluster("a", member("a", "primary"), member("b", "replica")), stopped)
+	v.DCSOK = false // the fence stopped this former leader: it comes back read-only, no upstream
+	p := Decide(v)
+	require.Equal(t, []Kind{StartReplica}, kinds(p), p.Reason)
+	require.Empty(t, p.Actions[0].Upstream, "nobody to stream from while the store is away")
+
+	v.Local = runningPrimary(100) // a primary without a lease (started during the outage)
+	require.Equal(t, []Kind{Fence}, kinds(Decide(v)))
+
+	for name, change := range map[string]func(*View){
+		"pause":            func(v *View) { v.Settings.Pause = true },
+		"action":           func(v *View) { v.Action = "start" },
+		"handover backoff": func(v *View) { v.RaceBackoffUntil = t0.Add(time.Second) },
+		"empty":            func(v *View) { v.Local.DataDir = DataDirEmpty },
+	} {
+		v := view("a", cluster("a", member("a", "primary")), stopped)
+		v.DCSOK = false
+		change(&v)
+		require.Empty(t, Decide(v).Actions, name)
+	}
+	v = view("a", cluster("a", member("a", "primary")), runningPrimary(100))
+	v.DCSOK, v.Settings.Pause = false, true
+	require.Empty(t, Decide(v).Actions, "pause leaves a primary alone")
+}
+
+func TestRuleFencedLeaderWhoseKeySurvivedResumes(t *testing.T) {
+	// The store is back and the key still names this member (the lease outlived the outage on
+	// the server): it takes the key back, then promotes its read-only server, with no race.
+	ro := runningReplica(100)
+	v := view("a", cluster("a", member("a", "replica"), member("b", "replica")), ro)
+	p := Decide(v)
+	require.Equal(t, []Kind{AcquireLeader}, kinds(p), p.Reason)
+	v.LeaseHeld, v.LeaseExpiry = true, t0.Add(5*time.Second)
+	p = Decide(v)
+	require.Equal(t, []Kind{RenewLeader, Promote}, kinds(p), p.Reason)
+	// The replicas meanwhile just follow it: nothing to check or rewind.
+	r := view("b", cluster("a", member("a", "replica"), member("b", "replica")), ro)
+	r.Local.Upstream = "a"
+	require.Empty(t, Decide(r).Actions)
+}
+
 func TestRuleLostLeaderKeyVanishedIsTakenBack(t *testing.T) {
 	v := leaderView("a", runningPrimary(100))
 	v.Cluster.Leader = nil

@@ -182,6 +182,11 @@ func run(tusker string, idle time.Duration, restOnly, syncOnly bool) error {
 	}
 	fmt.Printf("%-44s %8.2f s\n", "rejoin of the old primary (start to streaming)", time.Since(rs).Seconds())
 
+	// DCS outage: etcd stopped for longer than ttl, then back.
+	if err := outageFigures(ctx, c, e, *outageFor, 2); err != nil {
+		return err
+	}
+
 	// Failover in synchronous mode: the same kill -9, with a writer that counts acknowledged
 	// writes the new primary lacks.
 	lost, err := syncFigures(ctx, c)
