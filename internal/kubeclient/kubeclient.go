@@ -9,6 +9,8 @@ package kubeclient
 
 import (
 	"fmt"
+	"net/url"
+	"sync"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -19,24 +21,42 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-var (
-	// Scheme knows core/v1 and coordination.k8s.io/v1, and the meta types of requests.
-	Scheme = runtime.NewScheme()
-	// Codecs are Scheme's serializers.
-	Codecs = serializer.NewCodecFactory(Scheme)
-	// ParameterCodec encodes list and watch options into query parameters.
-	ParameterCodec = runtime.NewParameterCodec(Scheme)
-)
-
-func init() {
+// The scheme is built on first use: a member on another DCS never builds a Kubernetes client,
+// and registering the two groups' types (about 0.1 MB of maps and type information) in its
+// package initialisation would cost every member that memory and start-up work.
+var scheme = sync.OnceValues(func() (*runtime.Scheme, serializer.CodecFactory) {
+	s := runtime.NewScheme()
 	// Both cannot fail for the generated types of k8s.io/api.
-	if err := corev1.AddToScheme(Scheme); err != nil {
+	if err := corev1.AddToScheme(s); err != nil {
 		panic(fmt.Sprintf("kubeclient: core/v1: %v", err))
 	}
-	if err := coordinationv1.AddToScheme(Scheme); err != nil {
+	if err := coordinationv1.AddToScheme(s); err != nil {
 		panic(fmt.Sprintf("kubeclient: coordination/v1: %v", err))
 	}
-	metav1.AddToGroupVersion(Scheme, schema.GroupVersion{Version: "v1"})
+	metav1.AddToGroupVersion(s, schema.GroupVersion{Version: "v1"})
+	return s, serializer.NewCodecFactory(s)
+})
+
+// Scheme knows core/v1 and coordination.k8s.io/v1, and the meta types of requests.
+func Scheme() *runtime.Scheme { s, _ := scheme(); return s }
+
+// Codecs are Scheme's serializers.
+func Codecs() serializer.CodecFactory { _, c := scheme(); return c }
+
+// ParameterCodec encodes list and watch options into query parameters, on Scheme.
+var ParameterCodec runtime.ParameterCodec = lazyParameterCodec{}
+
+var parameterCodec = sync.OnceValue(func() runtime.ParameterCodec { return runtime.NewParameterCodec(Scheme()) })
+
+// lazyParameterCodec is runtime.NewParameterCodec(Scheme()), built on first use.
+type lazyParameterCodec struct{}
+
+func (lazyParameterCodec) DecodeParameters(p url.Values, from schema.GroupVersion, into runtime.Object) error {
+	return parameterCodec().DecodeParameters(p, from, into)
+}
+
+func (lazyParameterCodec) EncodeParameters(obj runtime.Object, to schema.GroupVersion) (url.Values, error) {
+	return parameterCodec().EncodeParameters(obj, to)
 }
 
 // Core returns a REST client for the core API group (/api/v1).
@@ -53,7 +73,7 @@ func forGroup(cfg *rest.Config, gv schema.GroupVersion, apiPath string) (*rest.R
 	c := rest.CopyConfig(cfg)
 	c.GroupVersion = &gv
 	c.APIPath = apiPath
-	c.NegotiatedSerializer = Codecs.WithoutConversion()
+	c.NegotiatedSerializer = Codecs().WithoutConversion()
 	if c.UserAgent == "" {
 		c.UserAgent = rest.DefaultKubernetesUserAgent()
 	}
