@@ -33,6 +33,7 @@ func main() {
 	if filepath.Base(os.Args[0]) == ctlName {
 		os.Exit(runCtl(os.Args[1:]))
 	}
+	setGCDefaults(os.Getenv)
 	os.Exit(run(os.Args[1:]))
 }
 
