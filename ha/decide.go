@@ -225,6 +225,19 @@ func FenceMargin(s Settings) time.Duration {
 	return m
 }
 
+// FenceGrace is how long a fence planned from v and carried out at now may let PostgreSQL's fast
+// shutdown run before it is made immediate: until half the margin before the lease deadline, so
+// that writes have surely ended when the lease can lapse; none without a lease or when another
+// member holds the key (it may be primary already). The fast shutdown ends every session at once
+// but lets the WAL senders pass on what was flushed, so the member promoted next has every
+// commit and the fenced one has nothing more.
+func FenceGrace(v View, now time.Time) time.Duration {
+	if !v.LeaseHeld || v.Cluster != nil && v.Cluster.LeaderName() != "" && v.Cluster.LeaderName() != v.Me {
+		return 0
+	}
+	return max(v.LeaseExpiry.Add(-FenceMargin(v.Settings)/2).Sub(now), 0)
+}
+
 // Decide is the whole of tusker's HA policy: a pure function of the view (no I/O, no clock, no
 // randomness). Rules are checked in order; the first that applies returns.
 func Decide(v View) Plan {

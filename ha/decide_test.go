@@ -745,3 +745,16 @@ func TestRuleStalledReplicaOnOldTimelineIsChecked(t *testing.T) {
 	p = Decide(view("b", c, l))
 	require.Equal(t, []Action{{Kind: Rewind, Upstream: "a"}}, p.Actions, p.Reason)
 }
+
+func TestRuleFenceGraceEndsBeforeTheDeadline(t *testing.T) {
+	v := leaderView("a", runningPrimary(100))
+	m := FenceMargin(v.Settings)
+	v.LeaseExpiry = t0.Add(m) // the lease-deadline rule fires now
+	require.Equal(t, m/2, FenceGrace(v, t0), "fast shutdown until half the margin before the deadline")
+	require.Zero(t, FenceGrace(v, t0.Add(m)), "past that point: immediate")
+	v.Cluster.Leader = &dcs.Leader{Name: "b"}
+	require.Zero(t, FenceGrace(v, t0), "another member holds the key: immediate")
+	v = leaderView("a", runningPrimary(100))
+	v.LeaseHeld = false
+	require.Zero(t, FenceGrace(v, t0), "no lease: immediate")
+}

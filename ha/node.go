@@ -564,6 +564,7 @@ func (n *Node) leaseGrantedAt(start time.Time, gen uint64) {
 	n.fenceTimer = time.AfterFunc(time.Until(n.leaseExpiry.Add(-margin)), func() {
 		n.mu.Lock()
 		fire := n.fenceGen == timerGen && n.leaseHeld
+		expiry := n.leaseExpiry
 		if fire {
 			n.leaseHeld = false
 			n.metrics.renewedAt.Store(0)
@@ -574,8 +575,8 @@ func (n *Node) leaseGrantedAt(start time.Time, gen uint64) {
 			return
 		}
 		if fire {
-			n.log.Error("leader lease about to expire without renewal: fencing postgres now (immediate shutdown; it comes back read-only)")
-			n.pg.Fence()
+			n.log.Error("leader lease about to expire without renewal: fencing postgres now (it comes back read-only)")
+			n.pg.Fence(FenceGrace(View{Me: n.cfg.Name, Settings: n.settings(), LeaseHeld: true, LeaseExpiry: expiry}, time.Now()))
 			n.Wake()
 		}
 	})
@@ -633,7 +634,7 @@ func (n *Node) renew(ctx context.Context) error {
 		// next view no longer shows LeaseHeld, and writes must not wait a cycle.
 		n.leaseLost()
 		if n.pg.Running() && !n.dyn.Pause {
-			n.pg.Fence()
+			n.pg.Fence(0)
 		}
 		n.Wake()
 		return err
@@ -647,9 +648,10 @@ func (n *Node) renew(ctx context.Context) error {
 func (n *Node) execute(ctx context.Context, a Action, v View) error {
 	switch a.Kind {
 	case Fence:
+		grace := FenceGrace(v, time.Now())
 		n.leaseLost()
 		n.forgetRejoin()
-		n.pg.Fence()
+		n.pg.Fence(grace)
 		return nil
 	case RenewLeader:
 		return n.renew(ctx)
@@ -767,7 +769,7 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 		n.setUpstream("")
 		n.forgetRejoin()
 		return n.startAction(ctx, "demote", func(ctx context.Context) error {
-			n.pg.Fence()
+			n.pg.Fence(0)
 			n.disableWatchdog()
 			if err := n.pg.Stop(ctx, postgres.StopImmediate); err != nil {
 				return err

@@ -538,7 +538,7 @@ func TestCluster(t *testing.T) {
 	// --- fence the primary: it goes away quickly, uncleanly
 	pid := n2.pg.PostmasterPID()
 	t0 = time.Now()
-	n2.pg.Fence()
+	n2.pg.Fence(0)
 	eventually(t, "fenced postmaster gone", 10*time.Second, func() error {
 		if n2.pg.Running() {
 			return errors.New("still running")

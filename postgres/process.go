@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -236,10 +237,14 @@ func (p *Postgres) PostmasterPID() int {
 	return pid
 }
 
-// Fence sends SIGQUIT (immediate shutdown) to the postmaster now and returns without waiting. It
-// also makes a Start that is launching the postmaster at this moment give up. Safe to call from
-// any goroutine at any time.
-func (p *Postgres) Fence() {
+// Fence stops the postmaster's writes now and returns without waiting. With grace 0 it sends
+// SIGQUIT (immediate shutdown). With a grace it first sends SIGINT (fast shutdown: every backend
+// is terminated at once, so no more commits, while the WAL senders go on streaming what was
+// already flushed, so the replicas end up with every acknowledged commit and the fenced server
+// does not diverge from the one promoted next), then SIGQUIT once grace has passed if it is still
+// running (a slow shutdown checkpoint, a backend stuck in I/O). It also makes a Start that is
+// launching the postmaster at this moment give up. Safe to call from any goroutine at any time.
+func (p *Postgres) Fence(grace time.Duration) {
 	p.mu.Lock()
 	p.fenceGen++
 	c := p.child
@@ -254,9 +259,30 @@ func (p *Postgres) Fence() {
 	if pid <= 0 {
 		return
 	}
-	logger.Warn("fencing postgres: immediate shutdown", "pid", pid)
-	if err := syscall.Kill(pid, syscall.SIGQUIT); err != nil && !errors.Is(err, syscall.ESRCH) {
-		logger.Error("fencing postgres failed", "pid", pid, "err", err)
+	if grace <= 0 {
+		logger.Warn("fencing postgres: immediate shutdown", "pid", pid)
+		signalFence(logger, pid, syscall.SIGQUIT)
+		return
+	}
+	logger.Warn("fencing postgres: fast shutdown, immediate if not done in time", "pid", pid, "grace", grace)
+	signalFence(logger, pid, syscall.SIGINT)
+	time.AfterFunc(grace, func() {
+		alive := false
+		if c != nil && c.pid == pid {
+			alive = !c.exited()
+		} else {
+			alive = p.adoptedPID() == pid
+		}
+		if alive {
+			logger.Warn("fencing postgres: fast shutdown not done in time; immediate shutdown", "pid", pid)
+			signalFence(logger, pid, syscall.SIGQUIT)
+		}
+	})
+}
+
+func signalFence(logger *slog.Logger, pid int, sig syscall.Signal) {
+	if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		logger.Error("fencing postgres failed", "pid", pid, "signal", sig.String(), "err", err)
 	}
 }
 

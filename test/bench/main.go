@@ -34,10 +34,17 @@ func main() {
 		"measure only the synchronous failover (synchronous_mode on, then quorum: write gap and lost acknowledged writes after kill -9 of the primary)")
 	memOnly := flag.Bool("memory-only", false,
 		"measure only the idle figures (RSS, PSS, anonymous memory and CPU per member, binary size), on each DCS of -dcs in turn")
-	stores := flag.String("dcs", strings.Join(memStores, ","), "with -memory-only: the DCSs to measure on, comma-separated")
+	stores := flag.String("dcs", strings.Join(memStores, ","), "with -memory-only or -failover-only: the DCSs to measure on, comma-separated")
 	flag.Parse()
 	if *memOnly {
 		if err := memoryOnly(*tusker, *idle, strings.Split(*stores, ",")); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *failoverOnly {
+		if err := failoverPerDCS(*tusker, strings.Split(*stores, ","), *failoverRuns); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}
