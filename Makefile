@@ -51,6 +51,8 @@ demo: build
 bench: build
 	bash scripts/install-deps.sh --bench
 	$(GO) run ./test/bench -tusker $(BIN)/tusker
+	$(GO) run ./test/bench -tusker $(BIN)/tusker -failover-only
+	$(GO) run ./test/bench -tusker $(BIN)/tusker -memory-only
 
 # Fault injection (docs/nemesis.md): NEMESIS_FAULTS (default 100), NEMESIS_SEED (replays a run),
 # NEMESIS_MODE (on, quorum, strict, off). Needs root: every node runs in its own network namespace.

@@ -102,6 +102,9 @@ type Backend struct {
 	leaderObj  *object   // the newest leader object read or written
 	seenRV     string    // its resourceVersion when it last changed, as this process saw it...
 	seenAt     time.Time // ...and when (monotonic)
+	// expiry signals Changes when the leader seen last would lapse unless renewed: nothing on
+	// the server marks that moment, and the loop would otherwise see it up to a loop_wait late.
+	expiry *time.Timer
 	leaderName string    // the valid holder as last seen, "" when none
 	pod        *corev1.Pod
 	configSvc  bool // Endpoints mode: the <scope>-config Service exists or cannot be created
@@ -285,6 +288,11 @@ func (b *Backend) Namespace() string { return b.opts.Namespace }
 // Close stops the watch.
 func (b *Backend) Close() error {
 	b.cancel()
+	b.mu.Lock()
+	if b.expiry != nil {
+		b.expiry.Stop()
+	}
+	b.mu.Unlock()
 	b.wg.Wait()
 	return nil
 }

@@ -41,6 +41,12 @@ func (b *Backend) observeLeader(o *object) (string, bool) {
 	b.leaderName = ""
 	if valid {
 		b.leaderName = holder
+		after := time.Until(b.seenAt.Add(ttl)) + 5*time.Millisecond
+		if b.expiry == nil {
+			b.expiry = time.AfterFunc(after, b.signal)
+		} else {
+			b.expiry.Reset(after)
+		}
 	}
 	return holder, valid
 }

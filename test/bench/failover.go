@@ -86,6 +86,15 @@ func failoverOn(tusker, store string, runs int) error {
 			return fmt.Errorf("failover %d: %w", i, err)
 		}
 		gap := first.Sub(last).Seconds()
+		if os.Getenv("BENCH_FAILOVER_LOGS") != "" {
+			fmt.Printf("last write on %s at %s, first on %s at %s\n", p.Name, last.Format("15:04:05.000"), who, first.Format("15:04:05.000"))
+			for _, n := range candidates {
+				if n.Name == who {
+					l := n.Log()
+					fmt.Println(l[max(0, len(l)-6000):])
+				}
+			}
+		}
 		gaps = append(gaps, gap)
 		fmt.Printf("%-44s %8.2f s (%s -> %s; ttl + %.2f s)\n", fmt.Sprintf("%s failover write gap #%d", store, i), gap, p.Name, who, gap-float64(ttl))
 		if err := p.Start(); err != nil {
