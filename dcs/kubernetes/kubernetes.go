@@ -96,16 +96,16 @@ type Backend struct {
 	names      struct{ leader, config, failover, sync string }
 	codes      []int
 
-	mu         sync.Mutex
-	ttl        time.Duration
-	retry      time.Duration
-	leaderObj  *object   // the newest leader object read or written
-	seenRV     string    // its resourceVersion when it last changed, as this process saw it...
-	seenAt     time.Time // ...and when (monotonic)
+	mu        sync.Mutex
+	ttl       time.Duration
+	retry     time.Duration
+	leaderObj *object   // the newest leader object read or written
+	seenRV    string    // its resourceVersion when it last changed, as this process saw it...
+	seenAt    time.Time // ...and when (monotonic)
 	// expiry signals Changes when the leader seen last would lapse unless renewed: nothing on
 	// the server marks that moment, and the loop would otherwise see it up to a loop_wait late.
-	expiry *time.Timer
-	leaderName string    // the valid holder as last seen, "" when none
+	expiry     *time.Timer
+	leaderName string // the valid holder as last seen, "" when none
 	pod        *corev1.Pod
 	configSvc  bool // Endpoints mode: the <scope>-config Service exists or cannot be created
 
