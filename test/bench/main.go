@@ -1,10 +1,11 @@
 // Command bench is `make bench`: it starts a 3-node tusker cluster on this machine and measures
 // time to healthy, memory and CPU per tusker process, REST API throughput and latency of the
 // health checks (with Patroni 3.0.2's for comparison), the switchover write gap, unplanned
-// failover time, rejoin time, and the write gap and lost acknowledged writes of a failover in
-// synchronous_mode on and quorum. -rest-only measures just the REST figures, -sync-only just the
-// synchronous failover, -memory-only just the idle memory and CPU figures, on every DCS in turn
-// (or those -dcs names).
+// failover time, rejoin time, the healing of a DCS outage, and the write gap and lost
+// acknowledged writes of a failover in synchronous_mode on and quorum. -rest-only measures just
+// the REST figures, -sync-only just the synchronous failover, -memory-only just the idle memory
+// and CPU figures and -failover-only just the failover write gaps, on every DCS in turn (or those
+// -dcs names).
 package main
 
 import (
