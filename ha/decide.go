@@ -225,6 +225,15 @@ func FenceMargin(s Settings) time.Duration {
 	return m
 }
 
+// HoldsLock says whether a member may call itself the leader (GET /primary, /leader): its lease
+// is valid by its own clock and the key names it, or names nobody: a key that vanished while the
+// lease still counts (Kubernetes members judge expiry by their own clocks; failsafe mode rode out
+// an outage) is being taken back in this very cycle, and nobody else can hold it meanwhile. A
+// health check must not see the primary blink out for that one cycle.
+func HoldsLock(leaseHeld bool, leader, me string) bool {
+	return leaseHeld && (leader == me || leader == "")
+}
+
 // FenceGrace is how long a fence planned from v and carried out at now may let PostgreSQL's fast
 // shutdown run before it is made immediate: until half the margin before the lease deadline, so
 // that writes have surely ended when the lease can lapse; none without a lease or when another

@@ -758,3 +758,11 @@ func TestRuleFenceGraceEndsBeforeTheDeadline(t *testing.T) {
 	v.LeaseHeld = false
 	require.Zero(t, FenceGrace(v, t0), "no lease: immediate")
 }
+
+func TestRuleHoldsLockWhileTakingAVanishedKeyBack(t *testing.T) {
+	require.True(t, HoldsLock(true, "a", "a"))
+	require.True(t, HoldsLock(true, "", "a"), "the key vanished; the lease still counts: still the leader")
+	require.False(t, HoldsLock(true, "b", "a"), "another member holds the key")
+	require.False(t, HoldsLock(false, "a", "a"), "no lease")
+	require.False(t, HoldsLock(false, "", "a"))
+}

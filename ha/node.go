@@ -1184,7 +1184,7 @@ func (n *Node) publish(v View, p Plan) {
 	// A replica takes part in failsafe mode while the primary's confirmations keep coming.
 	failsafeReplica := n.failsafeFrom != "" && time.Since(n.failsafeAt) < ttl
 	n.mu.Unlock()
-	isLeader := leaseHeld && v.Cluster.LeaderName() == n.cfg.Name
+	isLeader := HoldsLock(leaseHeld, v.Cluster.LeaderName(), n.cfg.Name)
 	running := n.pg.Running()
 
 	st := &Status{
