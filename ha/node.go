@@ -624,10 +624,19 @@ func (n *Node) renew(ctx context.Context) error {
 		return nil
 	case errors.Is(err, dcs.ErrNotLeader):
 		if n.pg.Running() && n.pgReady && !n.lastPG.InRecovery {
-			if ok, aerr := n.acquire(ctx); aerr == nil && ok {
+			ok, aerr := n.acquire(ctx)
+			if aerr == nil && ok {
 				n.log.Warn("leader key had expired; took it back", "err", err)
 				n.keepaliveWatchdog()
 				return nil
+			}
+			if aerr != nil && !errors.Is(aerr, dcs.ErrNotLeader) {
+				// The store could not be asked whether somebody else holds the key. Until the
+				// lease deadline nobody can (with failsafe mode, every member promised not to
+				// race): the lease-deadline rule and the fence timer decide, as for any renewal
+				// error. Seen with Consul cut off from a failsafe primary: the backend knew its
+				// session had lapsed, while every member still confirmed the primary.
+				return err
 			}
 		}
 		// Decide's lost-leader-key rule, applied at once: once the lease is marked lost the
