@@ -250,6 +250,18 @@ func FenceGrace(v View, now time.Time) time.Duration {
 // Decide is the whole of tusker's HA policy: a pure function of the view (no I/O, no clock, no
 // randomness). Rules are checked in order; the first that applies returns.
 func Decide(v View) Plan {
+	p := decide(v)
+	if !v.DCSOK {
+		// A store that refused the connection outright is asked again soon: its return must be
+		// seen within a fraction of loop_wait (a hanging call already waits retry_timeout).
+		if at := v.Now.Add(OfflineRetry); p.WakeAt.IsZero() || at.Before(p.WakeAt) {
+			p.WakeAt = at
+		}
+	}
+	return p
+}
+
+func decide(v View) Plan {
 	c := v.Cluster
 	leader := c.LeaderName()
 	iAmLeader := leader == v.Me && v.LeaseHeld
@@ -348,6 +360,9 @@ func Decide(v View) Plan {
 	}
 	return decideRunning(v, leader, iAmLeader)
 }
+
+// OfflineRetry is the longest wait between two cycles while the DCS is unreachable.
+const OfflineRetry = 200 * time.Millisecond
 
 // decideOffline is the rule dcs-unreachable for a member without a lease. Rule offline-demote: a
 // primary without a lease (tusker started during the outage, or its fence was undone by hand)

@@ -96,6 +96,7 @@ func TestRuleOfflineKeepsPostgresRunningReadOnly(t *testing.T) {
 	p := Decide(v)
 	require.Equal(t, []Kind{StartReplica}, kinds(p), p.Reason)
 	require.Empty(t, p.Actions[0].Upstream, "nobody to stream from while the store is away")
+	require.Equal(t, t0.Add(OfflineRetry), p.WakeAt, "the store is asked again soon")
 
 	v.Local = runningPrimary(100) // a primary without a lease (started during the outage)
 	require.Equal(t, []Kind{Fence}, kinds(Decide(v)))

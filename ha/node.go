@@ -175,9 +175,6 @@ func (n *Node) Wake() {
 	}
 }
 
-// offlineRetry is the longest wait between two cycles while the DCS is unreachable.
-const offlineRetry = 200 * time.Millisecond
-
 // Run loops until ctx ends, then shuts down: postgres stopped cleanly, the leader key released,
 // the member key removed. It returns a non-nil error only for conditions that must stop tusker.
 func (n *Node) Run(ctx context.Context) error {
@@ -213,11 +210,6 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		if at := n.scheduledRestartAt(); !at.IsZero() {
 			wait = min(wait, time.Until(at))
-		}
-		if !view.DCSOK {
-			// A store that refused the connection outright is asked again soon: its return must
-			// be seen within a fraction of loop_wait (a hanging call already waits retry_timeout).
-			wait = min(wait, offlineRetry)
 		}
 		if wait < 10*time.Millisecond {
 			wait = 10 * time.Millisecond

@@ -35,22 +35,11 @@ func failoverPerDCS(tusker string, stores []string, runs int) error {
 
 func failoverOn(tusker, store string, runs int) error {
 	ctx := context.Background()
-	s, err := harness.PrepareLocal(os.TempDir(), tusker)
+	c, cleanup, err := clusterOn(tusker, store)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(s.Dir)
-	o := harness.ClusterOptions{Dir: s.Dir, Scope: "bench", Nodes: 3, TuskerBin: s.Tusker, PGBinDir: s.PGBin, Cred: s.Cred}
-	stop, err := startStore(s, store, &o)
-	if err != nil {
-		return err
-	}
-	defer stop()
-	c, err := harness.NewCluster(o)
-	if err != nil {
-		return err
-	}
-	defer c.Stop(60 * time.Second)
+	defer cleanup()
 	ttl := 6
 	if store == "consul" {
 		ttl = 20 // Consul's session floor: see startStore

@@ -102,22 +102,11 @@ func memoryOnly(tusker string, idle time.Duration, stores []string) error {
 
 func memoryOn(tusker string, idle time.Duration, store string) (err error) {
 	ctx := context.Background()
-	s, err := harness.PrepareLocal(os.TempDir(), tusker)
+	c, cleanup, err := clusterOn(tusker, store)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(s.Dir)
-	o := harness.ClusterOptions{Dir: s.Dir, Scope: "bench", Nodes: 3, TuskerBin: s.Tusker, PGBinDir: s.PGBin, Cred: s.Cred}
-	stop, err := startStore(s, store, &o)
-	if err != nil {
-		return err
-	}
-	defer stop()
-	c, err := harness.NewCluster(o)
-	if err != nil {
-		return err
-	}
-	defer c.Stop(60 * time.Second)
+	defer cleanup()
 	fmt.Printf("\ntusker idle memory on %s: 3 nodes, PostgreSQL 15, default timing\n", store)
 	start := time.Now()
 	if err := c.Start(); err != nil {
@@ -132,6 +121,28 @@ func memoryOn(tusker string, idle time.Duration, store string) (err error) {
 	fmt.Printf("%-44s %8.2f s\n", "time to healthy from start (3 nodes)", time.Since(start).Seconds())
 	idleFigures(c, idle)
 	return nil
+}
+
+// clusterOn prepares a 3-node cluster (not started) on store's server, started here; cleanup
+// stops both and removes their files.
+func clusterOn(tusker, store string) (*harness.Cluster, func(), error) {
+	s, err := harness.PrepareLocal(os.TempDir(), tusker)
+	if err != nil {
+		return nil, nil, err
+	}
+	o := harness.ClusterOptions{Dir: s.Dir, Scope: "bench", Nodes: 3, TuskerBin: s.Tusker, PGBinDir: s.PGBin, Cred: s.Cred}
+	stop, err := startStore(s, store, &o)
+	if err != nil {
+		os.RemoveAll(s.Dir)
+		return nil, nil, err
+	}
+	c, err := harness.NewCluster(o)
+	if err != nil {
+		stop()
+		os.RemoveAll(s.Dir)
+		return nil, nil, err
+	}
+	return c, func() { c.Stop(60 * time.Second); stop(); os.RemoveAll(s.Dir) }, nil
 }
 
 // startStore starts the server of store in s.Dir and sets the DCS section (and what else that

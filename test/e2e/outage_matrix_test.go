@@ -143,15 +143,7 @@ func outageMatrix(t *testing.T, s outageStore, failsafe bool) {
 		{"cut from the primary", func(p string) { proxies[p].Blackhole(true) }, func(p string) { proxies[p].Blackhole(false) }, false, false, s.name != "kubernetes"},
 	}
 	for _, f := range faults {
-		var p *harness.Node
-		require.NoError(t, harness.WaitFor(ctx, 120*time.Second, 100*time.Millisecond, func() error {
-			if err := c.Healthy(ctx); err != nil {
-				return err
-			}
-			var err error
-			p, err = c.Primary(ctx)
-			return err
-		}))
+		p := healthyPrimary(t, c, 120*time.Second, f.name+": healthy before the fault")
 		require.NoError(t, w.WaitCount(ctx, p.Name, 5, 30*time.Second), "writes before the store goes (%s)", f.name)
 		if failsafe {
 			// The leader lists the members in the failsafe key a cycle or so after they appear; a
@@ -186,15 +178,7 @@ func outageMatrix(t *testing.T, s outageStore, failsafe bool) {
 				"%s, failsafe: every member confirms the primary, which keeps taking writes", f.name)
 		}
 		f.off(p.Name)
-		var np *harness.Node
-		require.NoError(t, harness.WaitFor(ctx, 90*time.Second, 100*time.Millisecond, func() error {
-			if err := c.Healthy(ctx); err != nil {
-				return err
-			}
-			var err error
-			np, err = c.Primary(ctx)
-			return err
-		}), "%s: healthy again after the store's return", f.name)
+		np := healthyPrimary(t, c, 90*time.Second, f.name+": healthy again after the store's return")
 		if (failsafe && f.failsafeHolds) || f.keyKept {
 			require.Equal(t, p.Name, np.Name, "%s: nobody else could have promoted; the primary must stay", f.name)
 		}
@@ -224,6 +208,23 @@ func outageMatrix(t *testing.T, s outageStore, failsafe bool) {
 			return nil
 		}))
 	}
+}
+
+// healthyPrimary waits until the cluster is healthy and one member answers /primary in the same
+// poll (a primary whose /primary answers otherwise for a moment is polled again), and returns it.
+func healthyPrimary(t *testing.T, c *harness.Cluster, timeout time.Duration, what string) *harness.Node {
+	t.Helper()
+	ctx := context.Background()
+	var p *harness.Node
+	require.NoError(t, harness.WaitFor(ctx, timeout, 100*time.Millisecond, func() error {
+		if err := c.Healthy(ctx); err != nil {
+			return err
+		}
+		var err error
+		p, err = c.Primary(ctx)
+		return err
+	}), what)
+	return p
 }
 
 // watchPrimaries asks every member ten times a second whether it is a primary and counts the
