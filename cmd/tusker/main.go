@@ -20,6 +20,7 @@ import (
 	"github.com/tusker-ha/tusker/dcs/kubernetes"
 	"github.com/tusker-ha/tusker/ha"
 	"github.com/tusker-ha/tusker/internal/apiclient"
+	"github.com/tusker-ha/tusker/internal/binpages"
 	"github.com/tusker-ha/tusker/internal/sdnotify"
 	"github.com/tusker-ha/tusker/postgres"
 	"github.com/tusker-ha/tusker/restapi"
@@ -271,6 +272,13 @@ func daemon(cfg *config.Config, path string, env []string) int {
 		r.Run(rolloutCtx)
 	}()
 	defer func() { rolloutStop(); <-rolled }()
+
+	// Start-up code and data pages of the binary stay mapped after use; releasing them keeps an
+	// idle member's RSS at what it runs (internal/binpages says why that is safe).
+	trimCtx, trimStop := context.WithCancel(ctx)
+	trimmed := make(chan struct{})
+	go func() { defer close(trimmed); binpages.Run(trimCtx, binpages.DefaultSchedule, log) }()
+	defer func() { trimStop(); <-trimmed }()
 
 	// systemd hears STOPPING=1 as soon as the signal arrives (ctx), or when the loop gives up.
 	notifyCtx, notifyStop := context.WithCancel(ctx)
