@@ -123,8 +123,13 @@ type View struct {
 	// pre_promote, or after it released the lock because its postgres crashed).
 	RaceBackoffUntil time.Time
 
-	// FailsafeConfirmed (leader, DCS unreachable): every member of the failsafe key accepted this
-	// cycle's POST /failsafe. FailsafeLeader (replica): the member that POSTed /failsafe to us
+	// RenewFailed (leader): the last renewal of the lease failed because the store did not
+	// answer it, not because another member holds the key. A store can answer reads and still
+	// not take writes (a network cut that lets some requests through, a store that was frozen).
+	RenewFailed bool
+
+	// FailsafeConfirmed (leader, the store unreachable or not renewing): every member of the
+	// failsafe key accepted this cycle's POST /failsafe. FailsafeLeader (replica): the member that POSTed /failsafe to us
 	// within the last ttl ("" for none).
 	FailsafeConfirmed bool
 	FailsafeLeader    string
@@ -261,6 +266,14 @@ func Decide(v View) Plan {
 	return p
 }
 
+// FailsafeConfirmationNeeded is when a leader asks every member to confirm it (POST /failsafe)
+// instead of relying on the lease: failsafe mode, a running primary holding the lease, and a store
+// that cannot renew it, whether reads fail too or not (a read that gets through while every
+// renewal times out must not cost the primary its writes).
+func FailsafeConfirmationNeeded(v View) bool {
+	return v.Settings.FailsafeMode && v.LeaseHeld && v.Local.Primary && (!v.DCSOK || v.RenewFailed)
+}
+
 func decide(v View) Plan {
 	c := v.Cluster
 	leader := c.LeaderName()
@@ -279,7 +292,7 @@ func decide(v View) Plan {
 				return plan("pause: leader lease ran out; renewing it, postgres left alone", act(RenewLeader))
 			}
 			return plan("pause: DCS unreachable and the leader lease ran out; postgres left alone")
-		case s.FailsafeMode && !v.DCSOK && v.FailsafeConfirmed:
+		case FailsafeConfirmationNeeded(v) && v.FailsafeConfirmed:
 			return plan("failsafe mode: DCS unreachable, every member confirmed this primary: staying primary")
 		}
 		acts := []Action{act(Fence)}

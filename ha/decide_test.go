@@ -592,6 +592,42 @@ func TestRuleFailsafe(t *testing.T) {
 	require.Contains(t, p.Reason, "failsafe")
 	v.Settings.FailsafeMode = false
 	require.Equal(t, []Kind{Fence}, kinds(Decide(v)), "confirmations count only in failsafe mode")
+
+	// Reads work, renewals do not (a cut that lets some requests through): the confirmations
+	// count the same.
+	v = leaderView("a", runningPrimary(100))
+	v.LeaseExpiry = t0
+	v.Settings.FailsafeMode = true
+	v.RenewFailed = true
+	v.FailsafeConfirmed = true
+	p = Decide(v)
+	require.Empty(t, kinds(p), "renewals fail, every member confirmed: stays primary (%s)", p.Reason)
+	v.RenewFailed = false
+	require.Equal(t, []Kind{Fence, ReleaseLeader}, kinds(Decide(v)),
+		"the store renews (or was never asked): a confirmation does not stand in for the lease")
+}
+
+func TestRuleFailsafeConfirmationNeeded(t *testing.T) {
+	base := func() View {
+		v := leaderView("a", runningPrimary(100))
+		v.Settings.FailsafeMode = true
+		return v
+	}
+	v := base()
+	require.False(t, FailsafeConfirmationNeeded(v), "the store reads and renews: the lease is enough")
+	v.DCSOK = false
+	require.True(t, FailsafeConfirmationNeeded(v), "the store is unreachable")
+	v = base()
+	v.RenewFailed = true
+	require.True(t, FailsafeConfirmationNeeded(v), "reads work, renewals time out")
+	v.Settings.FailsafeMode = false
+	require.False(t, FailsafeConfirmationNeeded(v), "only in failsafe mode")
+	v = base()
+	v.RenewFailed, v.LeaseHeld = true, false
+	require.False(t, FailsafeConfirmationNeeded(v), "without the lease there is nothing to confirm")
+	v = base()
+	v.RenewFailed, v.Local.Primary = true, false
+	require.False(t, FailsafeConfirmationNeeded(v), "only a running primary asks")
 }
 
 func TestRuleWatchdogRequiredNeverBootstraps(t *testing.T) {

@@ -113,6 +113,7 @@ type Node struct {
 	failsafeFrom string    // replica: the primary that POSTed /failsafe
 	failsafeAt   time.Time // ... and when
 	failsafeOn   bool      // leader: failsafe confirmations are keeping it primary
+	renewFailed  bool      // leader: the last renewal failed with the store not answering (View.RenewFailed)
 	restartAt    *ScheduledRestart
 	handedOver   bool            // stopped as the old primary of a switchover, not started since
 	runCtx       context.Context // the loop's context, for actions started by management calls
@@ -335,6 +336,7 @@ func (n *Node) observe(ctx context.Context) View {
 	v.LeaseHeld, v.LeaseExpiry = n.leaseHeld, n.leaseExpiry
 	v.Action = n.action
 	v.RaceBackoffUntil = n.raceBackoff
+	v.RenewFailed = n.renewFailed
 	if n.failsafeFrom != "" && time.Since(n.failsafeAt) < ttl {
 		v.FailsafeLeader = n.failsafeFrom
 	}
@@ -387,7 +389,7 @@ func (n *Node) observe(ctx context.Context) View {
 	}
 
 	// Failsafe mode: a leader cut off from the DCS asks every member to confirm it.
-	if !v.DCSOK && v.LeaseHeld && v.Settings.FailsafeMode && v.Local.Primary && n.lastCluster != nil {
+	if FailsafeConfirmationNeeded(v) && n.lastCluster != nil {
 		start := time.Now()
 		req := FailsafeRequest{Name: n.cfg.Name, ConnURL: n.connURL(), APIURL: n.apiURL()}
 		if n.confirmFailsafe(ctx, n.lastCluster.Failsafe, req, n.cfg.RestAPI.Authentication, rt) {
@@ -609,6 +611,12 @@ func (n *Node) renew(ctx context.Context) error {
 	start := time.Now()
 	gen := n.leaseGeneration()
 	err := n.dcs.RenewLeader(ctx)
+	failed := err != nil && !errors.Is(err, dcs.ErrNotLeader)
+	defer func() {
+		n.mu.Lock()
+		n.renewFailed = failed
+		n.mu.Unlock()
+	}()
 	switch {
 	case err == nil:
 		n.leaseGrantedAt(start, gen)
@@ -623,6 +631,7 @@ func (n *Node) renew(ctx context.Context) error {
 				return nil
 			}
 			if aerr != nil && !errors.Is(aerr, dcs.ErrNotLeader) {
+				failed = true
 				// The store could not be asked whether somebody else holds the key. Until the
 				// lease deadline nobody can (with failsafe mode, every member promised not to
 				// race): the lease-deadline rule and the fence timer decide, as for any renewal

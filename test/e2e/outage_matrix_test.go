@@ -131,16 +131,10 @@ func outageMatrix(t *testing.T, s outageStore, failsafe bool) {
 		on, off   func(primary string)
 		keyKept   bool // nobody else can have promoted
 		allCutOff bool // every member lost the store, not only the primary
-		// failsafeHolds: failsafe mode keeps the primary taking writes through the fault. Not
-		// yet for a frozen store (etcd answered reads but not keep-alives for seconds after a
-		// thaw, and a leader whose reads work but renewals fail fences at its deadline, rule 8)
-		// nor for a cut on Kubernetes (a read got through the cut): for those only the safety
-		// properties below are checked.
-		failsafeHolds bool
 	}{
-		{"stopped", func(string) { srv.Stop() }, func(string) { require.NoError(t, srv.Start()) }, s.keepsKey, true, true},
-		{"frozen", func(string) { srv.Freeze() }, func(string) { srv.Thaw() }, false, true, false},
-		{"cut from the primary", func(p string) { proxies[p].Blackhole(true) }, func(p string) { proxies[p].Blackhole(false) }, false, false, s.name != "kubernetes"},
+		{"stopped", func(string) { srv.Stop() }, func(string) { require.NoError(t, srv.Start()) }, s.keepsKey, true},
+		{"frozen", func(string) { srv.Freeze() }, func(string) { srv.Thaw() }, false, true},
+		{"cut from the primary", func(p string) { proxies[p].Blackhole(true) }, func(p string) { proxies[p].Blackhole(false) }, false, false},
 	}
 	for _, f := range faults {
 		p := healthyPrimary(t, c, 120*time.Second, f.name+": healthy before the fault")
@@ -173,20 +167,20 @@ func outageMatrix(t *testing.T, s outageStore, failsafe bool) {
 			}), "%s: the primary must be fenced to a running read-only server", f.name)
 		}
 		time.Sleep(time.Until(deadline))
-		if failsafe && f.failsafeHolds {
+		if failsafe {
 			require.NoError(t, w.WaitCount(ctx, p.Name, 3, 5*time.Second),
 				"%s, failsafe: every member confirms the primary, which keeps taking writes", f.name)
 		}
 		f.off(p.Name)
 		np := healthyPrimary(t, c, 90*time.Second, f.name+": healthy again after the store's return")
-		if (failsafe && f.failsafeHolds) || f.keyKept {
+		if failsafe || f.keyKept {
 			require.Equal(t, p.Name, np.Name, "%s: nobody else could have promoted; the primary must stay", f.name)
 		}
 		require.NoError(t, w.WaitCount(ctx, np.Name, 5, 30*time.Second), "%s: writes after the store's return", f.name)
 		for _, n := range c.Nodes {
 			log := n.Log()[logFrom[n.Name]:]
 			require.NotContains(t, log, "cloning", "%s: %s must rejoin without a new base backup", f.name, n.Name)
-			if (failsafe && f.failsafeHolds) || f.keyKept {
+			if failsafe || f.keyKept {
 				for _, bad := range []string{"pg_rewind", "diverged"} {
 					require.NotContains(t, log, bad, "%s: %s must go on without a rewind check or a rewind", f.name, n.Name)
 				}
