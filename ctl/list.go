@@ -6,7 +6,6 @@ import (
 	"io"
 	"maps"
 	"math"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/tusker-ha/tusker/config"
 	"github.com/tusker-ha/tusker/dcs"
+	"github.com/tusker-ha/tusker/patroni"
 )
 
 // memberView is one member as list shows it.
@@ -53,35 +53,18 @@ func lagMB(bytes int64) int64 {
 	return int64(math.RoundToEven(float64(bytes) / mib))
 }
 
-// formatLSN writes a WAL position as Postgres does.
-func formatLSN(lsn int64) string {
-	u := uint64(lsn)
-	return strings.ToUpper(strconv.FormatUint(u>>32, 16)) + "/" + strings.ToUpper(strconv.FormatUint(u&0xFFFFFFFF, 16))
-}
-
 func lsnAndLag(lsn *int64, optime int64) (any, any) {
 	if lsn == nil || *lsn == 0 {
 		return "unknown", "unknown"
 	}
-	return formatLSN(*lsn), lagMB(max(optime-*lsn, 0))
+	return patroni.FormatLSN(*lsn), lagMB(max(optime-*lsn, 0))
 }
 
-// connHostPort reads host and port (default 5432) from a member's conn_url.
+// connHostPort is a member's host and port for display (Patroni's rules, package patroni):
+// nothing without a host, port 0 when it is not a port.
 func connHostPort(connURL string) (string, int) {
-	if connURL == "" {
-		return "", 0
-	}
-	u, err := url.Parse(connURL)
-	if err != nil || u.Hostname() == "" {
-		return "", 0
-	}
-	port := 5432
-	if p := u.Port(); p != "" {
-		if n, err := strconv.Atoi(p); err == nil {
-			port = n
-		}
-	}
-	return strings.ToLower(u.Hostname()), port
+	h, p, _ := patroni.ConnHostPort(connURL)
+	return h, p
 }
 
 // buildClusterView turns the DCS snapshot (and, for -e, the members' /patroni answers) into rows.
@@ -141,9 +124,7 @@ func buildClusterView(scope string, c *dcs.Cluster, statuses map[string]map[stri
 			mv.receiveLSN, mv.receiveLag = lsnAndLag(m.Data.ReceiveLSN, optime)
 			mv.replayLSN, mv.replayLag = lsnAndLag(m.Data.ReplayLSN, optime)
 		}
-		if s, ok := m.Data.Tags["replicatefrom"].(string); ok {
-			mv.replicateFrom = s
-		}
+		mv.replicateFrom = patroni.ReplicateFrom(m.Data.Tags)
 		// tusker and Patroni 4 publish the reasons and the scheduled restart in the member key;
 		// the member's /patroni fills in what an older member's key lacks.
 		mv.pendingReason = memberPendingReason(m.Data.PendingRestartReason)
@@ -190,7 +171,8 @@ func paused(c *dcs.Cluster) bool {
 	if json.Unmarshal(c.Config.Value, &cfg) != nil {
 		return false
 	}
-	return truthy(cfg.Pause)
+	paused, _ := patroni.ParseBool(cfg.Pause)
+	return paused
 }
 
 // syncMode is synchronous_mode from the cluster's dynamic configuration: "off", "on" or

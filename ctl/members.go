@@ -150,31 +150,3 @@ func findMember(c *dcs.Cluster, scope, member, role string) (*dcs.Member, error)
 	}
 	return &ms[0], nil
 }
-
-// noFailover reports whether a member's tags keep it from being promoted.
-func noFailover(m *dcs.Member) bool {
-	if truthy(m.Data.Tags["nofailover"]) {
-		return true
-	}
-	if p, ok := m.Data.Tags["failover_priority"]; ok {
-		if f, ok := p.(float64); ok && f <= 0 {
-			return true
-		}
-	}
-	return false
-}
-
-func truthy(v any) bool {
-	switch x := v.(type) {
-	case bool:
-		return x
-	case string:
-		switch strings.ToLower(x) {
-		case "true", "on", "yes", "1":
-			return true
-		}
-	case float64:
-		return x != 0
-	}
-	return false
-}

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tusker-ha/tusker/dcs"
+	"github.com/tusker-ha/tusker/patroni"
 )
 
 func TestParseDCSURL(t *testing.T) {
@@ -194,10 +195,10 @@ func TestSelectMembers(t *testing.T) {
 	_, err = findMember(c, "demo", "x", "")
 	require.EqualError(t, err, `"x" is not a member of cluster "demo" (members: n1, n2, n3)`)
 
-	assert.True(t, noFailover(&c.Members[2]))
-	assert.False(t, noFailover(&c.Members[1]))
+	assert.True(t, patroni.NoFailover(c.Members[2].Data.Tags))
+	assert.False(t, patroni.NoFailover(c.Members[1].Data.Tags))
 	c.Members[1].Data.Tags = map[string]any{"failover_priority": float64(0)}
-	assert.True(t, noFailover(&c.Members[1]))
+	assert.True(t, patroni.NoFailover(c.Members[1].Data.Tags))
 }
 
 func TestTopology(t *testing.T) {

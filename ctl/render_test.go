@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tusker-ha/tusker/dcs"
+	"github.com/tusker-ha/tusker/patroni"
 )
 
 func render(t *testing.T, v clusterView, format string, extended, topology bool) string {
@@ -162,8 +163,8 @@ func TestLagRounding(t *testing.T) {
 	assert.Equal(t, int64(0), lagMB(mib/2))
 	assert.Equal(t, int64(2), lagMB(3*mib/2))
 	assert.Equal(t, int64(1), lagMB(mib/2+1))
-	assert.Equal(t, "0/3200000", formatLSN(50<<20))
-	assert.Equal(t, "1/A", formatLSN(1<<32+10))
+	assert.Equal(t, "0/3200000", patroni.FormatLSN(50<<20))
+	assert.Equal(t, "1/A", patroni.FormatLSN(1<<32+10))
 }
 
 func TestHistoryFormats(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tusker-ha/tusker/dcs"
+	"github.com/tusker-ha/tusker/patroni"
 )
 
 // dcsFallbackWait is how long switchover and failover wait for the new leader after writing the
@@ -153,7 +154,7 @@ func (a *app) switchover(failover bool, action string, o switchoverOptions, args
 
 	var candidates []string
 	for _, m := range c.Members {
-		if m.Name != leader && !noFailover(&m) {
+		if m.Name != leader && !patroni.NoFailover(m.Data.Tags) {
 			candidates = append(candidates, m.Name)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tusker-ha/tusker/dcs"
+	"github.com/tusker-ha/tusker/patroni"
 	"github.com/tusker-ha/tusker/postgres"
 )
 
@@ -435,17 +436,9 @@ func failoverPossible(v View) bool {
 	return false
 }
 
-// MemberEligible reads the nofailover and failover_priority tags of a member key: false when the
-// member may never be promoted.
-func MemberEligible(m dcs.Member) bool {
-	if nf, _ := m.Data.Tags["nofailover"].(bool); nf {
-		return false
-	}
-	if p, ok := m.Data.Tags["failover_priority"].(float64); ok && p <= 0 {
-		return false
-	}
-	return true
-}
+// MemberEligible reads the nofailover and failover_priority tags of a member key (Patroni's
+// rules, package patroni): false when the member may never be promoted.
+func MemberEligible(m dcs.Member) bool { return !patroni.NoFailover(m.Data.Tags) }
 
 func decideEmpty(v View) Plan {
 	c := v.Cluster
@@ -472,7 +465,7 @@ func cloneSource(v View, leader string) string {
 		if m.Name == v.Me || m.Name == leader {
 			continue
 		}
-		if t, _ := m.Data.Tags["clonefrom"].(bool); t && m.Data.State == "running" && m.Data.Role == "replica" {
+		if patroni.CloneFrom(m.Data.Tags) && m.Data.State == "running" && m.Data.Role == "replica" {
 			return m.Name
 		}
 	}

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -20,6 +18,7 @@ import (
 	"github.com/tusker-ha/tusker/callbacks"
 	"github.com/tusker-ha/tusker/config"
 	"github.com/tusker-ha/tusker/dcs"
+	"github.com/tusker-ha/tusker/patroni"
 	"github.com/tusker-ha/tusker/postgres"
 	"github.com/tusker-ha/tusker/watchdog"
 )
@@ -1098,7 +1097,7 @@ func (n *Node) handover(ctx context.Context, target string) error {
 	if err := n.dcs.ReleaseLeader(dctx); err != nil {
 		return fmt.Errorf("switchover: releasing the leader key: %w", err)
 	}
-	n.log.Info("switchover: leader key released", "to", target, "final_lsn", postgres.FormatLSN(final),
+	n.log.Info("switchover: leader key released", "to", target, "final_lsn", patroni.FormatLSN(final),
 		"stop_took", time.Since(stopAt).Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
@@ -1144,7 +1143,7 @@ func readTimelineSwitch(dataDir string, tl int) (dcs.HistoryEntry, bool) {
 		return dcs.HistoryEntry{}, false
 	}
 	old, err1 := strconv.Atoi(strings.TrimSpace(f[0]))
-	lsn, err2 := postgres.ParseLSN(strings.TrimSpace(f[1]))
+	lsn, err2 := patroni.ParseLSN(strings.TrimSpace(f[1]))
 	if err1 != nil || err2 != nil {
 		return dcs.HistoryEntry{}, false
 	}
@@ -1161,28 +1160,11 @@ func (n *Node) upstreamOf(c *dcs.Cluster, name string) (postgres.Upstream, error
 	if m == nil {
 		return postgres.Upstream{}, fmt.Errorf("member %q has no member key", name)
 	}
-	host, port, err := ConnHostPort(m.Data.ConnURL)
+	host, port, err := patroni.ConnHostPort(m.Data.ConnURL)
 	if err != nil {
 		return postgres.Upstream{}, fmt.Errorf("member %q: %w", name, err)
 	}
 	return postgres.Upstream{Name: name, Host: host, Port: port}, nil
-}
-
-// ConnHostPort extracts host and port from a member's conn_url (postgres://host:port/db).
-func ConnHostPort(connURL string) (string, int, error) {
-	u, err := url.Parse(connURL)
-	if err != nil || u.Host == "" {
-		return "", 0, fmt.Errorf("conn_url %q is not postgres://host:port/...", connURL)
-	}
-	host, ps, err := net.SplitHostPort(u.Host)
-	if err != nil {
-		return u.Host, 5432, nil
-	}
-	port, err := strconv.Atoi(ps)
-	if err != nil {
-		return "", 0, fmt.Errorf("conn_url %q: bad port", connURL)
-	}
-	return host, port, nil
 }
 
 // publish writes the member key and swaps in the new Status.

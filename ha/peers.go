@@ -14,6 +14,7 @@ import (
 
 	"github.com/tusker-ha/tusker/config"
 	"github.com/tusker-ha/tusker/dcs"
+	"github.com/tusker-ha/tusker/patroni"
 )
 
 // Prober asks one member for its state (GET <api_url> of Patroni's /patroni).
@@ -66,15 +67,7 @@ func (p HTTPProber) Probe(ctx context.Context, apiURL string) (Peer, error) {
 	} else {
 		peer.WAL = max(b.XLog.ReceivedLocation, b.XLog.ReplayedLocation)
 	}
-	if nf, _ := b.Tags["nofailover"].(bool); nf {
-		peer.NoFailover = true
-	}
-	if fp, ok := b.Tags["failover_priority"].(float64); ok {
-		peer.Priority = int(fp)
-		if fp <= 0 {
-			peer.NoFailover = true
-		}
-	}
+	peer.NoFailover, peer.Priority = patroni.NoFailover(b.Tags), patroni.FailoverPriority(b.Tags)
 	return peer, nil
 }
 

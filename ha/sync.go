@@ -8,6 +8,7 @@ import (
 
 	"github.com/tusker-ha/tusker/config"
 	"github.com/tusker-ha/tusker/dcs"
+	"github.com/tusker-ha/tusker/patroni"
 	"github.com/tusker-ha/tusker/postgres"
 )
 
@@ -112,16 +113,10 @@ func syncCandidates(in SyncInput) []syncCandidate {
 		if m == nil || m.Data.Role == "primary" {
 			continue
 		}
-		if ns, _ := m.Data.Tags["nosync"].(bool); ns {
+		if patroni.NoSync(m.Data.Tags) {
 			continue
 		}
-		prio := 1
-		if p, ok := m.Data.Tags["sync_priority"].(float64); ok {
-			prio = int(p)
-		}
-		if prio <= 0 {
-			continue
-		}
+		prio := patroni.SyncPriority(m.Data.Tags)
 		if in.MaxLag > 0 && most-r.Flush > in.MaxLag {
 			continue
 		}

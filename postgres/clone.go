@@ -17,6 +17,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tusker-ha/tusker/patroni"
 )
 
 // capBuffer keeps the last max bytes written to it.
@@ -212,7 +214,7 @@ func ParseTimelineHistory(content string) ([]TimelineHistoryEntry, error) {
 		if err != nil {
 			return nil, fmt.Errorf("timeline history line %q: %w", line, err)
 		}
-		lsn, err := ParseLSN(f[1])
+		lsn, err := patroni.ParseLSN(f[1])
 		if err != nil {
 			return nil, fmt.Errorf("timeline history line %q: %w", line, err)
 		}
@@ -305,7 +307,7 @@ func (p *Postgres) localEnd(ctx context.Context, cfg Config, cd ControlData) (lo
 // start of the last valid record.
 func (p *Postgres) lastWALRecord(ctx context.Context, cfg Config, tl int, start int64) (int64, error) {
 	cmd := exec.CommandContext(ctx, p.bin(cfg, "pg_waldump"), "-p", filepath.Join(cfg.DataDir, "pg_wal"),
-		"-t", strconv.Itoa(tl), "-s", FormatLSN(start))
+		"-t", strconv.Itoa(tl), "-s", patroni.FormatLSN(start))
 	cmd.Env = processEnv("LC_ALL=C")
 	stderr := &capBuffer{max: 4096}
 	cmd.Stderr = stderr
@@ -329,7 +331,7 @@ func (p *Postgres) lastWALRecord(ctx context.Context, cfg Config, tl int, start 
 		if j := strings.IndexByte(rest, ','); j >= 0 {
 			rest = rest[:j]
 		}
-		if v, err := ParseLSN(rest); err == nil {
+		if v, err := patroni.ParseLSN(rest); err == nil {
 			last = v
 		}
 	}
@@ -338,7 +340,7 @@ func (p *Postgres) lastWALRecord(ctx context.Context, cfg Config, tl int, start 
 		return 0, fmt.Errorf("pg_waldump: %w", ctx.Err())
 	}
 	if last < 0 {
-		return 0, fmt.Errorf("pg_waldump found no WAL record at %s on timeline %d: %s", FormatLSN(start), tl, stderr.String())
+		return 0, fmt.Errorf("pg_waldump found no WAL record at %s on timeline %d: %s", patroni.FormatLSN(start), tl, stderr.String())
 	}
 	return last, nil
 }
@@ -370,7 +372,7 @@ func (p *Postgres) NeedsRewind(ctx context.Context, up Upstream) (bool, error) {
 	if sysid != cd.SystemIdentifier {
 		return false, fmt.Errorf("rewind check against %s: system identifier %s differs from local %s", up.Name, sysid, cd.SystemIdentifier)
 	}
-	logger := cfg.Logger.With("upstream", up.Name, "local_timeline", local.timeline, "local_lsn", FormatLSN(local.lsn), "upstream_timeline", upTL)
+	logger := cfg.Logger.With("upstream", up.Name, "local_timeline", local.timeline, "local_lsn", patroni.FormatLSN(local.lsn), "upstream_timeline", upTL)
 	switch {
 	case local.timeline == upTL:
 		return false, nil
@@ -386,7 +388,7 @@ func (p *Postgres) NeedsRewind(ctx context.Context, up Upstream) (bool, error) {
 		if local.replayed {
 			need = local.lsn > e.SwitchPoint
 		}
-		logger.Info("rewind check", "switch_point", FormatLSN(e.SwitchPoint), "replayed", local.replayed, "needed", need)
+		logger.Info("rewind check", "switch_point", patroni.FormatLSN(e.SwitchPoint), "replayed", local.replayed, "needed", need)
 		return need, nil
 	}
 	logger.Info("rewind needed: local timeline is not in the upstream's history")

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tusker-ha/tusker/patroni"
 	"github.com/tusker-ha/tusker/test/harness"
 )
 
@@ -124,13 +125,13 @@ Data page checksum version:           1
 		cd.MaxConnections != 100 || cd.MaxLocksPerXact != 64 || cd.Raw["Latest checkpoint's NextXID"] != "0:735" {
 		t.Fatalf("parsed %+v", cd)
 	}
-	if FormatLSN(cd.MinRecoveryEndLSN) != "1/A0000F8" {
-		t.Errorf("FormatLSN = %s", FormatLSN(cd.MinRecoveryEndLSN))
+	if patroni.FormatLSN(cd.MinRecoveryEndLSN) != "1/A0000F8" {
+		t.Errorf("FormatLSN = %s", patroni.FormatLSN(cd.MinRecoveryEndLSN))
 	}
 	if _, err := ParseControlData("garbage\n"); err == nil {
 		t.Error("garbage accepted")
 	}
-	if _, err := ParseLSN("0/XYZ"); err == nil {
+	if _, err := patroni.ParseLSN("0/XYZ"); err == nil {
 		t.Error("bad LSN accepted")
 	}
 	hist, err := ParseTimelineHistory("1\t0/3000060\tno recovery target specified\n\n2\t0/5000000\tat restore point \"x\"\n")

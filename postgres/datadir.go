@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/tusker-ha/tusker/patroni"
 )
 
 // DataDirState classifies the data directory.
@@ -184,7 +186,7 @@ func ParseControlData(out string) (ControlData, error) {
 		if !ok {
 			return 0
 		}
-		n, err := ParseLSN(v)
+		n, err := patroni.ParseLSN(v)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", key, err))
 		}
@@ -215,26 +217,4 @@ func ParseControlData(out string) (ControlData, error) {
 	cd.MaxPreparedXacts = num("max_prepared_xacts setting")
 	cd.MaxLocksPerXact = num("max_locks_per_xact setting")
 	return cd, errors.Join(errs...)
-}
-
-// ParseLSN parses a WAL location "X/Y" (hexadecimal halves).
-func ParseLSN(s string) (int64, error) {
-	hi, lo, ok := strings.Cut(strings.TrimSpace(s), "/")
-	if !ok {
-		return 0, fmt.Errorf("invalid LSN %q", s)
-	}
-	h, err := strconv.ParseUint(hi, 16, 32)
-	if err != nil {
-		return 0, fmt.Errorf("invalid LSN %q: %w", s, err)
-	}
-	l, err := strconv.ParseUint(lo, 16, 32)
-	if err != nil {
-		return 0, fmt.Errorf("invalid LSN %q: %w", s, err)
-	}
-	return int64(h<<32 | l), nil
-}
-
-// FormatLSN renders a WAL location as PostgreSQL does ("X/Y").
-func FormatLSN(lsn int64) string {
-	return fmt.Sprintf("%X/%X", uint64(lsn)>>32, uint32(lsn))
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/tusker-ha/tusker/patroni"
 	"github.com/tusker-ha/tusker/test/harness"
 )
 
@@ -385,7 +386,7 @@ func TestCluster(t *testing.T) {
 	}
 	eventually(t, "node-2 replayed node-3's WAL", 10*time.Second, func() error {
 		if r := n2.state().ReplayLSN; r < cd3.MinRecoveryEndLSN {
-			return fmt.Errorf("replay %s < %s", FormatLSN(r), FormatLSN(cd3.MinRecoveryEndLSN))
+			return fmt.Errorf("replay %s < %s", patroni.FormatLSN(r), patroni.FormatLSN(cd3.MinRecoveryEndLSN))
 		}
 		return nil
 	})
@@ -554,7 +555,7 @@ func TestCluster(t *testing.T) {
 	}
 	last, err := n2.pg.lastWALRecord(ctxT(t, 10*time.Second), n2.cfg, cd2.Timeline, cd2.CheckpointLSN)
 	if err != nil || last < cd2.CheckpointLSN {
-		t.Errorf("last WAL record of the fenced primary: %s, %v (checkpoint %s)", FormatLSN(last), err, FormatLSN(cd2.CheckpointLSN))
+		t.Errorf("last WAL record of the fenced primary: %s, %v (checkpoint %s)", patroni.FormatLSN(last), err, patroni.FormatLSN(cd2.CheckpointLSN))
 	}
 
 	// --- State fails fast when stopped

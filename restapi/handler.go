@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tusker-ha/tusker/ha"
+	"github.com/tusker-ha/tusker/patroni"
 )
 
 // endpoint is what a request path resolves to.
@@ -306,7 +307,7 @@ func twoParams(query, a, b string) (va, vb string) {
 // replicaOK is Patroni's replica_code == 200: a running replica without the noloadbalance tag,
 // within ?lag= of the leader and in ?replication_state= when they are given.
 func replicaOK(st *ha.Status, query string) bool {
-	if st.Role != "replica" || st.State != "running" || tagTrue(st.Tags["noloadbalance"]) {
+	if st.Role != "replica" || st.State != "running" || patroni.NoLoadBalance(st.Tags) {
 		return false
 	}
 	lagParam, stateParam := twoParams(query, "lag", "replication_state")

@@ -318,8 +318,10 @@ func TestTagFilters(t *testing.T) {
 	}
 }
 
+// noloadbalance is read as Patroni reads it (bool(value), patroni/tags.py): any non-empty string is
+// true, "false" included.
 func TestNoLoadBalance(t *testing.T) {
-	for _, v := range []any{true, "true", "True", "on", "yes", "1", 1, float64(1)} {
+	for _, v := range []any{true, "true", "True", "on", "yes", "1", 1, float64(1), "false", "off", "no", "0", "maybe"} {
 		st := replica()
 		st.Tags = map[string]any{"noloadbalance": v}
 		if got := code(t, st, http.MethodGet, "/replica"); got != unavailable {
@@ -329,7 +331,7 @@ func TestNoLoadBalance(t *testing.T) {
 			t.Errorf("noloadbalance=%#v: /health = %d, want 200", v, got)
 		}
 	}
-	for _, v := range []any{false, "false", "off", "no", "0", 0, nil, "maybe"} {
+	for _, v := range []any{false, 0, float64(0), "", nil} {
 		st := replica()
 		st.Tags = map[string]any{"noloadbalance": v}
 		if got := code(t, st, http.MethodGet, "/replica"); got != ok {

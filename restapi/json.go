@@ -5,15 +5,14 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/tusker-ha/tusker/dcs"
 	"github.com/tusker-ha/tusker/ha"
+	"github.com/tusker-ha/tusker/patroni"
 )
 
 // snapshot holds the response bodies for one published Status. /patroni (the body of every GET
@@ -326,38 +325,14 @@ func lsnAndLag(lsn *int64, optime int64) (any, any) {
 	if lsn == nil || *lsn == 0 {
 		return "unknown", "unknown"
 	}
-	return formatLSN(*lsn), max(optime-*lsn, 0)
+	return patroni.FormatLSN(*lsn), max(optime-*lsn, 0)
 }
 
-// formatLSN writes a WAL position the way Postgres does: upper and lower 32 bits in upper-case hex.
-func formatLSN(lsn int64) string {
-	u := uint64(lsn)
-	return strings.ToUpper(strconv.FormatUint(u>>32, 16)) + "/" + strings.ToUpper(strconv.FormatUint(u&0xFFFFFFFF, 16))
-}
-
-// connHostPort extracts host and port from a member's conn_url (postgres://host:port/db) like
-// Patroni: the host is lower-cased, the port defaults to 5432, and there is neither without a host.
+// connHostPort is a member's host and port for the cluster payloads (Patroni's rules, package
+// patroni): nothing without a host, port 0 when it is not a port.
 func connHostPort(connURL string) (string, int) {
-	if connURL == "" {
-		return "", 0
-	}
-	u, err := url.Parse(connURL)
-	if err != nil {
-		return "", 0
-	}
-	host := strings.ToLower(u.Hostname())
-	if host == "" {
-		return "", 0
-	}
-	port := 5432
-	if p := u.Port(); p != "" {
-		n, err := strconv.Atoi(p)
-		if err != nil || n <= 0 || n > 65535 {
-			return host, 0
-		}
-		port = n
-	}
-	return host, port
+	h, p, _ := patroni.ConnHostPort(connURL)
+	return h, p
 }
 
 // pyTime formats like Python's str(datetime) on an aware datetime, which is how Patroni writes

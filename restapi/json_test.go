@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tusker-ha/tusker/ha"
+	"github.com/tusker-ha/tusker/patroni"
 )
 
 func TestPatroniJSON(t *testing.T) {
@@ -292,8 +293,8 @@ func TestHistoryJSON(t *testing.T) {
 
 func TestHelpers(t *testing.T) {
 	for lsn, want := range map[int64]string{0: "0/0", 0x1000000A0: "1/A0", 67395656: "0/4046048", 0xFFFFFFFF: "0/FFFFFFFF"} {
-		if got := formatLSN(lsn); got != want {
-			t.Errorf("formatLSN(%#x) = %s, want %s", lsn, got, want)
+		if got := patroni.FormatLSN(lsn); got != want {
+			t.Errorf("patroni.FormatLSN(%#x) = %s, want %s", lsn, got, want)
 		}
 	}
 	hosts := []struct {

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tusker-ha/tusker/ha"
+	"github.com/tusker-ha/tusker/patroni"
 )
 
 // Patroni's metrics (api.py do_GET_metrics), computed from the latest Status at scrape time. The
@@ -95,7 +96,7 @@ var patroniMetrics = []struct {
 		"13=stop_failed, 14=crashed.",
 		prometheus.GaugeValue, func(st *ha.Status) float64 { return float64(postgresStateIndex(st.State)) }},
 	{"patroni_failover_priority", "Value of the failover_priority tag (1 unless set), 0 with nofailover.",
-		prometheus.GaugeValue, func(st *ha.Status) float64 { return float64(failoverPriority(st.Tags)) }},
+		prometheus.GaugeValue, func(st *ha.Status) float64 { return float64(patroni.FailoverPriority(st.Tags)) }},
 }
 
 // postgresStates are Patroni's PostgresqlState values in index order (fixed forever by Patroni).
@@ -110,18 +111,6 @@ func postgresStateIndex(state string) int {
 		}
 	}
 	return -1
-}
-
-func failoverPriority(tags map[string]any) int {
-	if tagTrue(tags["nofailover"]) {
-		return 0
-	}
-	if v, ok := tags["failover_priority"]; ok && v != nil {
-		if p, err := strconv.Atoi(tagString(v)); err == nil {
-			return p
-		}
-	}
-	return 1
 }
 
 // paddedVersion turns "1.2.3" (or "v1.2.3-dev") into 10203, Patroni's zero-padded form; a

@@ -1,11 +1,10 @@
 package restapi
 
 import (
-	"fmt"
-	"math"
 	"net/url"
-	"strconv"
 	"strings"
+
+	"github.com/tusker-ha/tusker/patroni"
 )
 
 // nextParam splits the first key=value pair off a raw query string and unescapes it. Like
@@ -47,7 +46,7 @@ func tagsMatch(tags map[string]any, query string) bool {
 		if !ok || tv == nil {
 			return false
 		}
-		if tagString(tv) != v {
+		if patroni.String(tv) != v {
 			return false
 		}
 	}
@@ -61,43 +60,6 @@ func seenBefore(query, key string) bool {
 		if k == key && v != "" {
 			return true
 		}
-	}
-	return false
-}
-
-// tagString is a tag value as Patroni compares it: strings as they are, anything else as
-// str(value).lower(). Whole floats print without a fraction because JSON-decoded tags cannot tell
-// 1 from 1.0 (a YAML or JSON 1 is an int in Patroni).
-func tagString(v any) string {
-	switch t := v.(type) {
-	case string:
-		return t
-	case bool:
-		return strconv.FormatBool(t)
-	case int:
-		return strconv.Itoa(t)
-	case int64:
-		return strconv.FormatInt(t, 10)
-	case uint64:
-		return strconv.FormatUint(t, 10)
-	case float64:
-		if t == math.Trunc(t) && math.Abs(t) < 1e15 {
-			return strconv.FormatInt(int64(t), 10)
-		}
-		return strings.ToLower(strconv.FormatFloat(t, 'g', -1, 64))
-	}
-	return strings.ToLower(fmt.Sprint(v))
-}
-
-// tagTrue is Patroni's parse_bool on a tag (noloadbalance, nofailover...): on, true, yes or 1 in
-// any case.
-func tagTrue(v any) bool {
-	if v == nil {
-		return false
-	}
-	switch strings.ToLower(tagString(v)) {
-	case "on", "true", "yes", "1":
-		return true
 	}
 	return false
 }
