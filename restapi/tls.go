@@ -1,10 +1,8 @@
 package restapi
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tusker-ha/tusker/internal/keypair"
 )
 
 // TLSConfig is restapi's TLS settings (Patroni's certfile, keyfile, keyfile_password, cafile,
@@ -177,7 +177,7 @@ func (t *tlsState) loadLocked() error {
 	if err != nil {
 		return err
 	}
-	cert, err := loadKeyPair(t.cfg.CertFile, t.keyFile, t.cfg.KeyFilePassword)
+	cert, err := keypair.Load(t.cfg.CertFile, t.keyFile, t.cfg.KeyFilePassword, "keyfile_password")
 	if err != nil {
 		return err
 	}
@@ -251,67 +251,4 @@ func sameStamps(a, b []fileStamp) bool {
 		}
 	}
 	return true
-}
-
-// loadKeyPair reads a certificate chain and its private key, decrypting a legacy encrypted PEM key
-// with password.
-func loadKeyPair(certFile, keyFile, password string) (tls.Certificate, error) {
-	certPEM, err := os.ReadFile(certFile)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("read certfile: %w", err)
-	}
-	keyPEM := certPEM
-	if keyFile != certFile {
-		if keyPEM, err = os.ReadFile(keyFile); err != nil {
-			return tls.Certificate{}, fmt.Errorf("read keyfile: %w", err)
-		}
-	}
-	keyPEM, err = decryptKey(keyPEM, keyFile, password)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("load certificate %s with key %s: %w", certFile, keyFile, err)
-	}
-	return cert, nil
-}
-
-// decryptKey returns the PEM of the first private key in data, decrypted when it is encrypted.
-// An unencrypted key is returned as it is (a password is then ignored, as Python's ssl module does).
-func decryptKey(data []byte, keyFile, password string) ([]byte, error) {
-	for rest := data; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			return data, nil // no key: tls.X509KeyPair reports it
-		}
-		if block.Type == "ENCRYPTED PRIVATE KEY" {
-			return nil, fmt.Errorf("keyfile %s: encrypted PKCS#8 keys are not supported; decrypt it "+
-				"(openssl pkey -in %s -out <plain.key>) and protect the file's permissions instead",
-				keyFile, keyFile)
-		}
-		if !strings.HasSuffix(block.Type, "PRIVATE KEY") {
-			continue
-		}
-		// x509.IsEncryptedPEMBlock and DecryptPEMBlock are deprecated because the legacy PEM
-		// encryption (RFC 1423) is unauthenticated and weak, but it is what "openssl rsa -aes256"
-		// wrote for years and what Patroni's keyfile_password decrypts; tusker reads it to stay
-		// compatible, it never writes it.
-		if !x509.IsEncryptedPEMBlock(block) {
-			return data, nil
-		}
-		if password == "" {
-			return nil, fmt.Errorf("keyfile %s is encrypted: set keyfile_password", keyFile)
-		}
-		der, err := x509.DecryptPEMBlock(block, []byte(password))
-		if err != nil {
-			return nil, fmt.Errorf("decrypt keyfile %s (wrong keyfile_password?): %w", keyFile, err)
-		}
-		var buf bytes.Buffer
-		if err := pem.Encode(&buf, &pem.Block{Type: block.Type, Bytes: der}); err != nil {
-			return nil, fmt.Errorf("re-encode decrypted key %s: %w", keyFile, err)
-		}
-		return buf.Bytes(), nil
-	}
 }

@@ -21,40 +21,9 @@ import (
 	"github.com/tusker-ha/tusker/test/harness"
 )
 
-// The keys in testdata are one P-256 key, written by OpenSSL 3 in clear, as PKCS#8 encrypted
-// with PBES2 (AES-256-CBC, HMAC-SHA256 and AES-128-CBC, HMAC-SHA1) and in the legacy encrypted
+// keyTestdata holds one P-256 key in clear, in PKCS#8 encrypted and in the legacy encrypted
 // form, all with the password "s3cret".
-func TestDecryptKeyPEM(t *testing.T) {
-	clear, err := os.ReadFile("testdata/client-clear.key")
-	require.NoError(t, err)
-	blk, _ := pem.Decode(clear)
-	want, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	require.NoError(t, err)
-	for _, f := range []string{"client-pkcs8.key", "client-pkcs8-sha1.key", "client-legacy.key", "client-clear.key"} {
-		data, err := os.ReadFile(filepath.Join("testdata", f))
-		require.NoError(t, err)
-		out, err := decryptKeyPEM(data, "s3cret")
-		require.NoError(t, err, f)
-		blk, _ := pem.Decode(out)
-		require.NotNil(t, blk, f)
-		var got any
-		if blk.Type == "EC PRIVATE KEY" {
-			got, err = x509.ParseECPrivateKey(blk.Bytes)
-		} else {
-			got, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
-		}
-		require.NoError(t, err, f)
-		require.True(t, want.(*ecdsa.PrivateKey).Equal(got), f)
-		if f != "client-clear.key" {
-			_, err = decryptKeyPEM(data, "wrong")
-			require.Error(t, err, "%s with a wrong password", f)
-			_, err = decryptKeyPEM(data, "")
-			require.ErrorContains(t, err, "key_password", f)
-		}
-	}
-	_, err = decryptKeyPEM([]byte("no pem here"), "")
-	require.Error(t, err)
-}
+const keyTestdata = "../../internal/keypair/testdata/"
 
 // pki is a test CA with the certificates the TLS test needs, written to dir.
 type pki struct {
@@ -116,8 +85,8 @@ func TestZooKeeperTLS(t *testing.T) {
 	z := harness.StartZooKeeperTLS(t, harness.ZooKeeperTLS{CertFile: srvCert, KeyFile: srvKey,
 		CAFile: filepath.Join(p.dir, "ca.crt"), ClientAuth: true})
 
-	// Our client certificate goes with the encrypted key from testdata.
-	clear, err := os.ReadFile("testdata/client-clear.key")
+	// Our client certificate goes with the encrypted PKCS#8 key of internal/keypair's testdata.
+	clear, err := os.ReadFile(keyTestdata + "client-clear.key")
 	require.NoError(t, err)
 	blk, _ := pem.Decode(clear)
 	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
@@ -129,7 +98,7 @@ func TestZooKeeperTLS(t *testing.T) {
 
 	open := func(mod func(*Options)) *Backend {
 		o := Options{Hosts: []string{z.Addr}, UseSSL: true, CACert: ca, Cert: cliCert,
-			Key: "testdata/client-pkcs8.key", KeyPassword: "s3cret", SetACLs: acls,
+			Key: keyTestdata + "client-pkcs8.key", KeyPassword: "s3cret", SetACLs: acls,
 			Scope: "tls", Name: "a", TTL: 10 * time.Second, RetryTimeout: 3 * time.Second}
 		if mod != nil {
 			mod(&o)
@@ -191,6 +160,6 @@ func TestZooKeeperTLS(t *testing.T) {
 
 	// A wrong key password fails New, naming the files.
 	_, err = New(Options{Hosts: []string{z.Addr}, UseSSL: true, CACert: ca, Cert: cliCert,
-		Key: "testdata/client-pkcs8.key", KeyPassword: "nope", Scope: "tls", Name: "x"})
+		Key: keyTestdata + "client-pkcs8.key", KeyPassword: "nope", Scope: "tls", Name: "x"})
 	require.ErrorContains(t, err, "client-pkcs8.key")
 }

@@ -7,8 +7,6 @@ package apiclient
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -18,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tusker-ha/tusker/config"
+	"github.com/tusker-ha/tusker/internal/keypair"
 )
 
 // Settings are the resolved TLS settings of a client.
@@ -104,7 +103,7 @@ func (l *keyPairLoader) get() (*tls.Certificate, error) {
 	if l.cert != nil && stamp == l.stamp {
 		return l.cert, nil
 	}
-	c, err := LoadKeyPair(l.certFile, l.keyFile, l.password)
+	c, err := keypair.Load(l.certFile, l.keyFile, l.password, "keyfile_password")
 	if err != nil {
 		if l.cert != nil {
 			return l.cert, nil // half-written files during a rotation: keep the old pair
@@ -125,55 +124,6 @@ func fileStamp(path string) string {
 		return "missing"
 	}
 	return fi.ModTime().String() + "/" + strconv.FormatInt(fi.Size(), 10)
-}
-
-// LoadKeyPair reads a certificate and its key (keyFile defaults to certFile, a PEM holding both).
-// A password decrypts a legacy encrypted PEM key ("Proc-Type: 4,ENCRYPTED").
-func LoadKeyPair(certFile, keyFile, password string) (tls.Certificate, error) {
-	if keyFile == "" {
-		keyFile = certFile
-	}
-	certPEM, err := os.ReadFile(certFile)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("reading the certificate: %w", err)
-	}
-	keyPEM, err := os.ReadFile(keyFile)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("reading the key: %w", err)
-	}
-	if password != "" {
-		if keyPEM, err = decryptKey(keyPEM, password); err != nil {
-			return tls.Certificate{}, fmt.Errorf("decrypting the key in %s: %w", keyFile, err)
-		}
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("loading %s and %s: %w", certFile, keyFile, err)
-	}
-	return cert, nil
-}
-
-// decryptKey decrypts the first encrypted private key block of a PEM file.
-func decryptKey(data []byte, password string) ([]byte, error) {
-	for rest := data; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			return data, nil // nothing encrypted: use the file as it is
-		}
-		if b.Type == "ENCRYPTED PRIVATE KEY" {
-			return nil, errors.New("encrypted PKCS#8 keys are not supported; decrypt it with `openssl pkcs8` or use a legacy encrypted PEM key")
-		}
-		//lint:ignore SA1019 legacy PEM encryption is what keyfile_password is for (Patroni's too)
-		if !x509.IsEncryptedPEMBlock(b) { //nolint:staticcheck
-			continue
-		}
-		der, err := x509.DecryptPEMBlock(b, []byte(password)) //nolint:staticcheck
-		if err != nil {
-			return nil, err
-		}
-		return pem.EncodeToMemory(&pem.Block{Type: b.Type, Bytes: der}), nil
-	}
 }
 
 // New returns a keep-alive client for members' REST APIs. Callers bound each request with a
