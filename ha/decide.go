@@ -117,8 +117,8 @@ type View struct {
 	LeaseExpiry time.Time
 
 	Local Local
-	// Action is the long action in progress ("" for none).
-	Action string
+	// Job is the long action in progress (NoJob for none).
+	Job Job
 
 	// RaceBackoffUntil: this member does not race for the lock before then (after a failed
 	// pre_promote, or after it released the lock because its postgres crashed).
@@ -328,20 +328,20 @@ func decide(v View) Plan {
 	}
 
 	// Rule action-in-progress: while a long action runs, the leader only renews.
-	if v.Action != "" {
+	if v.Job != NoJob {
 		if iAmLeader {
 			// Rule primary-start-timeout: a primary that does not come back in time hands over.
-			if v.Action == "start" && startTimedOut(v) {
+			if v.Job == JobStart && startTimedOut(v) {
 				return plan(fmt.Sprintf("postgres not up %s after it went down (primary_start_timeout %s): releasing the lock for a failover",
 					v.Now.Sub(v.Local.DownSince).Round(time.Second), s.PrimaryStartTimeout),
 					act(CancelAction), act(Fence), act(ReleaseLeader))
 			}
-			return plan("leader, "+v.Action+" in progress: renewing the lease", act(RenewLeader))
+			return plan("leader, "+v.Job.String()+" in progress: renewing the lease", act(RenewLeader))
 		}
-		if v.Action == Promote.String() && leader != v.Me {
+		if v.Job == JobPromote && leader != v.Me {
 			return plan("lost the leader key while promoting: stopping postgres", act(Fence))
 		}
-		return plan(v.Action + " in progress")
+		return plan(v.Job.String() + " in progress")
 	}
 
 	l := v.Local
@@ -391,8 +391,8 @@ func decideOffline(v View) Plan {
 	switch {
 	case v.Settings.Pause:
 		return plan("pause: DCS unreachable; keeping postgres as it is")
-	case v.Action != "":
-		return plan("DCS unreachable: " + v.Action + " in progress")
+	case v.Job != NoJob:
+		return plan("DCS unreachable: " + v.Job.String() + " in progress")
 	case l.DataDir != DataDirValid:
 		return plan("DCS unreachable: keeping postgres as it is")
 	case l.Running && l.Primary:
@@ -667,7 +667,7 @@ func preferred(v View) bool {
 // member that is ahead, or to join the normal race (without them it would wait forever, and so
 // would the others, waiting for it).
 func needPeers(v View, me string, now time.Time) bool {
-	if !v.DCSOK || v.Action != "" {
+	if !v.DCSOK || v.Job != NoJob {
 		return false
 	}
 	leader := v.Cluster.LeaderName()

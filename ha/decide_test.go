@@ -103,7 +103,7 @@ func TestRuleOfflineKeepsPostgresRunningReadOnly(t *testing.T) {
 
 	for name, change := range map[string]func(*View){
 		"pause":            func(v *View) { v.Settings.Pause = true },
-		"action":           func(v *View) { v.Action = "start" },
+		"action":           func(v *View) { v.Job = JobStart },
 		"handover backoff": func(v *View) { v.RaceBackoffUntil = t0.Add(time.Second) },
 		"empty":            func(v *View) { v.Local.DataDir = DataDirEmpty },
 	} {
@@ -158,17 +158,17 @@ func TestRuleLostLeaderKeyFencesRunningPrimary(t *testing.T) {
 
 func TestRuleActionInProgressLeaderOnlyRenews(t *testing.T) {
 	v := leaderView("a", runningPrimary(100))
-	v.Action = "promote"
+	v.Job = JobPromote
 	require.Equal(t, []Kind{RenewLeader}, kinds(Decide(v)))
 
 	r := view("b", cluster("a", member("a", "primary")), runningReplica(1))
-	r.Action = "clone"
+	r.Job = JobClone
 	require.Empty(t, Decide(r).Actions)
 }
 
 func TestRuleLostLockWhilePromotingFences(t *testing.T) {
 	v := view("b", cluster("c"), runningReplica(1))
-	v.Action = Promote.String()
+	v.Job = JobPromote
 	require.Equal(t, []Kind{Fence}, kinds(Decide(v)))
 }
 
@@ -421,7 +421,7 @@ func TestRulePrimaryStartTimeout(t *testing.T) {
 
 	// The start is in progress and takes too long: cancel it, fence, release.
 	v := stopped(30*time.Second, 31*time.Second, healthy)
-	v.Action = "start"
+	v.Job = JobStart
 	require.Equal(t, []Kind{CancelAction, Fence, ReleaseLeader}, kinds(Decide(v)))
 	v.Local.DownSince = t0.Add(-time.Second)
 	require.Equal(t, []Kind{RenewLeader}, kinds(Decide(v)))
@@ -691,7 +691,7 @@ func TestNeedPeersSwitchoverCandidateBehind(t *testing.T) {
 	v.DCSOK = false
 	require.False(t, needPeers(v, "b", t0), "without the DCS there is no race")
 	v = noLeader("b", nil, 900)
-	v.Action = "restart"
+	v.Job = JobRestart
 	require.False(t, needPeers(v, "b", t0), "busy")
 	v = noLeader("b", nil, 900)
 	v.Settings.Pause = true

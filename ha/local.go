@@ -16,7 +16,7 @@ import (
 // applyLocalChanges runs at the start of a cycle: a re-read local configuration (SIGHUP), a
 // requested reload (POST /reload), and a scheduled restart that is due.
 func (n *Node) applyLocalChanges(ctx context.Context) {
-	busy := n.currentAction() != ""
+	busy := n.currentJob() != NoJob
 	select {
 	case c := <-n.cfgUpdates:
 		if busy {
@@ -171,10 +171,10 @@ func (n *Node) scheduledRestartAt() time.Time {
 	return n.restartAt.Schedule
 }
 
-func (n *Node) currentAction() string {
+func (n *Node) currentJob() Job {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.action
+	return n.job
 }
 
 // watchdog ------------------------------------------------------------------------------------

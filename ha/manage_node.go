@@ -211,7 +211,7 @@ func (n *Node) restartNow(ctx context.Context, req RestartRequest, wait bool) Re
 	if !restartConditions(n.Status(), req) {
 		return res(http.StatusServiceUnavailable, "restart conditions are not satisfied")
 	}
-	done, err := n.startNodeAction("restart", func(ctx context.Context) error {
+	done, err := n.startNodeAction(JobRestart, func(ctx context.Context) error {
 		opts := n.pg.Options()
 		n.beforeStop(ctx)
 		if err := n.pg.Stop(ctx, postgres.StopFast); err != nil {
@@ -253,14 +253,14 @@ func (n *Node) restartNow(ctx context.Context, req RestartRequest, wait bool) Re
 
 // startNodeAction starts a long action from outside the loop (a management call), on the loop's
 // own context so that it outlives the HTTP request but not the node.
-func (n *Node) startNodeAction(name string, fn func(context.Context) error) (<-chan struct{}, error) {
+func (n *Node) startNodeAction(job Job, fn func(context.Context) error) (<-chan struct{}, error) {
 	n.mu.Lock()
 	ctx := n.runCtx
 	n.mu.Unlock()
 	if ctx == nil {
 		return nil, errors.New("tusker is not running yet")
 	}
-	if err := n.startAction(ctx, name, fn); err != nil {
+	if err := n.startJob(ctx, job, fn); err != nil {
 		return nil, err
 	}
 	n.Wake()
@@ -307,7 +307,7 @@ func (n *Node) Reinitialize(ctx context.Context, req ReinitRequest) Result {
 	case n.name:
 		return res(http.StatusServiceUnavailable, "I am the leader, can not reinitialize")
 	}
-	if a := n.currentAction(); a != "" {
+	if a := n.currentJob(); a != NoJob {
 		if !req.Force {
 			return res(http.StatusServiceUnavailable, "%s already in progress", a)
 		}
@@ -321,7 +321,7 @@ func (n *Node) Reinitialize(ctx context.Context, req ReinitRequest) Result {
 	if err != nil {
 		return res(http.StatusServiceUnavailable, "%v", err)
 	}
-	_, err = n.startNodeAction("reinitialize", func(ctx context.Context) error {
+	_, err = n.startNodeAction(JobReinitialize, func(ctx context.Context) error {
 		n.log.Warn("reinitialize: removing the data directory to clone it again", "from", up.Name)
 		if err := n.stopPostgres(ctx, postgres.StopImmediate, true); err != nil {
 			return err

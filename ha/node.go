@@ -103,7 +103,7 @@ type Node struct {
 	leaseExpiry  time.Time
 	fenceTimer   *time.Timer
 	fenceGen     uint64
-	action       string
+	job          Job
 	actionCancel context.CancelFunc
 	actionDone   chan struct{}
 	actionErr    error // how the last action ended
@@ -266,7 +266,7 @@ func (n *Node) settings() Settings {
 func (n *Node) cycle(ctx context.Context) (Plan, View) {
 	n.applyLocalChanges(ctx)
 	view := n.observe(ctx)
-	if n.adopted && view.Action == "" {
+	if n.adopted && view.Job == NoJob {
 		// Dynamic parameters or pg_hba changed (or were first read after start): apply them.
 		n.reloadPostgres(ctx, false)
 	}
@@ -333,7 +333,7 @@ func (n *Node) observe(ctx context.Context) View {
 	ttl, _, _ := n.dyn.TimingDurations()
 	n.mu.Lock()
 	v.LeaseHeld, v.LeaseExpiry = n.leaseHeld, n.leaseExpiry
-	v.Action = n.action
+	v.Job = n.job
 	v.RaceBackoffUntil = n.raceBackoff
 	v.RenewFailed = n.renewFailed
 	if n.failsafeFrom != "" && time.Since(n.failsafeAt) < ttl {
@@ -694,7 +694,7 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 		return nil
 	case Handover:
 		up := a.Upstream
-		return n.startAction(ctx, "switchover", func(ctx context.Context) error { return n.handover(ctx, up) })
+		return n.startJob(ctx, JobSwitchover, func(ctx context.Context) error { return n.handover(ctx, up) })
 	case ClaimInitialize:
 		if n.sysID == "" {
 			return errors.New("claiming initialize: system identifier unknown")
@@ -709,13 +709,13 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 			return err
 		}
 		n.log.Info("won the initialize race: bootstrapping a new cluster")
-		return n.startAction(ctx, "bootstrap", n.bootstrap)
+		return n.startJob(ctx, JobBootstrap, n.bootstrap)
 	case Clone:
 		up, err := n.upstreamOf(v.Cluster, a.Upstream)
 		if err != nil {
 			return err
 		}
-		return n.startAction(ctx, "clone", func(ctx context.Context) error {
+		return n.startJob(ctx, JobClone, func(ctx context.Context) error {
 			if err := n.pg.Basebackup(ctx, up); err != nil {
 				return err
 			}
@@ -726,7 +726,7 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 		if err != nil {
 			return err
 		}
-		return n.startAction(ctx, "reclone", func(ctx context.Context) error {
+		return n.startJob(ctx, JobReclone, func(ctx context.Context) error {
 			n.log.Warn("removing the data directory to clone it again", "from", up.Name)
 			if err := n.pg.RemoveDataDir(); err != nil {
 				return err
@@ -738,7 +738,7 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 		})
 	case StartPrimary:
 		n.forgetRejoin()
-		return n.startAction(ctx, "start", func(ctx context.Context) error {
+		return n.startJob(ctx, JobStart, func(ctx context.Context) error {
 			if err := n.activateWatchdog(); err != nil {
 				return fmt.Errorf("starting as primary: %w", err)
 			}
@@ -758,14 +758,14 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 			}
 			up = &u
 		}
-		return n.startAction(ctx, "start", func(ctx context.Context) error { return n.startReplica(ctx, up) })
+		return n.startJob(ctx, JobStart, func(ctx context.Context) error { return n.startReplica(ctx, up) })
 	case Follow:
 		up, err := n.upstreamOf(v.Cluster, a.Upstream)
 		if err != nil {
 			return err
 		}
 		up.NoSlot = a.FastForward
-		return n.startAction(ctx, "follow", func(ctx context.Context) error {
+		return n.startJob(ctx, JobFollow, func(ctx context.Context) error {
 			if err := n.pg.Follow(ctx, up); err != nil {
 				return err
 			}
@@ -773,11 +773,11 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 			return nil
 		})
 	case Promote:
-		return n.startAction(ctx, Promote.String(), n.promote)
+		return n.startJob(ctx, JobPromote, n.promote)
 	case Demote:
 		n.setUpstream("")
 		n.forgetRejoin()
-		return n.startAction(ctx, "demote", func(ctx context.Context) error {
+		return n.startJob(ctx, JobDemote, func(ctx context.Context) error {
 			n.pg.Fence(0)
 			n.disableWatchdog()
 			if err := n.pg.Stop(ctx, postgres.StopImmediate); err != nil {
@@ -790,7 +790,7 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 	case StopReplica:
 		n.setUpstream("")
 		n.forgetRejoin()
-		return n.startAction(ctx, "stop replica", func(ctx context.Context) error {
+		return n.startJob(ctx, JobStopReplica, func(ctx context.Context) error {
 			return n.pg.Stop(ctx, postgres.StopFast)
 		})
 	case ProbeRewind:
@@ -798,7 +798,7 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 		if err != nil {
 			return err
 		}
-		return n.startAction(ctx, "rewind check", func(ctx context.Context) error {
+		return n.startJob(ctx, JobRewindCheck, func(ctx context.Context) error {
 			d, err := n.pg.NeedsRewind(ctx, up)
 			if err != nil {
 				return err
@@ -814,7 +814,7 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 		if err != nil {
 			return err
 		}
-		return n.startAction(ctx, "rewind", func(ctx context.Context) error {
+		return n.startJob(ctx, JobRewind, func(ctx context.Context) error {
 			if err := n.pg.Rewind(ctx, up); err != nil {
 				n.mu.Lock()
 				n.rewindFailed[up.Name] = true
@@ -865,16 +865,17 @@ func (n *Node) startReplica(ctx context.Context, up *postgres.Upstream) error {
 	return nil
 }
 
-// startAction runs a long action in its own goroutine; the loop sees its name until it ends.
-func (n *Node) startAction(ctx context.Context, name string, fn func(context.Context) error) error {
+// startJob runs a long action in its own goroutine; the loop sees it in View.Job until it ends.
+func (n *Node) startJob(ctx context.Context, job Job, fn func(context.Context) error) error {
+	name := job.String()
 	n.mu.Lock()
-	if n.action != "" {
+	if n.job != NoJob {
 		n.mu.Unlock()
-		return fmt.Errorf("%s: %s already in progress", name, n.action)
+		return fmt.Errorf("%s: %s already in progress", name, n.job)
 	}
 	actx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	n.action, n.actionCancel, n.actionDone = name, cancel, done
+	n.job, n.actionCancel, n.actionDone = job, cancel, done
 	n.mu.Unlock()
 	go func() {
 		defer close(done)
@@ -884,7 +885,7 @@ func (n *Node) startAction(ctx context.Context, name string, fn func(context.Con
 		n.mu.Lock()
 		// Clearing actionDone matters: a closed channel left in the loop's select would make it
 		// spin without waiting.
-		n.action, n.actionCancel, n.actionDone, n.actionErr = "", nil, nil, err
+		n.job, n.actionCancel, n.actionDone, n.actionErr = NoJob, nil, nil, err
 		n.mu.Unlock()
 		if err != nil {
 			n.log.Error(name+" failed", "err", err, "took", time.Since(start).Round(time.Millisecond))
@@ -1171,7 +1172,7 @@ func (n *Node) upstreamOf(c *dcs.Cluster, name string) (postgres.Upstream, error
 func (n *Node) publish(v View, p Plan) {
 	ttl, _, rt := n.dyn.TimingDurations()
 	n.mu.Lock()
-	leaseHeld, leaseExpiry, action, checkpointed := n.leaseHeld, n.leaseExpiry, n.action, n.checkpointed
+	leaseHeld, leaseExpiry, job, checkpointed := n.leaseHeld, n.leaseExpiry, n.job, n.checkpointed
 	failsafeOn, restartAt := n.failsafeOn, n.restartAt
 	// A replica takes part in failsafe mode while the primary's confirmations keep coming.
 	failsafeReplica := n.failsafeFrom != "" && time.Since(n.failsafeAt) < ttl
@@ -1181,7 +1182,7 @@ func (n *Node) publish(v View, p Plan) {
 
 	st := &Status{
 		Name: n.cfg.Name, Scope: n.cfg.Scope, Version: n.version,
-		State: pgState(action, running, n.pgReady), Role: "uninitialized",
+		State: pgState(job, running, n.pgReady), Role: "uninitialized",
 		SystemIdentifier: n.sysID, Timeline: v.Local.Timeline,
 		IsLeader: isLeader, ClusterUnlocked: v.Cluster.LeaderName() == "" || !v.DCSOK,
 		DCSReachable: v.DCSOK, DCSLastSeen: n.lastSeen, Pause: n.dyn.Pause,
@@ -1194,10 +1195,10 @@ func (n *Node) publish(v View, p Plan) {
 		st.LeaderUntil = leaseExpiry.Add(-FenceMargin(n.settings()))
 	}
 	switch {
-	case action == "clone" || action == "reclone":
+	case job == JobClone || job == JobReclone:
 		// pg_basebackup is still writing: its pg_control is the primary's, the data a replica's.
 		st.Role = "replica"
-	case action == "bootstrap":
+	case job == JobBootstrap:
 		// initdb's cluster runs as the primary once it is there.
 		if v.Local.DataDir == DataDirValid {
 			st.Role = "primary"
@@ -1338,15 +1339,15 @@ func (n *Node) maintainFailsafe(ctx context.Context, c *dcs.Cluster) {
 	}
 }
 
-func pgState(action string, running, ready bool) string {
-	switch action {
-	case "bootstrap":
+func pgState(job Job, running, ready bool) string {
+	switch job {
+	case JobBootstrap:
 		return "initializing new cluster"
-	case "clone", "reclone":
+	case JobClone, JobReclone:
 		return "creating replica"
-	case "start", "rewind":
+	case JobStart, JobRewind:
 		return "starting"
-	case "demote":
+	case JobDemote:
 		return "stopping"
 	}
 	switch {

@@ -32,7 +32,7 @@ func (n *Node) observeSync(v *View) {
 	}
 	leader := v.Cluster.LeaderName()
 	if !l.Primary {
-		if n.syncGUC != nil && v.Action == "" && leader != n.cfg.Name {
+		if n.syncGUC != nil && v.Job == NoJob && leader != n.cfg.Name {
 			n.syncGUC, n.syncConfirm = nil, 0
 		}
 		return
