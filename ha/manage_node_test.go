@@ -15,7 +15,8 @@ import (
 	"github.com/tusker-ha/tusker/test/harness"
 )
 
-func TestMain(m *testing.M) { harness.Main(m, harness.PrepareEtcd) }
+// No TestMain: the rule tests (decide_test.go and the others) need no server; the tests here
+// start their own etcd (harness.StartEtcd finds the binary or fails loudly).
 
 func etcdBackend(t *testing.T, e *harness.Etcd, scope, name string) *etcd.Backend {
 	t.Helper()
