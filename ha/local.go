@@ -30,7 +30,7 @@ func (n *Node) applyLocalChanges(ctx context.Context) {
 		n.reloadPostgres(ctx, true)
 	}
 	// Scheduled actions wait while paused (Patroni runs none in maintenance mode).
-	if at := n.scheduledRestartAt(); !busy && !n.dyn.Pause && !at.IsZero() && !time.Now().Before(at) {
+	if ScheduledRestartDue(n.scheduledRestartAt(), time.Now(), busy, n.dyn.Pause) {
 		n.mu.Lock()
 		sr := n.restartAt
 		n.restartAt = nil

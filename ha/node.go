@@ -676,7 +676,7 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 		return nil
 	case ReleaseLeader:
 		n.leaseLost()
-		if v.Local.DataDir == DataDirValid && !v.Local.Running && !n.dyn.Pause {
+		if HandoverBackoff(v) {
 			// A crashed primary hands over: it stays down until somebody else leads, or for a
 			// ttl when nobody can (Decide's crash-handover rule).
 			ttl, _, _ := n.dyn.TimingDurations()
