@@ -30,7 +30,7 @@ var ErrForeignData = errors.New("data directory belongs to another cluster")
 type Options struct {
 	Config  *config.Config
 	DCS     dcs.DCS
-	PG      *postgres.Postgres
+	PG      PG
 	Logger  *slog.Logger
 	Version string
 	// Prober asks other members for their state during a leader race (default: HTTP GET /patroni).
@@ -51,7 +51,7 @@ var errLostRace = errors.New("another member took the leader lock first")
 type Node struct {
 	cfg     *config.Config
 	dcs     dcs.DCS
-	pg      *postgres.Postgres
+	pg      PG
 	log     *slog.Logger
 	version string
 	prober  Prober
