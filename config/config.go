@@ -4,32 +4,34 @@ package config
 
 import "time"
 
-// Config is the local configuration of one tusker node (Patroni's local YAML).
+// Config is the local configuration of one tusker node (Patroni's local YAML). decode.go fills it
+// and names every Patroni key it reads, with its type and bounds; nothing decodes into these
+// structs by reflection, so they carry no yaml tags.
 type Config struct {
-	Scope     string `yaml:"scope"`
-	Namespace string `yaml:"namespace"` // default "/service"
-	Name      string `yaml:"name"`
+	Scope     string
+	Namespace string // default "/service"
+	Name      string
 
-	Log        Log         `yaml:"log"`
-	RestAPI    RestAPI     `yaml:"restapi"`
-	Ctl        Ctl         `yaml:"ctl"`
-	Etcd3      *Etcd       `yaml:"etcd3"` // "etcd" is accepted as etcd v3 too and lands here
-	Consul     *Consul     `yaml:"consul"`
-	ZooKeeper  *ZooKeeper  `yaml:"zookeeper"`
-	Kubernetes *Kubernetes `yaml:"kubernetes"`
-	Bootstrap  Bootstrap   `yaml:"bootstrap"`
-	PostgreSQL PostgreSQL  `yaml:"postgresql"`
-	Tags       Tags        `yaml:"tags"`
-	Watchdog   Watchdog    `yaml:"watchdog"`
+	Log        Log
+	RestAPI    RestAPI
+	Ctl        Ctl
+	Etcd3      *Etcd // "etcd" is accepted as etcd v3 too and lands here
+	Consul     *Consul
+	ZooKeeper  *ZooKeeper
+	Kubernetes *Kubernetes
+	Bootstrap  Bootstrap
+	PostgreSQL PostgreSQL
+	Tags       Tags
+	Watchdog   Watchdog
 
 	// Unimplemented lists (sorted, unique) the key paths present in the input that tusker accepts
 	// but does not act on yet, and unknown keys: the top-most such key only (for example "consul",
 	// "watchdog", "restapi.certfile", "bootstrap.dcs.synchronous_mode"); free-form names under
 	// parameters and tags are never listed. The daemon logs them once at start.
-	Unimplemented []string `yaml:"-"`
+	Unimplemented []string
 	// Source is the file or directory the configuration was read from ("PATRONI_CONFIGURATION"
 	// or "environment" when it came from the environment alone).
-	Source string `yaml:"-"`
+	Source string
 
 	// sources maps key paths to where their value came from ("at file:line", "from PATRONI_X"),
 	// so that Validate can point at the offending line.
@@ -41,81 +43,81 @@ type Config struct {
 
 // Log is the "log" section.
 type Log struct {
-	Level string `yaml:"level"` // DEBUG, INFO (default), WARNING, ERROR, CRITICAL; upper-cased by Load
-	Type  string `yaml:"type"`  // plain (default) or json; lower-cased by Load
+	Level string // DEBUG, INFO (default), WARNING, ERROR, CRITICAL; upper-cased by Load
+	Type  string // plain (default) or json; lower-cased by Load
 }
 
 // RestAPI is the "restapi" section.
 type RestAPI struct {
-	Listen         string `yaml:"listen"`          // host:port, required
-	ConnectAddress string `yaml:"connect_address"` // host:port, required; published in api_url
-	Authentication *Auth  `yaml:"authentication"`
+	Listen         string // host:port, required
+	ConnectAddress string // host:port, required; published in api_url
+	Authentication *Auth
 
 	// TLS: with CertFile (and KeyFile, default CertFile) the API serves HTTPS. CAFile verifies
 	// client certificates as VerifyClient asks ("none", the default, "optional": required on
 	// unsafe methods, "required": on every request). Ciphers is an OpenSSL-style cipher list
 	// restricting the TLS 1.2 suites.
-	CertFile        string `yaml:"certfile"`
-	KeyFile         string `yaml:"keyfile"`
-	KeyFilePassword string `yaml:"keyfile_password"`
-	CAFile          string `yaml:"cafile"`
-	Ciphers         string `yaml:"ciphers"`
-	VerifyClient    string `yaml:"verify_client"`
+	CertFile        string
+	KeyFile         string
+	KeyFilePassword string
+	CAFile          string
+	Ciphers         string
+	VerifyClient    string
 
 	// Allowlist restricts the unsafe (management) requests to these hosts, IPs or CIDRs;
 	// AllowlistIncludeMembers adds the hosts of the members' api_url.
-	Allowlist               []string `yaml:"allowlist"`
-	AllowlistIncludeMembers bool     `yaml:"allowlist_include_members"`
+	Allowlist               []string
+	AllowlistIncludeMembers bool
 
 	// VerifyClientNames (tusker's) narrows verify_client to certificates whose common name or a
 	// subject alternative name is in the list.
-	VerifyClientNames []string `yaml:"verify_client_names"`
+	VerifyClientNames []string
 	// ProtectReads (tusker's) checks GET /patroni, /cluster, /history, /metrics, /config and
 	// /failsafe like unsafe requests; health checks stay open. Off by default, as in Patroni.
-	ProtectReads bool `yaml:"protect_reads"`
+	ProtectReads bool
 
-	HTTPExtraHeaders  map[string]string `yaml:"http_extra_headers"`
-	HTTPSExtraHeaders map[string]string `yaml:"https_extra_headers"` // added with TLS only
+	HTTPExtraHeaders  map[string]string
+	HTTPSExtraHeaders map[string]string // added with TLS only
 	// ServerTokens is the Server header: "Original" (Patroni's default; tusker sends "tusker"
 	// without a version there too), "Minimal" ("tusker/<version>") or "ProductOnly" ("tusker").
-	ServerTokens string `yaml:"server_tokens"`
+	ServerTokens string
 }
 
 // Ctl is the "ctl" section: how tuskerctl (and patronictl) reach the members' REST APIs.
 type Ctl struct {
-	Insecure        bool   `yaml:"insecure"` // do not verify the server certificates
-	CACert          string `yaml:"cacert"`
-	CertFile        string `yaml:"certfile"`
-	KeyFile         string `yaml:"keyfile"`
-	KeyFilePassword string `yaml:"keyfile_password"`
-	Authentication  *Auth  `yaml:"authentication"`
+	Insecure        bool // do not verify the server certificates
+	CACert          string
+	CertFile        string
+	KeyFile         string
+	KeyFilePassword string
+	Authentication  *Auth
 }
 
 // Auth is a username/password pair.
 type Auth struct {
-	Username string `yaml:"username"`
-	Password string `yaml:"password"`
+	Username string
+	Password string
 }
 
 // Etcd is the "etcd3" (or "etcd") section. Host, Hosts and URL are folded into Hosts ("h:p"
 // each, deduplicated); Protocol is "http" (default) or "https", also taken from the scheme of
 // url (or of a host given as a URL) when protocol is not set.
 type Etcd struct {
-	Hosts    []string `yaml:"hosts"`
-	Protocol string   `yaml:"protocol"`
-	Username string   `yaml:"username"`
-	Password string   `yaml:"password"`
-	CACert   string   `yaml:"cacert"`
-	Cert     string   `yaml:"cert"`
-	Key      string   `yaml:"key"`
+	Hosts    []string
+	Protocol string
+	Username string
+	Password string
+	CACert   string
+	Cert     string
+	Key      string
 }
 
 // Bootstrap is the "bootstrap" section.
 type Bootstrap struct {
-	DCS           Dynamic  `yaml:"dcs"`
-	Initdb        []string `yaml:"initdb"` // normalised to initdb arguments: "--encoding=UTF8", "--data-checksums"
-	PgHBA         []string `yaml:"pg_hba"`
-	PostBootstrap string   `yaml:"post_bootstrap"` // also "post_init"
+	DCS           Dynamic
+	Initdb        []string // normalised to initdb arguments: "--encoding=UTF8", "--data-checksums"
+	PgHBA         []string
+	PostBootstrap string // also "post_init"
 }
 
 // Dynamic is the dynamic (cluster-wide) configuration, the JSON value of the DCS "config" key and
@@ -165,42 +167,42 @@ func (d Dynamic) TimingDurations() (ttl, loopWait, retryTimeout time.Duration) {
 
 // PostgreSQL is the local "postgresql" section.
 type PostgreSQL struct {
-	Listen         string         `yaml:"listen"`          // "host[,host...]:port", required
-	ConnectAddress string         `yaml:"connect_address"` // host:port, required; published in conn_url
-	DataDir        string         `yaml:"data_dir"`        // required
-	BinDir         string         `yaml:"bin_dir"`         // "" = resolved at run time (not by this package)
-	ConfigDir      string         `yaml:"config_dir"`      // default data_dir
-	Pgpass         string         `yaml:"pgpass"`          // default DefaultPgpass(name): $HOME/.tusker/pgpass-<name>
-	Authentication Authentication `yaml:"authentication"`
-	Parameters     map[string]any `yaml:"parameters"`
-	PgHBA          []string       `yaml:"pg_hba"`
-	PgIdent        []string       `yaml:"pg_ident"`       // pg_ident.conf lines after tusker's own map
-	PgCtlTimeout   int            `yaml:"pg_ctl_timeout"` // seconds, default 60
+	Listen         string // "host[,host...]:port", required
+	ConnectAddress string // host:port, required; published in conn_url
+	DataDir        string // required
+	BinDir         string // "" = resolved at run time (not by this package)
+	ConfigDir      string // default data_dir
+	Pgpass         string // default DefaultPgpass(name): $HOME/.tusker/pgpass-<name>
+	Authentication Authentication
+	Parameters     map[string]any
+	PgHBA          []string
+	PgIdent        []string // pg_ident.conf lines after tusker's own map
+	PgCtlTimeout   int      // seconds, default 60
 
 	// Local overrides of dynamic keys (Patroni accepts these in the local section too).
-	UsePgRewind                            *bool `yaml:"use_pg_rewind"`
-	RemoveDataDirectoryOnRewindFailure     bool  `yaml:"remove_data_directory_on_rewind_failure"`
-	RemoveDataDirectoryOnDivergedTimelines bool  `yaml:"remove_data_directory_on_diverged_timelines"`
+	UsePgRewind                            *bool
+	RemoveDataDirectoryOnRewindFailure     bool
+	RemoveDataDirectoryOnDivergedTimelines bool
 
-	Callbacks  Callbacks `yaml:"callbacks"`
-	PrePromote string    `yaml:"pre_promote"` // command; a non-zero exit blocks the promotion
-	BeforeStop string    `yaml:"before_stop"` // command run before postgres is stopped
+	Callbacks  Callbacks
+	PrePromote string // command; a non-zero exit blocks the promotion
+	BeforeStop string // command run before postgres is stopped
 }
 
 // Callbacks are the commands run after postgres events, as "<cmd> <action> <role> <scope>".
 type Callbacks struct {
-	OnStart      string `yaml:"on_start"`
-	OnStop       string `yaml:"on_stop"`
-	OnRestart    string `yaml:"on_restart"`
-	OnReload     string `yaml:"on_reload"`
-	OnRoleChange string `yaml:"on_role_change"`
+	OnStart      string
+	OnStop       string
+	OnRestart    string
+	OnReload     string
+	OnRoleChange string
 }
 
 // Watchdog is the "watchdog" section.
 type Watchdog struct {
-	Mode         string `yaml:"mode"`          // off, automatic (default), required; normalised by Load
-	Device       string `yaml:"device"`        // default /dev/watchdog
-	SafetyMargin *int   `yaml:"safety_margin"` // seconds; -1 means ttl/2; see EffectiveSafetyMargin
+	Mode         string // off, automatic (default), required; normalised by Load
+	Device       string // default /dev/watchdog
+	SafetyMargin *int   // seconds; -1 means ttl/2; see EffectiveSafetyMargin
 }
 
 // EffectiveSafetyMargin is safety_margin for a lease of ttl seconds. Unset, it is Patroni's 5 s,
@@ -215,20 +217,20 @@ func (w Watchdog) EffectiveSafetyMargin(ttl int) int {
 
 // Authentication holds the three roles tusker uses.
 type Authentication struct {
-	Superuser   Auth `yaml:"superuser"`   // default username "postgres"
-	Replication Auth `yaml:"replication"` // default username "replicator"
-	Rewind      Auth `yaml:"rewind"`      // optional; superuser is used for pg_rewind when absent
+	Superuser   Auth // default username "postgres"
+	Replication Auth // default username "replicator"
+	Rewind      Auth // optional; superuser is used for pg_rewind when absent
 }
 
 // Tags are the member's tags. Extra holds user-defined tags (usable in ?tag_ filters).
 type Tags struct {
-	NoFailover       bool           `yaml:"nofailover"`
-	NoLoadBalance    bool           `yaml:"noloadbalance"`
-	CloneFrom        bool           `yaml:"clonefrom"`
-	NoSync           bool           `yaml:"nosync"`
-	FailoverPriority *int           `yaml:"failover_priority"` // 0 means nofailover; default 1
-	SyncPriority     *int           `yaml:"sync_priority"`     // 0 means nosync; default 1
-	Extra            map[string]any `yaml:"-"`
+	NoFailover       bool
+	NoLoadBalance    bool
+	CloneFrom        bool
+	NoSync           bool
+	FailoverPriority *int // 0 means nofailover; default 1
+	SyncPriority     *int // 0 means nosync; default 1
+	Extra            map[string]any
 }
 
 // Map returns the tags as published in the member key (only the set ones, like Patroni).
