@@ -30,7 +30,13 @@ test-deps:
 
 # Packages run one at a time: the real-component suites start PostgreSQL and etcd processes and a
 # 2-core machine gives them steadier timing that way.
+# The packages whose tests run in-process with goroutines (the REST API, the management calls on a
+# Node, the clients): run again under the race detector. The e2e and server suites run the
+# daemon as a separate binary, where -race would only slow the servers' timing down.
+RACE_PKGS := ./ha/... ./restapi/... ./config/... ./patroni/... ./ctl/... ./dcs ./internal/... ./callbacks/... ./watchdog/... ./cmd/tusker
+
 test: test-deps vet
+	$(GO) test -race -count=1 $(RACE_PKGS)
 	$(GO) test -count=1 -p 1 -timeout 45m ./...
 
 unit:
