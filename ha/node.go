@@ -281,6 +281,24 @@ func (n *Node) cycle(ctx context.Context) (Plan, View) {
 			break
 		}
 	}
+	// A renewal that failed in this cycle (the store not answering) starts a failsafe round at
+	// once: waiting for the next cycle's read, which can take retry_timeout too after the member
+	// key's write did, would let the fence timer stop a primary every member still confirms.
+	if !view.FailsafeConfirmed && plan.Has(RenewLeader) {
+		after := view
+		n.mu.Lock()
+		after.RenewFailed, after.LeaseHeld = n.renewFailed, n.leaseHeld
+		n.mu.Unlock()
+		if FailsafeConfirmationNeeded(after) {
+			_, _, rt := n.dyn.TimingDurations()
+			n.failsafeRound(ctx, &after, rt)
+			if after.FailsafeConfirmed {
+				n.mu.Lock()
+				n.failsafeOn = true
+				n.mu.Unlock()
+			}
+		}
+	}
 	return plan, view
 }
 
@@ -388,25 +406,37 @@ func (n *Node) observe(ctx context.Context) View {
 	}
 
 	// Failsafe mode: a leader cut off from the DCS asks every member to confirm it.
-	if FailsafeConfirmationNeeded(v) && n.lastCluster != nil {
-		start := time.Now()
-		req := FailsafeRequest{Name: n.cfg.Name, ConnURL: n.connURL(), APIURL: n.apiURL()}
-		if n.confirmFailsafe(ctx, n.lastCluster.Failsafe, req, n.cfg.RestAPI.Authentication, rt) {
-			v.FailsafeConfirmed = true
-			// Every member accepted at or after start and will not race before start+ttl: the
-			// lease is as good as renewed from start.
-			n.leaseGranted(start)
-			n.keepaliveWatchdog()
-			n.mu.Lock()
-			v.LeaseHeld, v.LeaseExpiry = n.leaseHeld, n.leaseExpiry
-			n.mu.Unlock()
-		}
+	if FailsafeConfirmationNeeded(v) {
+		n.failsafeRound(ctx, &v, rt)
 	}
 	n.mu.Lock()
 	n.failsafeOn = v.FailsafeConfirmed
 	n.mu.Unlock()
 	v.Now = time.Now()
 	return v
+}
+
+// failsafeRound asks every member of the failsafe key to confirm this primary. When all do, each
+// accepted at or after start and will not race before start+ttl: the lease is as good as renewed
+// from start, unless it was lost or fenced while the round ran.
+func (n *Node) failsafeRound(ctx context.Context, v *View, rt time.Duration) {
+	if n.lastCluster == nil {
+		return
+	}
+	gen := n.leaseGeneration()
+	start := time.Now()
+	req := FailsafeRequest{Name: n.cfg.Name, ConnURL: n.connURL(), APIURL: n.apiURL()}
+	if !n.confirmFailsafe(ctx, n.lastCluster.Failsafe, req, n.cfg.RestAPI.Authentication, rt) {
+		return
+	}
+	n.leaseGrantedAt(start, gen)
+	n.mu.Lock()
+	v.LeaseHeld, v.LeaseExpiry = n.leaseHeld, n.leaseExpiry
+	n.mu.Unlock()
+	if v.LeaseHeld && gen+1 == n.leaseGeneration() {
+		v.FailsafeConfirmed = true
+		n.keepaliveWatchdog()
+	}
 }
 
 func (n *Node) connURL() string { return "postgres://" + n.cfg.PostgreSQL.ConnectAddress + "/postgres" }
