@@ -418,7 +418,8 @@ func (n *Node) observe(ctx context.Context) View {
 
 // failsafeRound asks every member of the failsafe key to confirm this primary. When all do, each
 // accepted at or after start and will not race before start+ttl: the lease is as good as renewed
-// from start, unless it was lost or fenced while the round ran.
+// from start, unless it was lost or released while the round ran (the same generation check a
+// renewal in flight uses).
 func (n *Node) failsafeRound(ctx context.Context, v *View, rt time.Duration) {
 	if n.lastCluster == nil {
 		return
@@ -429,11 +430,11 @@ func (n *Node) failsafeRound(ctx context.Context, v *View, rt time.Duration) {
 	if !n.confirmFailsafe(ctx, n.lastCluster.Failsafe, req, n.cfg.RestAPI.Authentication, rt) {
 		return
 	}
-	n.leaseGrantedAt(start, gen)
+	granted := n.leaseGrantedAt(start, gen)
 	n.mu.Lock()
 	v.LeaseHeld, v.LeaseExpiry = n.leaseHeld, n.leaseExpiry
 	n.mu.Unlock()
-	if v.LeaseHeld && gen+1 == n.leaseGeneration() {
+	if granted {
 		v.FailsafeConfirmed = true
 		n.keepaliveWatchdog()
 	}
@@ -565,14 +566,14 @@ func (n *Node) leaseGranted(start time.Time) {
 
 // leaseGrantedAt records a lease counted from start; with gen != 0 only if no release or loss
 // happened since gen was read (a renewal in flight while a switchover released the key must not
-// resurrect the lease).
-func (n *Node) leaseGrantedAt(start time.Time, gen uint64) {
+// resurrect the lease). It reports whether it did.
+func (n *Node) leaseGrantedAt(start time.Time, gen uint64) bool {
 	ttl, _, _ := n.dyn.TimingDurations()
 	margin := FenceMargin(n.settings())
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if gen != 0 && gen != n.fenceGen {
-		return
+		return false
 	}
 	n.leaseHeld = true
 	n.leaseExpiry = start.Add(ttl)
@@ -603,6 +604,7 @@ func (n *Node) leaseGrantedAt(start time.Time, gen uint64) {
 			n.Wake()
 		}
 	})
+	return true
 }
 
 func (n *Node) leaseLost() {
