@@ -30,7 +30,7 @@ func (n *Node) applyLocalChanges(ctx context.Context) {
 		n.reloadPostgres(ctx, true)
 	}
 	// Scheduled actions wait while paused (Patroni runs none in maintenance mode).
-	if ScheduledRestartDue(n.scheduledRestartAt(), time.Now(), busy, n.dyn.Pause) {
+	if ScheduledRestartDue(n.scheduledRestartAt(), n.now(), busy, n.dyn.Pause) {
 		n.mu.Lock()
 		sr := n.restartAt
 		n.restartAt = nil

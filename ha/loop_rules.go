@@ -21,3 +21,23 @@ func HandoverBackoff(v View) bool {
 func ScheduledRestartDue(at, now time.Time, busy, paused bool) bool {
 	return !at.IsZero() && !now.Before(at) && !busy && !paused
 }
+
+// RunAgainNow: right after taking or giving up the lock, or changing synchronous replication, the
+// next cycle runs at once instead of after loop_wait (a promotion must not wait a loop).
+func RunAgainNow(p Plan) bool {
+	return p.Has(AcquireLeader) || p.Has(ReleaseLeader) || p.Has(Fence) || p.Has(Bootstrap) ||
+		p.Has(WriteSyncKey) || p.Has(SetSyncGUC) || p.Has(DeleteSyncKey)
+}
+
+// NextCycleWait is how long the loop sleeps after a cycle that started at start: loop_wait from
+// then, less if the plan or a scheduled restart asks for a cycle earlier, and never under 10 ms.
+func NextCycleWait(loopWait time.Duration, start, now, wakeAt, restartAt time.Time) time.Duration {
+	wait := loopWait - now.Sub(start)
+	if !wakeAt.IsZero() {
+		wait = min(wait, wakeAt.Sub(now))
+	}
+	if !restartAt.IsZero() {
+		wait = min(wait, restartAt.Sub(now))
+	}
+	return max(wait, 10*time.Millisecond)
+}

@@ -424,7 +424,7 @@ func (n *Node) Failsafe(_ context.Context, req FailsafeRequest) (int64, Result) 
 		// gone: only the last leader seen, listed in the failsafe key, vouches for itself.
 		return 0, res(http.StatusForbidden, "Access is denied: %s is not the last known leader of the failsafe key", req.Name)
 	}
-	n.failsafeFrom, n.failsafeAt = req.Name, time.Now()
+	n.failsafeFrom, n.failsafeAt = req.Name, n.now()
 	return max(st.ReceivedLocation, st.ReplayedLocation), res(http.StatusOK, "Accepted")
 }
 

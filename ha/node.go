@@ -42,6 +42,10 @@ type Options struct {
 	// ReloadConfig re-reads the local configuration for POST /reload (as SIGHUP does); nil means
 	// POST /reload only reloads postgres.
 	ReloadConfig func() (*config.Config, error)
+	// Clock is the loop's time source (default: the wall clock).
+	Clock Clock
+	// Failsafe sends the POST /failsafe confirmations (default: HTTP with PeerClient).
+	Failsafe FailsafePoster
 }
 
 // errLostRace ends a plan when another member took the lock first.
@@ -55,10 +59,10 @@ type Node struct {
 	log     *slog.Logger
 	version string
 	prober  Prober
+	clock   Clock
+	fsPost  FailsafePoster
 	reread  func() (*config.Config, error)
 	metrics *metrics
-	// peerClient talks to the other members' REST APIs.
-	peerClient *http.Client
 
 	status atomic.Pointer[Status]
 	wake   chan struct{}
@@ -101,7 +105,7 @@ type Node struct {
 	mu           sync.Mutex
 	leaseHeld    bool
 	leaseExpiry  time.Time
-	fenceTimer   *time.Timer
+	fenceTimer   Timer
 	fenceGen     uint64
 	job          Job
 	actionCancel context.CancelFunc
@@ -120,6 +124,12 @@ type Node struct {
 	diverged     map[string]bool // leader name -> rewind check result
 	rewindFailed map[string]bool
 	checkpointed *bool // checkpoint_after_promote published in our member key
+
+	// runJob, when set, runs a long action instead of a goroutine of its own, and awaitJob
+	// waits for a cancelled one: the scenario tests run jobs at a simulated time, which makes
+	// a simulated cluster deterministic.
+	runJob   func(job Job, run func())
+	awaitJob func(done <-chan struct{})
 }
 
 // NewNode builds a node; Run starts it.
@@ -133,13 +143,18 @@ func NewNode(o Options) *Node {
 	if o.Prober == nil {
 		o.Prober = HTTPProber{Client: o.PeerClient}
 	}
+	if o.Clock == nil {
+		o.Clock = wallClock{}
+	}
+	if o.Failsafe == nil {
+		o.Failsafe = HTTPFailsafe{Client: o.PeerClient}
+	}
 	c := o.Config
-	n := &Node{cfg: c, dcs: o.DCS, pg: o.PG, log: o.Logger, version: o.Version, prober: o.Prober, reread: o.ReloadConfig,
+	n := &Node{cfg: c, dcs: o.DCS, pg: o.PG, log: o.Logger, version: o.Version, prober: o.Prober, clock: o.Clock, fsPost: o.Failsafe, reread: o.ReloadConfig,
 		wake: make(chan struct{}, 1), dyn: c.Bootstrap.DCS, name: c.Name, scope: c.Scope,
 		cfgUpdates: make(chan *config.Config, 1),
 		diverged:   map[string]bool{}, rewindFailed: map[string]bool{}}
 	n.metrics = newMetrics(c.Scope, c.Name)
-	n.peerClient = o.PeerClient
 	if o.DCS != nil {
 		n.dcs = timedDCS{DCS: o.DCS, m: n.metrics}
 	}
@@ -178,43 +193,25 @@ func (n *Node) Wake() {
 // Run loops until ctx ends, then shuts down: postgres stopped cleanly, the leader key released,
 // the member key removed. It returns a non-nil error only for conditions that must stop tusker.
 func (n *Node) Run(ctx context.Context) error {
-	n.mu.Lock()
-	n.runCtx = ctx
-	n.mu.Unlock()
-	n.pgConf = n.postgresConfig()
+	n.prepare(ctx)
 	var fatal error
 	streak := 0
 	for ctx.Err() == nil {
-		start := time.Now()
-		plan, view := n.cycle(ctx)
-		if plan.Has(RefuseForeignData) {
-			fatal = fmt.Errorf("%w: %s", ErrForeignData, plan.Reason)
+		start, wallStart := n.now(), time.Now()
+		plan, err := n.step(ctx)
+		if err != nil {
+			fatal = err
 			break
 		}
-		// Right after taking or giving up the lock the next cycle runs at once (a promotion should
-		// not wait for loop_wait), but never more than twice in a row: an action that keeps failing
-		// must not turn the loop into a busy one.
-		immediate := plan.Has(AcquireLeader) || plan.Has(ReleaseLeader) || plan.Has(Fence) || plan.Has(Bootstrap) ||
-			plan.Has(WriteSyncKey) || plan.Has(SetSyncGUC) || plan.Has(DeleteSyncKey)
-		n.publish(view, plan)
-		n.metrics.loop.Observe(time.Since(start).Seconds())
-		if immediate && streak < 2 {
+		n.metrics.loop.Observe(time.Since(wallStart).Seconds())
+		// At most twice in a row: an action that keeps failing must not make the loop a busy one.
+		if RunAgainNow(plan) && streak < 2 {
 			streak++
 			continue
 		}
 		streak = 0
 		_, loopWait, _ := n.dyn.TimingDurations()
-		wait := loopWait - time.Since(start)
-		if !plan.WakeAt.IsZero() {
-			wait = min(wait, time.Until(plan.WakeAt))
-		}
-		if at := n.scheduledRestartAt(); !at.IsZero() {
-			wait = min(wait, time.Until(at))
-		}
-		if wait < 10*time.Millisecond {
-			wait = 10 * time.Millisecond
-		}
-		timer := time.NewTimer(wait)
+		timer := time.NewTimer(NextCycleWait(loopWait, start, n.now(), plan.WakeAt, n.scheduledRestartAt()))
 		select {
 		case <-ctx.Done():
 		case <-timer.C:
@@ -260,6 +257,24 @@ func (n *Node) settings() Settings {
 		NoFailover:                !n.cfg.Tags.Eligible(),
 		Priority:                  n.cfg.Tags.Priority(),
 	}
+}
+
+// prepare readies a Node for its first cycle.
+func (n *Node) prepare(ctx context.Context) {
+	n.mu.Lock()
+	n.runCtx = ctx
+	n.mu.Unlock()
+	n.pgConf = n.postgresConfig()
+}
+
+// step is one whole cycle: observe, decide, act, publish. The error is one that must stop tusker.
+func (n *Node) step(ctx context.Context) (Plan, error) {
+	plan, view := n.cycle(ctx)
+	if plan.Has(RefuseForeignData) {
+		return plan, fmt.Errorf("%w: %s", ErrForeignData, plan.Reason)
+	}
+	n.publish(view, plan)
+	return plan, nil
 }
 
 // cycle is one observe-decide-act round.
@@ -321,9 +336,9 @@ func (n *Node) observe(ctx context.Context) View {
 
 	cl, err := n.dcs.Cluster(ctx)
 	if err != nil {
-		if time.Since(n.dcsErrLogged) > 10*time.Second {
+		if n.since(n.dcsErrLogged) > 10*time.Second {
 			n.log.Warn("reading the cluster from the DCS failed", "err", err)
-			n.dcsErrLogged = time.Now()
+			n.dcsErrLogged = n.now()
 		}
 		v.Cluster = n.lastCluster
 		if v.Cluster == nil {
@@ -333,7 +348,7 @@ func (n *Node) observe(ctx context.Context) View {
 		v.DCSOK = true
 		v.Cluster = cl
 		n.dcsErrLogged = time.Time{}
-		n.lastCluster, n.lastSeen = cl, time.Now()
+		n.lastCluster, n.lastSeen = cl, n.now()
 		if l := cl.LeaderName(); l != "" {
 			n.mu.Lock()
 			n.lastLeader = l
@@ -354,7 +369,7 @@ func (n *Node) observe(ctx context.Context) View {
 	v.Job = n.job
 	v.RaceBackoffUntil = n.raceBackoff
 	v.RenewFailed = n.renewFailed
-	if n.failsafeFrom != "" && time.Since(n.failsafeAt) < ttl {
+	if n.failsafeFrom != "" && n.since(n.failsafeAt) < ttl {
 		v.FailsafeLeader = n.failsafeFrom
 	}
 	upstream, handedOver := n.upstream, n.handedOver
@@ -370,7 +385,7 @@ func (n *Node) observe(ctx context.Context) View {
 	// Bookkeeping for primary_start_timeout and primary_race_backoff.
 	if leader == n.cfg.Name && v.Local.DataDir == DataDirValid && !v.Local.Ready {
 		if n.downSince.IsZero() {
-			n.downSince = time.Now()
+			n.downSince = n.now()
 		}
 	} else if v.Local.Ready {
 		n.downSince = time.Time{}
@@ -378,14 +393,14 @@ func (n *Node) observe(ctx context.Context) View {
 	v.Local.DownSince = n.downSince
 	if v.Local.Ready && !v.Local.Primary && !n.lastPG.Streaming && v.Local.Upstream != "" {
 		if n.stalledSince.IsZero() || n.stalledFrom != v.Local.Upstream {
-			n.stalledSince, n.stalledFrom = time.Now(), v.Local.Upstream
+			n.stalledSince, n.stalledFrom = n.now(), v.Local.Upstream
 		}
 	} else {
 		n.stalledSince, n.stalledFrom = time.Time{}, ""
 	}
 	v.Local.StalledSince = n.stalledSince
 	if v.Local.WAL != n.lastWAL {
-		n.lastWAL, n.walChangedAt = v.Local.WAL, time.Now()
+		n.lastWAL, n.walChangedAt = v.Local.WAL, n.now()
 	}
 	v.Local.WALChangedAt = n.walChangedAt
 	n.mu.Lock()
@@ -395,7 +410,7 @@ func (n *Node) observe(ctx context.Context) View {
 	v.Local.RewindFailed = n.rewindFailed[leader]
 	n.mu.Unlock()
 
-	if needPeers(v, n.cfg.Name, time.Now()) {
+	if needPeers(v, n.cfg.Name, n.now()) {
 		probe := v.Cluster
 		if leader == "" {
 			// A race: ask the members whose keys expired in a DCS outage too.
@@ -412,7 +427,7 @@ func (n *Node) observe(ctx context.Context) View {
 	n.mu.Lock()
 	n.failsafeOn = v.FailsafeConfirmed
 	n.mu.Unlock()
-	v.Now = time.Now()
+	v.Now = n.now()
 	return v
 }
 
@@ -425,7 +440,7 @@ func (n *Node) failsafeRound(ctx context.Context, v *View, rt time.Duration) {
 		return
 	}
 	gen := n.leaseGeneration()
-	start := time.Now()
+	start := n.now()
 	req := FailsafeRequest{Name: n.cfg.Name, ConnURL: n.connURL(), APIURL: n.apiURL()}
 	if !n.confirmFailsafe(ctx, n.lastCluster.Failsafe, req, n.cfg.RestAPI.Authentication, rt) {
 		return
@@ -585,7 +600,7 @@ func (n *Node) leaseGrantedAt(start time.Time, gen uint64) bool {
 	}
 	// The fence fires even if the loop is stuck (a hung call, a slow action): postgres stops
 	// accepting writes before the lease can expire for the other members.
-	n.fenceTimer = time.AfterFunc(time.Until(n.leaseExpiry.Add(-margin)), func() {
+	n.fenceTimer = n.clock.AfterFunc(n.until(n.leaseExpiry.Add(-margin)), func() {
 		n.mu.Lock()
 		fire := n.fenceGen == timerGen && n.leaseHeld
 		expiry := n.leaseExpiry
@@ -600,7 +615,7 @@ func (n *Node) leaseGrantedAt(start time.Time, gen uint64) bool {
 		}
 		if fire {
 			n.log.Error("leader lease about to expire without renewal: fencing postgres now (it comes back read-only)")
-			n.pg.Fence(FenceGrace(View{Me: n.cfg.Name, Settings: n.settings(), LeaseHeld: true, LeaseExpiry: expiry}, time.Now()))
+			n.pg.Fence(FenceGrace(View{Me: n.cfg.Name, Settings: n.settings(), LeaseHeld: true, LeaseExpiry: expiry}, n.now()))
 			n.Wake()
 		}
 	})
@@ -620,7 +635,7 @@ func (n *Node) leaseLost() {
 }
 
 func (n *Node) acquire(ctx context.Context) (bool, error) {
-	start := time.Now()
+	start := n.now()
 	ok, err := n.dcs.AcquireLeader(ctx)
 	if err != nil || !ok {
 		return false, err
@@ -639,7 +654,7 @@ func (n *Node) leaseGeneration() uint64 {
 // primary whose key merely vanished (its lease ran out during a DCS outage that failsafe mode
 // rode out) takes it back atomically; if that fails, another member holds it and we fence.
 func (n *Node) renew(ctx context.Context) error {
-	start := time.Now()
+	start := n.now()
 	gen := n.leaseGeneration()
 	err := n.dcs.RenewLeader(ctx)
 	failed := err != nil && !errors.Is(err, dcs.ErrNotLeader)
@@ -689,7 +704,7 @@ func (n *Node) renew(ctx context.Context) error {
 func (n *Node) execute(ctx context.Context, a Action, v View) error {
 	switch a.Kind {
 	case Fence:
-		grace := FenceGrace(v, time.Now())
+		grace := FenceGrace(v, n.now())
 		n.leaseLost()
 		n.forgetRejoin()
 		n.pg.Fence(grace)
@@ -713,7 +728,7 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 			// ttl when nobody can (Decide's crash-handover rule).
 			ttl, _, _ := n.dyn.TimingDurations()
 			n.mu.Lock()
-			n.raceBackoff = time.Now().Add(ttl)
+			n.raceBackoff = n.now().Add(ttl)
 			n.mu.Unlock()
 		}
 		return n.dcs.ReleaseLeader(ctx)
@@ -909,10 +924,10 @@ func (n *Node) startJob(ctx context.Context, job Job, fn func(context.Context) e
 	done := make(chan struct{})
 	n.job, n.actionCancel, n.actionDone = job, cancel, done
 	n.mu.Unlock()
-	go func() {
+	run := func() {
 		defer close(done)
 		defer cancel()
-		start := time.Now()
+		start := n.now()
 		err := fn(actx)
 		n.mu.Lock()
 		// Clearing actionDone matters: a closed channel left in the loop's select would make it
@@ -920,11 +935,16 @@ func (n *Node) startJob(ctx context.Context, job Job, fn func(context.Context) e
 		n.job, n.actionCancel, n.actionDone, n.actionErr = NoJob, nil, nil, err
 		n.mu.Unlock()
 		if err != nil {
-			n.log.Error(name+" failed", "err", err, "took", time.Since(start).Round(time.Millisecond))
+			n.log.Error(name+" failed", "err", err, "took", n.since(start).Round(time.Millisecond))
 		} else {
-			n.log.Info(name+" done", "took", time.Since(start).Round(time.Millisecond))
+			n.log.Info(name+" done", "took", n.since(start).Round(time.Millisecond))
 		}
-	}()
+	}
+	if n.runJob != nil {
+		n.runJob(job, run)
+	} else {
+		go run()
+	}
 	return nil
 }
 
@@ -935,7 +955,11 @@ func (n *Node) cancelAction() {
 	n.mu.Unlock()
 	if cancel != nil {
 		cancel()
-		<-done
+		if n.awaitJob != nil {
+			n.awaitJob(done)
+		} else {
+			<-done
+		}
 	}
 }
 
@@ -1069,7 +1093,7 @@ func (n *Node) recordHistory(ctx context.Context) {
 	if !ok {
 		return
 	}
-	entry.Timestamp = time.Now().Format("2006-01-02T15:04:05.999999-07:00")
+	entry.Timestamp = n.now().Format("2006-01-02T15:04:05.999999-07:00")
 	entry.NewLeader = n.cfg.Name
 	var hist []dcs.HistoryEntry
 	if n.lastCluster != nil {
@@ -1091,7 +1115,7 @@ func (n *Node) recordHistory(ctx context.Context) {
 // woken by its watch on the leader key, takes over at once.
 func (n *Node) handover(ctx context.Context, target string) error {
 	ttl, _, rt := n.dyn.TimingDurations()
-	start := time.Now()
+	start := n.now()
 	cctx, cancel := context.WithTimeout(ctx, max(2*rt, 10*time.Second))
 	if err := n.pg.Checkpoint(cctx); err != nil {
 		n.log.Warn("switchover: checkpoint before stopping failed", "err", err)
@@ -1099,7 +1123,7 @@ func (n *Node) handover(ctx context.Context, target string) error {
 	cancel()
 	n.beforeStop(ctx)
 	n.disableWatchdog()
-	stopAt := time.Now()
+	stopAt := n.now()
 	if err := n.pg.Stop(ctx, postgres.StopFast); err != nil {
 		return fmt.Errorf("switchover: stopping postgres: %w", err)
 	}
@@ -1109,7 +1133,7 @@ func (n *Node) handover(ctx context.Context, target string) error {
 	n.forgetRejoin()
 	n.mu.Lock()
 	// Stay down until the new leader is known (Decide's crash-handover rule), then rejoin.
-	n.raceBackoff = time.Now().Add(ttl)
+	n.raceBackoff = n.now().Add(ttl)
 	n.handedOver = true
 	n.mu.Unlock()
 
@@ -1131,7 +1155,7 @@ func (n *Node) handover(ctx context.Context, target string) error {
 		return fmt.Errorf("switchover: releasing the leader key: %w", err)
 	}
 	n.log.Info("switchover: leader key released", "to", target, "final_lsn", patroni.FormatLSN(final),
-		"stop_took", time.Since(stopAt).Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond))
+		"stop_took", n.since(stopAt).Round(time.Millisecond), "took", n.since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -1152,7 +1176,7 @@ func (n *Node) prePromote(ctx context.Context) error {
 	}
 	ttl, _, rt := n.dyn.TimingDurations()
 	n.mu.Lock()
-	n.raceBackoff = time.Now().Add(ttl)
+	n.raceBackoff = n.now().Add(ttl)
 	n.mu.Unlock()
 	n.leaseLost()
 	n.disableWatchdog()
@@ -1207,7 +1231,7 @@ func (n *Node) publish(v View, p Plan) {
 	leaseHeld, leaseExpiry, job, checkpointed := n.leaseHeld, n.leaseExpiry, n.job, n.checkpointed
 	failsafeOn, restartAt := n.failsafeOn, n.restartAt
 	// A replica takes part in failsafe mode while the primary's confirmations keep coming.
-	failsafeReplica := n.failsafeFrom != "" && time.Since(n.failsafeAt) < ttl
+	failsafeReplica := n.failsafeFrom != "" && n.since(n.failsafeAt) < ttl
 	n.mu.Unlock()
 	isLeader := HoldsLock(leaseHeld, v.Cluster.LeaderName(), n.cfg.Name)
 	running := n.pg.Running()
@@ -1219,7 +1243,7 @@ func (n *Node) publish(v View, p Plan) {
 		IsLeader: isLeader, ClusterUnlocked: v.Cluster.LeaderName() == "" || !v.DCSOK,
 		DCSReachable: v.DCSOK, DCSLastSeen: n.lastSeen, Pause: n.dyn.Pause,
 		LeaderOptime: v.Cluster.Status.Optime, Cluster: v.Cluster, Tags: n.cfg.Tags.Map(),
-		TTL: ttl, MaximumLagOnFailover: n.dyn.MaximumLagOnFailover, LastLoop: time.Now(),
+		TTL: ttl, MaximumLagOnFailover: n.dyn.MaximumLagOnFailover, LastLoop: n.now(),
 		FailsafeEnabled: n.dyn.FailsafeMode, FailsafeActive: (failsafeOn || failsafeReplica) && !v.DCSOK,
 		WatchdogFailed: n.wd.Failed() || !n.watchdogUsable(), ScheduledRestart: restartAt,
 	}

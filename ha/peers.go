@@ -158,8 +158,21 @@ func memberURL(apiURL, endpoint string) string {
 	return strings.TrimSuffix(apiURL, "/patroni") + "/" + endpoint
 }
 
-// postFailsafe sends the primary's POST /failsafe to one member and returns the LSN it reports.
-func postFailsafe(ctx context.Context, client *http.Client, apiURL string, req FailsafeRequest, auth *config.Auth) (int64, error) {
+// FailsafePoster sends a primary's POST /failsafe to one member (its api_url) and returns the
+// LSN the member reports.
+type FailsafePoster interface {
+	PostFailsafe(ctx context.Context, apiURL string, req FailsafeRequest, auth *config.Auth) (int64, error)
+}
+
+// HTTPFailsafe posts over HTTP with a shared keep-alive client.
+type HTTPFailsafe struct{ Client *http.Client }
+
+// PostFailsafe implements FailsafePoster.
+func (p HTTPFailsafe) PostFailsafe(ctx context.Context, apiURL string, req FailsafeRequest, auth *config.Auth) (int64, error) {
+	client := p.Client
+	if client == nil {
+		client = probeClient
+	}
 	body, err := json.Marshal(req)
 	if err != nil {
 		return 0, fmt.Errorf("encoding the failsafe request: %w", err)
@@ -211,7 +224,7 @@ func (n *Node) confirmFailsafe(ctx context.Context, members map[string]string, r
 			var err error
 			for try := 0; try < 2; try++ {
 				tctx, tcancel := context.WithTimeout(ctx, probeTimeout(retry))
-				_, err = postFailsafe(tctx, n.peerClient, api, req, auth)
+				_, err = n.fsPost.PostFailsafe(tctx, api, req, auth)
 				tcancel()
 				if err == nil {
 					return
