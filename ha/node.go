@@ -64,6 +64,7 @@ type Node struct {
 	reread  func() (*config.Config, error)
 	metrics *metrics
 
+	lease  *lease // the leader lease and its fence timer (lease.go): not the loop's
 	status atomic.Pointer[Status]
 	wake   chan struct{}
 	// name and scope never change: management calls read them from other goroutines.
@@ -103,10 +104,6 @@ type Node struct {
 
 	// Shared with actions running in goroutines.
 	mu           sync.Mutex
-	leaseHeld    bool
-	leaseExpiry  time.Time
-	fenceTimer   Timer
-	fenceGen     uint64
 	job          Job
 	actionCancel context.CancelFunc
 	actionDone   chan struct{}
@@ -155,6 +152,7 @@ func NewNode(o Options) *Node {
 		cfgUpdates: make(chan *config.Config, 1),
 		diverged:   map[string]bool{}, rewindFailed: map[string]bool{}}
 	n.metrics = newMetrics(c.Scope, c.Name)
+	n.lease = &lease{clock: o.Clock, renewedAt: &n.metrics.renewedAt, fence: n.fenceNow}
 	if o.DCS != nil {
 		n.dcs = timedDCS{DCS: o.DCS, m: n.metrics}
 	}
@@ -302,7 +300,8 @@ func (n *Node) cycle(ctx context.Context) (Plan, View) {
 	if !view.FailsafeConfirmed && plan.Has(RenewLeader) {
 		after := view
 		n.mu.Lock()
-		after.RenewFailed, after.LeaseHeld = n.renewFailed, n.leaseHeld
+		after.RenewFailed = n.renewFailed
+		after.LeaseHeld, _ = n.lease.state()
 		n.mu.Unlock()
 		if FailsafeConfirmationNeeded(after) {
 			_, _, rt := n.dyn.TimingDurations()
@@ -365,7 +364,7 @@ func (n *Node) observe(ctx context.Context) View {
 
 	ttl, _, _ := n.dyn.TimingDurations()
 	n.mu.Lock()
-	v.LeaseHeld, v.LeaseExpiry = n.leaseHeld, n.leaseExpiry
+	v.LeaseHeld, v.LeaseExpiry = n.lease.state()
 	v.Job = n.job
 	v.RaceBackoffUntil = n.raceBackoff
 	v.RenewFailed = n.renewFailed
@@ -446,9 +445,7 @@ func (n *Node) failsafeRound(ctx context.Context, v *View, rt time.Duration) {
 		return
 	}
 	granted := n.leaseGrantedAt(start, gen)
-	n.mu.Lock()
-	v.LeaseHeld, v.LeaseExpiry = n.leaseHeld, n.leaseExpiry
-	n.mu.Unlock()
+	v.LeaseHeld, v.LeaseExpiry = n.lease.state()
 	if granted {
 		v.FailsafeConfirmed = true
 		n.keepaliveWatchdog()
@@ -579,60 +576,25 @@ func (n *Node) leaseGranted(start time.Time) {
 	n.leaseGrantedAt(start, 0)
 }
 
-// leaseGrantedAt records a lease counted from start; with gen != 0 only if no release or loss
-// happened since gen was read (a renewal in flight while a switchover released the key must not
-// resurrect the lease). It reports whether it did.
+// leaseGrantedAt records a lease counted from start (see lease.grant).
 func (n *Node) leaseGrantedAt(start time.Time, gen uint64) bool {
-	ttl, _, _ := n.dyn.TimingDurations()
-	margin := FenceMargin(n.settings())
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if gen != 0 && gen != n.fenceGen {
-		return false
-	}
-	n.leaseHeld = true
-	n.leaseExpiry = start.Add(ttl)
-	n.metrics.renewedAt.Store(start.UnixNano())
-	n.fenceGen++
-	timerGen := n.fenceGen
-	if n.fenceTimer != nil {
-		n.fenceTimer.Stop()
-	}
-	// The fence fires even if the loop is stuck (a hung call, a slow action): postgres stops
-	// accepting writes before the lease can expire for the other members.
-	n.fenceTimer = n.clock.AfterFunc(n.until(n.leaseExpiry.Add(-margin)), func() {
-		n.mu.Lock()
-		fire := n.fenceGen == timerGen && n.leaseHeld
-		expiry := n.leaseExpiry
-		if fire {
-			n.leaseHeld = false
-			n.metrics.renewedAt.Store(0)
-		}
-		n.mu.Unlock()
-		if fire && n.dyn.Pause {
-			n.log.Warn("pause: leader lease about to expire without renewal; postgres left running")
-			return
-		}
-		if fire {
-			n.log.Error("leader lease about to expire without renewal: fencing postgres now (it comes back read-only)")
-			n.pg.Fence(FenceGrace(View{Me: n.cfg.Name, Settings: n.settings(), LeaseHeld: true, LeaseExpiry: expiry}, n.now()))
-			n.Wake()
-		}
-	})
-	return true
+	return n.lease.grant(start, n.settings(), n.cfg.Name, gen)
 }
 
-func (n *Node) leaseLost() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.leaseHeld = false
-	n.metrics.renewedAt.Store(0)
-	n.fenceGen++
-	if n.fenceTimer != nil {
-		n.fenceTimer.Stop()
-		n.fenceTimer = nil
+// fenceNow is the fence timer's action: postgres stops taking writes before the lease can
+// expire for the other members. It runs in the timer's goroutine and reads only its arguments
+// and the PostgreSQL handle, which is safe from any goroutine.
+func (n *Node) fenceNow(a fenceArgs) {
+	if a.settings.Pause {
+		n.log.Warn("pause: leader lease about to expire without renewal; postgres left running")
+		return
 	}
+	n.log.Error("leader lease about to expire without renewal: fencing postgres now (it comes back read-only)")
+	n.pg.Fence(FenceGrace(View{Me: a.name, Settings: a.settings, LeaseHeld: true, LeaseExpiry: a.expiry}, n.now()))
+	n.Wake()
 }
+
+func (n *Node) leaseLost() { n.lease.lose() }
 
 func (n *Node) acquire(ctx context.Context) (bool, error) {
 	start := n.now()
@@ -644,11 +606,7 @@ func (n *Node) acquire(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-func (n *Node) leaseGeneration() uint64 {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.fenceGen
-}
+func (n *Node) leaseGeneration() uint64 { return n.lease.generation() }
 
 // renew refreshes the lease. ErrNotLeader means the key is gone or someone else's. A running
 // primary whose key merely vanished (its lease ran out during a DCS outage that failsafe mode
@@ -982,9 +940,8 @@ func (n *Node) bootstrap(ctx context.Context) error {
 }
 
 func (n *Node) hasLease() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.leaseHeld
+	held, _ := n.lease.state()
+	return held
 }
 
 func (n *Node) doBootstrap(ctx context.Context) error {
@@ -1228,7 +1185,8 @@ func (n *Node) upstreamOf(c *dcs.Cluster, name string) (postgres.Upstream, error
 func (n *Node) publish(v View, p Plan) {
 	ttl, _, rt := n.dyn.TimingDurations()
 	n.mu.Lock()
-	leaseHeld, leaseExpiry, job, checkpointed := n.leaseHeld, n.leaseExpiry, n.job, n.checkpointed
+	leaseHeld, leaseExpiry := n.lease.state()
+	job, checkpointed := n.job, n.checkpointed
 	failsafeOn, restartAt := n.failsafeOn, n.restartAt
 	// A replica takes part in failsafe mode while the primary's confirmations keep coming.
 	failsafeReplica := n.failsafeFrom != "" && n.since(n.failsafeAt) < ttl
