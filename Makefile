@@ -32,11 +32,13 @@ test-deps:
 # 2-core machine gives them steadier timing that way.
 # The packages whose tests run in-process with goroutines (the REST API, the management calls on a
 # Node, the clients): run again under the race detector. The e2e and server suites run the
-# daemon as a separate binary, where -race would only slow the servers' timing down.
+# daemon as a separate binary: the lifecycle test runs once more with the daemon built with -race
+# (TUSKER_E2E_RACE), the rest without, where -race would only slow the servers' timing down.
 RACE_PKGS := ./ha/... ./restapi/... ./config/... ./patroni/... ./ctl/... ./dcs ./internal/... ./callbacks/... ./watchdog/... ./cmd/tusker
 
 test: test-deps vet
 	$(GO) test -race -count=1 $(RACE_PKGS)
+	TUSKER_E2E_RACE=1 $(GO) test -count=1 -run '^TestClusterLifecycle$$' ./test/e2e
 	$(GO) test -count=1 -p 1 -timeout 45m ./...
 
 unit:

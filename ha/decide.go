@@ -31,7 +31,10 @@ type Local struct {
 	Ready        bool   // it answered a query this cycle
 	Primary      bool   // running and not in recovery
 	Timeline     int
-	WAL          int64 // primary: flush LSN; replica: max(received, replayed)
+	// WALEnd is how far this member's WAL goes, the position races and lag checks compare: the
+	// flush position on a primary, the furthest of received and replayed on a replica (what
+	// Patroni's xlog location means for each role).
+	WALEnd int64
 	// WasPrimary: pg_controldata says the stopped cluster last ran as a primary ("in production"
 	// or "shut down"), as opposed to a standby, and no standby.signal says it is to run as one.
 	WasPrimary bool
@@ -70,8 +73,8 @@ type Local struct {
 type Peer struct {
 	Name       string
 	Reachable  bool
-	Primary    bool // reports role primary while running
-	WAL        int64
+	Primary    bool  // reports role primary while running
+	WALEnd     int64 // as Local.WALEnd, from its /patroni
 	Timeline   int
 	NoFailover bool
 	Priority   int
@@ -130,10 +133,12 @@ type View struct {
 	RenewFailed bool
 
 	// FailsafeConfirmed (leader, the store unreachable or not renewing): every member of the
-	// failsafe key accepted this cycle's POST /failsafe. FailsafeLeader (replica): the member that POSTed /failsafe to us
+	// failsafe key accepted this cycle's POST /failsafe, in a round that started at
+	// FailsafeConfirmedAt. FailsafeLeader (replica): the member that POSTed /failsafe to us
 	// within the last ttl ("" for none).
-	FailsafeConfirmed bool
-	FailsafeLeader    string
+	FailsafeConfirmed   bool
+	FailsafeConfirmedAt time.Time
+	FailsafeLeader      string
 
 	// Peers were probed this cycle (only when racing for leadership).
 	PeersProbed bool
@@ -168,6 +173,7 @@ const (
 	SetSyncGUC                        // set synchronous_standby_names and wait until it is in effect
 	RestoreSyncGUC                    // give synchronous_standby_names back to the configuration
 	StopReplica                       // stop the running replica (fast), so that the rejoin rules check it
+	ExtendLease                       // failsafe: count the lease from the confirmation round's start
 )
 
 var kindNames = map[Kind]string{
@@ -178,6 +184,7 @@ var kindNames = map[Kind]string{
 	Handover: "handover", ClearFailover: "clear failover", CancelAction: "cancel action",
 	WriteSyncKey: "write sync key", DeleteSyncKey: "delete sync key", SetSyncGUC: "set synchronous_standby_names",
 	RestoreSyncGUC: "restore synchronous_standby_names", StopReplica: "stop replica",
+	ExtendLease: "extend lease",
 }
 
 func (k Kind) String() string { return kindNames[k] }
@@ -256,7 +263,16 @@ func FenceGrace(v View, now time.Time) time.Duration {
 // Decide is the whole of tusker's HA policy: a pure function of the view (no I/O, no clock, no
 // randomness). Rules are checked in order; the first that applies returns.
 func Decide(v View) Plan {
+	extend := FailsafeExtendsLease(v)
+	if extend {
+		v.LeaseExpiry = later(v.LeaseExpiry, v.FailsafeConfirmedAt.Add(v.Settings.TTL))
+	}
 	p := decide(v)
+	if extend {
+		// Rule failsafe-extend: every member confirmed this primary and will not race for a ttl
+		// from the round's start, so the lease counts from then, before anything else runs.
+		p.Actions = append([]Action{act(ExtendLease)}, p.Actions...)
+	}
 	if !v.DCSOK {
 		// A store that refused the connection outright is asked again soon: its return must be
 		// seen within a fraction of loop_wait (a hanging call already waits retry_timeout).
@@ -273,6 +289,19 @@ func Decide(v View) Plan {
 // renewal times out must not cost the primary its writes).
 func FailsafeConfirmationNeeded(v View) bool {
 	return v.Settings.FailsafeMode && v.LeaseHeld && v.Local.Primary && (!v.DCSOK || v.RenewFailed)
+}
+
+// FailsafeExtendsLease: the confirmation round this cycle succeeded, so the lease is extended
+// (Decide's rule failsafe-extend; the loop also asks after a renewal that failed in the cycle).
+func FailsafeExtendsLease(v View) bool {
+	return FailsafeConfirmationNeeded(v) && v.FailsafeConfirmed && !v.FailsafeConfirmedAt.IsZero()
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 func decide(v View) Plan {
@@ -631,7 +660,7 @@ func decideRunning(v View, leader string, iAmLeader bool) Plan {
 // anyPeerAhead: some reachable member reports more WAL than wal.
 func anyPeerAhead(v View, wal int64) bool {
 	for _, p := range v.Peers {
-		if p.Reachable && p.WAL > wal {
+		if p.Reachable && p.WALEnd > wal {
 			return true
 		}
 	}
@@ -646,7 +675,7 @@ func preferred(v View) bool {
 		(s.WatchdogRequired && !l.WatchdogUsable) || !syncVoter(v, v.Me) {
 		return false
 	}
-	if opt := v.Cluster.Status.Optime; opt > 0 && opt-l.WAL > s.MaximumLagOnFailover {
+	if opt := v.Cluster.Status.Optime; opt > 0 && opt-l.WALEnd > s.MaximumLagOnFailover {
 		return false
 	}
 	for _, p := range v.Peers {
@@ -674,7 +703,7 @@ func needPeers(v View, me string, now time.Time) bool {
 	f := v.Cluster.Failover
 	due := f != nil && (f.ScheduledAt == nil || !f.ScheduledAt.After(now))
 	candidateReady := due && f.Member == me &&
-		(f.Leader == "" || v.Cluster.Status.Optime == 0 || v.Local.WAL >= v.Cluster.Status.Optime)
+		(f.Leader == "" || v.Cluster.Status.Optime == 0 || v.Local.WALEnd >= v.Cluster.Status.Optime)
 	racing := leader == "" && v.Local.Running && !v.Local.Primary && !v.Settings.NoFailover &&
 		!candidateReady && (!v.Settings.Pause || due)
 	handing := leader == me && v.LeaseHeld && due && v.Local.Primary
@@ -689,19 +718,19 @@ func fastForward(v View) (Plan, bool) {
 	for _, p := range v.Peers {
 		// A member whose key is missing (expired in a DCS outage) counts in the race, but cannot
 		// be streamed from until its key says where it is.
-		if p.Name != v.Me && p.Reachable && !p.Primary && p.WAL > best.WAL && v.Cluster.Member(p.Name) != nil {
+		if p.Name != v.Me && p.Reachable && !p.Primary && p.WALEnd > best.WALEnd && v.Cluster.Member(p.Name) != nil {
 			best = p
 		}
 	}
-	if best.Name == "" || best.WAL <= v.Local.WAL {
+	if best.Name == "" || best.WALEnd <= v.Local.WALEnd {
 		return Plan{}, false
 	}
 	if v.Local.Upstream == best.Name {
-		return plan(fmt.Sprintf("fast-forward: catching up from %s before promoting (%d of %d)", best.Name, v.Local.WAL, best.WAL)), true
+		return plan(fmt.Sprintf("fast-forward: catching up from %s before promoting (%d of %d)", best.Name, v.Local.WALEnd, best.WALEnd)), true
 	}
 	a := actOn(Follow, best.Name)
 	a.FastForward = true
-	return plan(fmt.Sprintf("fast-forward: %s is ahead (%d > %d); streaming from it before promoting", best.Name, best.WAL, v.Local.WAL), a), true
+	return plan(fmt.Sprintf("fast-forward: %s is ahead (%d > %d); streaming from it before promoting", best.Name, best.WALEnd, v.Local.WALEnd), a), true
 }
 
 // promotePlan takes the lock and starts the promotion in the same cycle; a pending failover key
@@ -771,7 +800,7 @@ func handoverTarget(v View, f *dcs.Failover) (string, string) {
 			// Only a synchronous standby is known to have every commit (Patroni refuses the
 			// others in mode on; in quorum mode the handover itself ships all the WAL).
 			why = p.Name + " is not a synchronous standby"
-		case best == "" || p.WAL > bestPeer.WAL || (p.WAL == bestPeer.WAL && p.Priority > bestPeer.Priority):
+		case best == "" || p.WALEnd > bestPeer.WALEnd || (p.WALEnd == bestPeer.WALEnd && p.Priority > bestPeer.Priority):
 			best, bestPeer = p.Name, p
 		}
 	}
@@ -793,7 +822,7 @@ func manualFailoverNoLeader(v View, f *dcs.Failover) (Plan, bool) {
 			return plan("named as the failover candidate, but tagged nofailover"), true
 		case s.WatchdogRequired && !l.WatchdogUsable:
 			return plan("named as the failover candidate, but the required watchdog is not usable"), true
-		case f.Leader != "" && opt > 0 && l.WAL < opt:
+		case f.Leader != "" && opt > 0 && l.WALEnd < opt:
 			// A switchover: the old primary stopped cleanly at opt. Promoting short of it would
 			// lose committed transactions: catch up from a member that has more, or leave the
 			// decision to the normal race.
@@ -816,7 +845,7 @@ func manualFailoverNoLeader(v View, f *dcs.Failover) (Plan, bool) {
 			}
 			// A candidate short of the old primary's final position fast-forwards from a member
 			// that is ahead of it, if there is one.
-			if f.Leader == "" || opt == 0 || p.WAL >= opt || l.WAL > p.WAL || anyPeerAhead(v, p.WAL) {
+			if f.Leader == "" || opt == 0 || p.WALEnd >= opt || l.WALEnd > p.WALEnd || anyPeerAhead(v, p.WALEnd) {
 				return plan(fmt.Sprintf("waiting for the failover candidate %s to take over", f.Member)), true
 			}
 		}
@@ -863,9 +892,9 @@ func healthiest(v View) (bool, string) {
 			return false, "not in the failsafe key"
 		}
 	}
-	if opt := v.Cluster.Status.Optime; opt > 0 && opt-l.WAL > s.MaximumLagOnFailover {
+	if opt := v.Cluster.Status.Optime; opt > 0 && opt-l.WALEnd > s.MaximumLagOnFailover {
 		return false, fmt.Sprintf("lagging %d bytes behind the last leader position, more than maximum_lag_on_failover %d",
-			opt-l.WAL, s.MaximumLagOnFailover)
+			opt-l.WALEnd, s.MaximumLagOnFailover)
 	}
 	if s.CheckTimeline {
 		if tl := historyTimeline(v.Cluster); tl > 0 && l.Timeline <= tl {
@@ -896,13 +925,13 @@ func healthiest(v View) (bool, string) {
 		if p.NoFailover || p.WatchdogFailed || p.Name == former || !syncVoter(v, p.Name) {
 			continue
 		}
-		if p.Priority > s.Priority && (v.Cluster.Status.Optime == 0 || v.Cluster.Status.Optime-p.WAL <= s.MaximumLagOnFailover) {
+		if p.Priority > s.Priority && (v.Cluster.Status.Optime == 0 || v.Cluster.Status.Optime-p.WALEnd <= s.MaximumLagOnFailover) {
 			// Rule fast-forward: a member with a higher failover_priority within
 			// maximum_lag_on_failover is preferred; if it is behind, it catches up first.
 			return false, fmt.Sprintf("%s has a higher failover_priority (it catches up first if it is behind)", p.Name)
 		}
-		if p.WAL > l.WAL {
-			return false, fmt.Sprintf("%s is ahead in WAL (%d > %d)", p.Name, p.WAL, l.WAL)
+		if p.WALEnd > l.WALEnd {
+			return false, fmt.Sprintf("%s is ahead in WAL (%d > %d)", p.Name, p.WALEnd, l.WALEnd)
 		}
 	}
 	return canPromoteSync(v)

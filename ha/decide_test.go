@@ -35,7 +35,7 @@ func cluster(leader string, members ...dcs.Member) *dcs.Cluster {
 }
 
 func runningReplica(wal int64) Local {
-	return Local{DataDir: DataDirValid, SysID: "7300000000000000001", Running: true, Ready: true, Timeline: 1, WAL: wal}
+	return Local{DataDir: DataDirValid, SysID: "7300000000000000001", Running: true, Ready: true, Timeline: 1, WALEnd: wal}
 }
 
 func runningPrimary(wal int64) Local {
@@ -227,15 +227,15 @@ func TestRuleHealthiestMemberRaces(t *testing.T) {
 		edit  func(*View)
 		races bool
 	}{
-		{"most advanced wins", func(v *View) { v.Peers = []Peer{{Name: "c", Reachable: true, WAL: 900, Priority: 1}} }, true},
-		{"a peer ahead wins instead", func(v *View) { v.Peers = []Peer{{Name: "c", Reachable: true, WAL: 1100, Priority: 1}} }, false},
-		{"an unreachable peer does not count", func(v *View) { v.Peers = []Peer{{Name: "c", WAL: 5000}} }, true},
+		{"most advanced wins", func(v *View) { v.Peers = []Peer{{Name: "c", Reachable: true, WALEnd: 900, Priority: 1}} }, true},
+		{"a peer ahead wins instead", func(v *View) { v.Peers = []Peer{{Name: "c", Reachable: true, WALEnd: 1100, Priority: 1}} }, false},
+		{"an unreachable peer does not count", func(v *View) { v.Peers = []Peer{{Name: "c", WALEnd: 5000}} }, true},
 		{"a nofailover peer ahead does not block", func(v *View) {
-			v.Peers = []Peer{{Name: "c", Reachable: true, WAL: 5000, NoFailover: true}}
+			v.Peers = []Peer{{Name: "c", Reachable: true, WALEnd: 5000, NoFailover: true}}
 		}, true},
-		{"a live primary blocks", func(v *View) { v.Peers = []Peer{{Name: "a", Reachable: true, Primary: true, WAL: 1}} }, false},
-		{"equal WAL, higher priority wins", func(v *View) { v.Peers = []Peer{{Name: "c", Reachable: true, WAL: 1000, Priority: 2}} }, false},
-		{"equal WAL, equal priority both race", func(v *View) { v.Peers = []Peer{{Name: "c", Reachable: true, WAL: 1000, Priority: 1}} }, true},
+		{"a live primary blocks", func(v *View) { v.Peers = []Peer{{Name: "a", Reachable: true, Primary: true, WALEnd: 1}} }, false},
+		{"equal WAL, higher priority wins", func(v *View) { v.Peers = []Peer{{Name: "c", Reachable: true, WALEnd: 1000, Priority: 2}} }, false},
+		{"equal WAL, equal priority both race", func(v *View) { v.Peers = []Peer{{Name: "c", Reachable: true, WALEnd: 1000, Priority: 1}} }, true},
 		{"nofailover never races", func(v *View) { v.Settings.NoFailover = true }, false},
 		{"lag beyond maximum_lag_on_failover", func(v *View) { v.Cluster.Status.Optime = 1000 + 2<<20 }, false},
 		{"lag within maximum_lag_on_failover", func(v *View) { v.Cluster.Status.Optime = 1000 + 1<<19 }, true},
@@ -244,7 +244,7 @@ func TestRuleHealthiestMemberRaces(t *testing.T) {
 		{"watchdog required but unusable", func(v *View) { v.Settings.WatchdogRequired = true }, false},
 		{"watchdog required and usable", func(v *View) { v.Settings.WatchdogRequired, v.Local.WatchdogUsable = true, true }, true},
 		{"a peer whose required watchdog failed does not block", func(v *View) {
-			v.Peers = []Peer{{Name: "c", Reachable: true, WAL: 5000, WatchdogFailed: true}}
+			v.Peers = []Peer{{Name: "c", Reachable: true, WALEnd: 5000, WatchdogFailed: true}}
 		}, true},
 		{"backing off after a failed pre_promote", func(v *View) { v.RaceBackoffUntil = t0.Add(time.Second) }, false},
 		{"primary_race_backoff: WAL still moving", func(v *View) {
@@ -483,12 +483,12 @@ func TestRuleSwitchoverOnTheLeader(t *testing.T) {
 		v.Cluster.Failover = &f
 		return probed(v, peers...)
 	}
-	good := Peer{Name: "b", Reachable: true, WAL: 1000, Priority: 1}
+	good := Peer{Name: "b", Reachable: true, WALEnd: 1000, Priority: 1}
 
 	p := Decide(sw(dcs.Failover{Leader: "a", Member: "b"}, good))
 	require.Equal(t, []Action{act(RenewLeader), actOn(Handover, "b")}, p.Actions, p.Reason)
 
-	p = Decide(sw(dcs.Failover{Leader: "a"}, Peer{Name: "c", Reachable: true, WAL: 900}, good))
+	p = Decide(sw(dcs.Failover{Leader: "a"}, Peer{Name: "c", Reachable: true, WALEnd: 900}, good))
 	require.Equal(t, []Action{act(RenewLeader), actOn(Handover, "b")}, p.Actions, "no candidate: the most advanced")
 
 	p = Decide(sw(dcs.Failover{Member: "b"}, good))
@@ -546,19 +546,19 @@ func TestRuleSwitchoverCandidateTakesOver(t *testing.T) {
 	p := Decide(noLeader("b", sw, 1000))
 	require.Equal(t, []Kind{AcquireLeader, Promote, ClearFailover}, kinds(p), p.Reason)
 
-	p = Decide(noLeader("b", sw, 900, Peer{Name: "c", Reachable: true, WAL: 1000}))
+	p = Decide(noLeader("b", sw, 900, Peer{Name: "c", Reachable: true, WALEnd: 1000}))
 	require.Equal(t, []Action{{Kind: Follow, Upstream: "c", FastForward: true}}, p.Actions,
 		"a candidate short of the old primary's final position catches up from c first: %s", p.Reason)
-	p = Decide(noLeader("c", sw, 1000, Peer{Name: "b", Reachable: true, WAL: 900}))
+	p = Decide(noLeader("c", sw, 1000, Peer{Name: "b", Reachable: true, WALEnd: 900}))
 	require.Empty(t, kinds(p), "meanwhile c, which has the WAL, waits for the candidate: %s", p.Reason)
-	p = Decide(noLeader("b", sw, 900, Peer{Name: "c", Reachable: true, WAL: 900}))
+	p = Decide(noLeader("b", sw, 900, Peer{Name: "c", Reachable: true, WALEnd: 900}))
 	require.Equal(t, []Kind{AcquireLeader, Promote, ClearFailover}, kinds(p), "nobody has the final position: the normal race (c races too)")
 
-	p = Decide(noLeader("c", sw, 1000, Peer{Name: "b", Reachable: true, WAL: 1000}))
+	p = Decide(noLeader("c", sw, 1000, Peer{Name: "b", Reachable: true, WALEnd: 1000}))
 	require.Empty(t, kinds(p), "others wait for a healthy candidate")
 	require.Contains(t, p.Reason, "waiting for the failover candidate b")
 
-	p = Decide(noLeader("c", sw, 800, Peer{Name: "b", Reachable: true, WAL: 800}))
+	p = Decide(noLeader("c", sw, 800, Peer{Name: "b", Reachable: true, WALEnd: 800}))
 	require.Equal(t, []Kind{AcquireLeader, Promote, ClearFailover}, kinds(p), "a candidate that is behind and cannot catch up: the normal race")
 
 	p = Decide(noLeader("c", sw, 1000, Peer{Name: "b"}))
@@ -576,7 +576,7 @@ func TestRuleSwitchoverCandidateTakesOver(t *testing.T) {
 	require.Empty(t, kinds(Decide(v)))
 
 	future := t0.Add(time.Hour)
-	p = Decide(noLeader("c", dcs.Failover{Leader: "a", Member: "b", ScheduledAt: &future}, 1000, Peer{Name: "b", Reachable: true, WAL: 1000}))
+	p = Decide(noLeader("c", dcs.Failover{Leader: "a", Member: "b", ScheduledAt: &future}, 1000, Peer{Name: "b", Reachable: true, WALEnd: 1000}))
 	require.Equal(t, []Kind{AcquireLeader, Promote, ClearFailover}, kinds(p), "a future request is not in force yet")
 }
 
@@ -645,26 +645,26 @@ func TestRuleFastForward(t *testing.T) {
 		return v
 	}
 	// b is preferred (priority 2) but behind c.
-	p := Decide(race("b", 2, 900, Peer{Name: "c", Reachable: true, WAL: 1000, Priority: 1}))
+	p := Decide(race("b", 2, 900, Peer{Name: "c", Reachable: true, WALEnd: 1000, Priority: 1}))
 	require.Equal(t, []Action{{Kind: Follow, Upstream: "c", FastForward: true}}, p.Actions, p.Reason)
 
-	v := race("b", 2, 950, Peer{Name: "c", Reachable: true, WAL: 1000, Priority: 1})
+	v := race("b", 2, 950, Peer{Name: "c", Reachable: true, WALEnd: 1000, Priority: 1})
 	v.Local.Upstream = "c"
 	p = Decide(v)
 	require.Empty(t, kinds(p), "catching up: %s", p.Reason)
 
-	p = Decide(race("b", 2, 1000, Peer{Name: "c", Reachable: true, WAL: 1000, Priority: 1}))
+	p = Decide(race("b", 2, 1000, Peer{Name: "c", Reachable: true, WALEnd: 1000, Priority: 1}))
 	require.Equal(t, []Kind{AcquireLeader, Promote}, kinds(p), "caught up: promote")
 
-	p = Decide(race("c", 1, 1000, Peer{Name: "b", Reachable: true, WAL: 900, Priority: 2}))
+	p = Decide(race("c", 1, 1000, Peer{Name: "b", Reachable: true, WALEnd: 900, Priority: 2}))
 	require.Empty(t, kinds(p), "the more advanced c defers to the preferred b: %s", p.Reason)
 	require.Contains(t, p.Reason, "higher failover_priority")
 
-	v = race("c", 1, 1000+2<<20, Peer{Name: "b", Reachable: true, WAL: 900, Priority: 2})
+	v = race("c", 1, 1000+2<<20, Peer{Name: "b", Reachable: true, WALEnd: 900, Priority: 2})
 	v.Cluster.Status.Optime = 1000 + 2<<20
 	require.Equal(t, []Kind{AcquireLeader, Promote}, kinds(Decide(v)), "a preferred member beyond maximum_lag_on_failover is not waited for")
 
-	p = Decide(race("b", 2, 900, Peer{Name: "c", Reachable: true, WAL: 1000, Priority: 2}))
+	p = Decide(race("b", 2, 900, Peer{Name: "c", Reachable: true, WALEnd: 1000, Priority: 2}))
 	require.Empty(t, kinds(p), "equal priority: no fast-forward, the most advanced wins")
 }
 
@@ -706,7 +706,7 @@ func TestNeedPeersSwitchoverCandidateBehind(t *testing.T) {
 	require.False(t, needPeers(l, "a", t0), "not due yet")
 
 	// With its peers, the candidate that is behind fast-forwards from the one that is ahead.
-	p := Decide(probed(noLeader("b", sw, 900), Peer{Name: "c", Reachable: true, WAL: 1000}))
+	p := Decide(probed(noLeader("b", sw, 900), Peer{Name: "c", Reachable: true, WALEnd: 1000}))
 	require.Equal(t, []Action{{Kind: Follow, Upstream: "c", FastForward: true}}, p.Actions, p.Reason)
 }
 
@@ -738,7 +738,7 @@ func TestMemberMemoryAfterDCSOutage(t *testing.T) {
 	require.Equal(t, []string{"b"}, names(), "absent for longer than keep with the DCS reachable: forgotten")
 
 	// The race: b sees c (absent from the DCS, reachable, ahead) and does not take the lock.
-	v := probed(view("b", after, runningReplica(900)), Peer{Name: "c", Reachable: true, WAL: 1000})
+	v := probed(view("b", after, runningReplica(900)), Peer{Name: "c", Reachable: true, WALEnd: 1000})
 	p := Decide(v)
 	require.Empty(t, kinds(p), "c is ahead: %s", p.Reason)
 	require.Contains(t, p.Reason, "c is ahead")
@@ -802,4 +802,37 @@ func TestRuleHoldsLockWhileTakingAVanishedKeyBack(t *testing.T) {
 	require.False(t, HoldsLock(true, "b", "a"), "another member holds the key")
 	require.False(t, HoldsLock(false, "a", "a"), "no lease")
 	require.False(t, HoldsLock(false, "", "a"))
+}
+
+// Rule failsafe-extend: a confirmation round that succeeded extends the lease from its start,
+// first thing in the plan, and the rest of the plan sees the extended lease.
+func TestRuleFailsafeExtend(t *testing.T) {
+	v := leaderView("a", runningPrimary(100))
+	v.DCSOK = false
+	v.LeaseExpiry = v.Now
+	v.Settings.FailsafeMode = true
+	v.FailsafeConfirmed, v.FailsafeConfirmedAt = true, v.Now.Add(-time.Second)
+	require.True(t, FailsafeExtendsLease(v))
+	p := Decide(v)
+	require.Equal(t, []Kind{ExtendLease, RenewLeader}, kinds(p), "extended, then renewed as usual (%s)", p.Reason)
+
+	// Reads work, renewals time out: the same.
+	v.DCSOK, v.RenewFailed = true, true
+	p = Decide(v)
+	require.Equal(t, ExtendLease, p.Actions[0].Kind, p.Reason)
+	require.NotContains(t, kinds(p), Fence)
+
+	for name, mod := range map[string]func(*View){
+		"not confirmed":     func(v *View) { v.FailsafeConfirmed = false },
+		"not failsafe mode": func(v *View) { v.Settings.FailsafeMode = false },
+		"no lease":          func(v *View) { v.LeaseHeld = false },
+		"the store renews":  func(v *View) { v.DCSOK, v.RenewFailed = true, false },
+	} {
+		w := leaderView("a", runningPrimary(100))
+		w.DCSOK = false
+		w.Settings.FailsafeMode = true
+		w.FailsafeConfirmed, w.FailsafeConfirmedAt = true, w.Now
+		mod(&w)
+		require.NotContains(t, kinds(Decide(w)), ExtendLease, name)
+	}
 }

@@ -13,10 +13,12 @@ import (
 	"github.com/tusker-ha/tusker/watchdog"
 )
 
-// applyLocalChanges runs at the start of a cycle: a re-read local configuration (SIGHUP), a
+// applyLocalChanges runs at the start of a cycle: what the inbox holds (reports of long actions,
+// requests of management calls), a re-read local configuration (SIGHUP), a
 // requested reload (POST /reload), and a scheduled restart that is due.
 func (n *Node) applyLocalChanges(ctx context.Context) {
-	busy := n.currentJob() != NoJob
+	n.drain()
+	busy := n.job != NoJob
 	select {
 	case c := <-n.cfgUpdates:
 		if busy {
@@ -31,13 +33,13 @@ func (n *Node) applyLocalChanges(ctx context.Context) {
 	}
 	// Scheduled actions wait while paused (Patroni runs none in maintenance mode).
 	if ScheduledRestartDue(n.scheduledRestartAt(), n.now(), busy, n.dyn.Pause) {
-		n.mu.Lock()
 		sr := n.restartAt
 		n.restartAt = nil
-		n.mu.Unlock()
-		if res := n.restartNow(ctx, RestartRequest{Role: sr.Role, PostgresVersion: sr.PostgresVersion,
-			RestartPending: sr.RestartPending}, false); res.Code >= 300 {
-			n.log.Warn("scheduled restart not done", "reason", res.Message)
+		req := RestartRequest{Role: sr.Role, PostgresVersion: sr.PostgresVersion, RestartPending: sr.RestartPending}
+		if !restartConditions(n.Status(), req) {
+			n.log.Warn("scheduled restart not done", "reason", "restart conditions are not satisfied")
+		} else if _, err := n.startRestart(); err != nil {
+			n.log.Warn("scheduled restart not done", "reason", err)
 		}
 	}
 }
@@ -117,28 +119,21 @@ func (n *Node) fire(action string) {
 
 // callbackRole is the role callbacks are told: primary or replica, as postgres runs now.
 func (n *Node) callbackRole() string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.lastRole != "" {
-		return n.lastRole
+	if r := n.cbRole.Load(); r != nil {
+		return *r
 	}
 	return "replica"
 }
 
-func (n *Node) setRole(role string) {
-	n.mu.Lock()
-	n.lastRole = role
-	n.mu.Unlock()
-}
+func (n *Node) setRole(role string) { n.cbRole.Store(&role) }
 
 // beforeStop runs the before_stop hook; its exit code does not matter, but a hung one must not
 // hold the shutdown for longer than retry_timeout.
-func (n *Node) beforeStop(ctx context.Context) {
+func (n *Node) beforeStop(ctx context.Context, rt time.Duration) {
 	cmd := n.cfg.PostgreSQL.BeforeStop
 	if cmd == "" {
 		return
 	}
-	_, _, rt := n.dyn.TimingDurations()
 	hctx, cancel := context.WithTimeout(ctx, max(rt, 5*time.Second))
 	defer cancel()
 	if err := callbacks.Hook(hctx, n.log, "before_stop", cmd, nil); err != nil {
@@ -147,11 +142,12 @@ func (n *Node) beforeStop(ctx context.Context) {
 }
 
 // stopPostgres is every deliberate stop: before_stop, the stop itself, on_stop.
-func (n *Node) stopPostgres(ctx context.Context, mode postgres.StopMode, callback bool) error {
+// rt is the caller's retry_timeout (the loop's, or a long action's copy).
+func (n *Node) stopPostgres(ctx context.Context, mode postgres.StopMode, callback bool, rt time.Duration) error {
 	if !n.pg.Running() {
 		return nil
 	}
-	n.beforeStop(ctx)
+	n.beforeStop(ctx, rt)
 	n.disableWatchdog()
 	if err := n.pg.Stop(ctx, mode); err != nil {
 		return err
@@ -163,18 +159,10 @@ func (n *Node) stopPostgres(ctx context.Context, mode postgres.StopMode, callbac
 }
 
 func (n *Node) scheduledRestartAt() time.Time {
-	n.mu.Lock()
-	defer n.mu.Unlock()
 	if n.restartAt == nil {
 		return time.Time{}
 	}
 	return n.restartAt.Schedule
-}
-
-func (n *Node) currentJob() Job {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.job
 }
 
 // watchdog ------------------------------------------------------------------------------------
@@ -190,11 +178,12 @@ func (n *Node) watchdogUsable() bool {
 }
 
 // activateWatchdog arms the watchdog before a promotion; in required mode a failure refuses it.
-func (n *Node) activateWatchdog() error {
-	if n.dyn.Pause {
+// d is the caller's dynamic configuration (the loop's, or a long action's copy).
+func (n *Node) activateWatchdog(d config.Dynamic) error {
+	if d.Pause {
 		return nil
 	}
-	ttl, _, _ := n.dyn.TimingDurations()
+	ttl, _, _ := d.TimingDurations()
 	return n.wd.Activate(ttl)
 }
 
@@ -203,7 +192,7 @@ func (n *Node) activateWatchdog() error {
 // maintenance mode just ended) arms it here.
 func (n *Node) keepaliveWatchdog() {
 	if !n.wd.Active() && n.wd.Mode() != watchdog.Off && !n.dyn.Pause && n.pg.Running() && n.pgReady && !n.lastPG.InRecovery {
-		if err := n.activateWatchdog(); err != nil {
+		if err := n.activateWatchdog(n.dyn); err != nil {
 			n.log.Error("the required watchdog cannot be armed on this primary", "err", err)
 		}
 		return

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tusker-ha/tusker/config"
 	"github.com/tusker-ha/tusker/dcs"
+	"github.com/tusker-ha/tusker/patroni"
 	"github.com/tusker-ha/tusker/postgres"
 )
 
@@ -43,7 +44,7 @@ func (n *Node) Switchover(ctx context.Context, req SwitchoverRequest) Result {
 	// In synchronous mode on only a synchronous standby is known to have every commit, so a
 	// switchover goes to one of them (as in Patroni; in quorum mode, and for a failover forced by
 	// the operator, any member may be named).
-	syncOnly := !req.Failover && n.dyn.SyncMode() == "on"
+	syncOnly := !req.Failover && n.snapshotDyn().SyncMode() == "on"
 	var candidates []dcs.Member
 	if req.Candidate != "" {
 		m := cl.Member(req.Candidate)
@@ -95,13 +96,13 @@ func (n *Node) Switchover(ctx context.Context, req SwitchoverRequest) Result {
 // candidateProblem probes the candidates and returns "" when one of them could take over, or why
 // none can.
 func (n *Node) candidateProblem(ctx context.Context, members []dcs.Member) string {
-	_, _, rt := n.dyn.TimingDurations()
+	_, _, rt := n.snapshotDyn().TimingDurations()
 	peers := n.probePeers(ctx, &dcs.Cluster{Members: members}, rt)
 	// probePeers skips this member: a switchover posted to its own candidate answers for itself.
 	for _, m := range members {
 		if m.Name == n.name {
 			if st := n.Status(); st != nil {
-				peers = append(peers, Peer{Name: n.name, Reachable: true, NoFailover: !n.cfg.Tags.Eligible(),
+				peers = append(peers, Peer{Name: n.name, Reachable: true, NoFailover: patroni.NoFailover(st.Tags),
 					WatchdogFailed: st.WatchdogFailed, Primary: st.Role == "primary" && st.State == "running"})
 			}
 		}
@@ -118,7 +119,7 @@ func (n *Node) candidateProblem(ctx context.Context, members []dcs.Member) strin
 }
 
 func (n *Node) waitSwitchover(ctx context.Context, action, oldLeader, candidate string) Result {
-	_, lw, _ := n.dyn.TimingDurations()
+	_, lw, _ := n.snapshotDyn().TimingDurations()
 	ctx, cancel := context.WithTimeout(ctx, 2*max(10*time.Second, lw))
 	defer cancel()
 	tick := time.NewTicker(switchoverPoll)
@@ -172,20 +173,23 @@ func (n *Node) CancelSwitchover(ctx context.Context) Result {
 // Restart implements Manager.
 func (n *Node) Restart(ctx context.Context, req RestartRequest) Result {
 	if !req.Schedule.IsZero() {
-		n.mu.Lock()
-		taken := n.restartAt != nil
-		if !taken {
-			n.restartAt = &ScheduledRestart{Schedule: req.Schedule, Role: req.Role,
-				PostgresVersion: req.PostgresVersion, RestartPending: req.RestartPending}
+		taken := false
+		if err := n.ask(ctx, func() {
+			taken = n.restartAt != nil
+			if !taken {
+				n.restartAt = &ScheduledRestart{Schedule: req.Schedule, Role: req.Role,
+					PostgresVersion: req.PostgresVersion, RestartPending: req.RestartPending}
+				n.Wake() // the loop shortens its wait to the scheduled time
+			}
+		}); err != nil {
+			return res(http.StatusServiceUnavailable, "scheduling the restart failed: %v", err)
 		}
-		n.mu.Unlock()
 		if taken {
 			return res(http.StatusConflict, "Another restart is already scheduled")
 		}
-		n.Wake() // the loop shortens its wait to the scheduled time
 		return res(http.StatusAccepted, "Restart scheduled")
 	}
-	return n.restartNow(ctx, req, true)
+	return n.restartNow(ctx, req)
 }
 
 // restartConditions checks POST /restart's filters against the last published status.
@@ -205,15 +209,50 @@ func restartConditions(st *Status, req RestartRequest) bool {
 	return true
 }
 
-// restartNow restarts postgres with its current role as a long action: before_stop, fast stop,
-// start, on_restart. With wait it returns when postgres is back (or after req.Timeout).
-func (n *Node) restartNow(ctx context.Context, req RestartRequest, wait bool) Result {
+// restartNow restarts postgres now and returns when it is back (or after req.Timeout).
+func (n *Node) restartNow(ctx context.Context, req RestartRequest) Result {
 	if !restartConditions(n.Status(), req) {
 		return res(http.StatusServiceUnavailable, "restart conditions are not satisfied")
 	}
-	done, err := n.startNodeAction(JobRestart, func(ctx context.Context) error {
+	var result <-chan error
+	var serr error
+	var pgCtlTimeout int
+	if err := n.ask(ctx, func() {
+		result, serr = n.startRestart()
+		pgCtlTimeout = n.cfg.PostgreSQL.PgCtlTimeout
+	}); err != nil {
+		return res(http.StatusServiceUnavailable, "restart failed: %v", err)
+	}
+	if serr != nil {
+		return res(http.StatusServiceUnavailable, "%v", serr)
+	}
+	timeout := req.Timeout
+	if timeout <= 0 {
+		// Within the REST API's 60 s limit on a management request, so that the caller always
+		// gets an answer; the restart itself goes on.
+		timeout = min(2*time.Duration(pgCtlTimeout)*time.Second, 55*time.Second)
+	}
+	select {
+	case err := <-result:
+		if err != nil {
+			return res(http.StatusServiceUnavailable, "restart failed: %v", err)
+		}
+		return res(http.StatusOK, "restarted successfully")
+	case <-ctx.Done():
+		return res(http.StatusServiceUnavailable, "restart failed: %v", ctx.Err())
+	case <-time.After(timeout):
+		return res(http.StatusServiceUnavailable, "restart failed: postgres not back after %s", timeout)
+	}
+}
+
+// startRestart starts the restart of postgres with its current role as a long action:
+// before_stop, fast stop, start, on_restart. Loop goroutine only; the channel gets how it ended.
+func (n *Node) startRestart() (<-chan error, error) {
+	result := make(chan error, 1)
+	err := n.startJobResult(n.runCtx, JobRestart, func(ctx context.Context) error {
 		opts := n.pg.Options()
-		n.beforeStop(ctx)
+		_, _, rt := n.env.dyn.TimingDurations()
+		n.beforeStop(ctx, rt)
 		if err := n.pg.Stop(ctx, postgres.StopFast); err != nil {
 			return err
 		}
@@ -222,59 +261,26 @@ func (n *Node) restartNow(ctx context.Context, req RestartRequest, wait bool) Re
 		}
 		n.fire("on_restart")
 		return nil
-	})
+	}, result)
 	if err != nil {
-		return res(http.StatusServiceUnavailable, "%v", err)
-	}
-	if !wait {
-		return res(http.StatusAccepted, "restart started")
-	}
-	timeout := req.Timeout
-	if timeout <= 0 {
-		// Within the REST API's 60 s limit on a management request, so that the caller always
-		// gets an answer; the restart itself goes on.
-		timeout = min(2*time.Duration(n.cfg.PostgreSQL.PgCtlTimeout)*time.Second, 55*time.Second)
-	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return res(http.StatusServiceUnavailable, "restart failed: %v", ctx.Err())
-	case <-time.After(timeout):
-		return res(http.StatusServiceUnavailable, "restart failed: postgres not back after %s", timeout)
-	}
-	n.mu.Lock()
-	aerr := n.actionErr
-	n.mu.Unlock()
-	if aerr != nil {
-		return res(http.StatusServiceUnavailable, "restart failed: %v", aerr)
-	}
-	return res(http.StatusOK, "restarted successfully")
-}
-
-// startNodeAction starts a long action from outside the loop (a management call), on the loop's
-// own context so that it outlives the HTTP request but not the node.
-func (n *Node) startNodeAction(job Job, fn func(context.Context) error) (<-chan struct{}, error) {
-	n.mu.Lock()
-	ctx := n.runCtx
-	n.mu.Unlock()
-	if ctx == nil {
-		return nil, errors.New("tusker is not running yet")
-	}
-	if err := n.startJob(ctx, job, fn); err != nil {
 		return nil, err
 	}
 	n.Wake()
-	return n.actionDoneChan(), nil
+	return result, nil
 }
 
 // CancelRestart implements Manager.
-func (n *Node) CancelRestart(context.Context) Result {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.restartAt == nil {
+func (n *Node) CancelRestart(ctx context.Context) Result {
+	found := false
+	if err := n.ask(ctx, func() {
+		found = n.restartAt != nil
+		n.restartAt = nil
+	}); err != nil {
+		return res(http.StatusServiceUnavailable, "cancelling the restart failed: %v", err)
+	}
+	if !found {
 		return res(http.StatusNotFound, "no restarts are scheduled")
 	}
-	n.restartAt = nil
 	return res(http.StatusOK, "scheduled restart deleted")
 }
 
@@ -307,12 +313,6 @@ func (n *Node) Reinitialize(ctx context.Context, req ReinitRequest) Result {
 	case n.name:
 		return res(http.StatusServiceUnavailable, "I am the leader, can not reinitialize")
 	}
-	if a := n.currentJob(); a != NoJob {
-		if !req.Force {
-			return res(http.StatusServiceUnavailable, "%s already in progress", a)
-		}
-		n.cancelAction()
-	}
 	src := leader
 	if !req.FromLeader {
 		src = cloneSource(View{Me: n.name, Cluster: cl}, leader)
@@ -321,13 +321,16 @@ func (n *Node) Reinitialize(ctx context.Context, req ReinitRequest) Result {
 	if err != nil {
 		return res(http.StatusServiceUnavailable, "%v", err)
 	}
-	_, err = n.startNodeAction(JobReinitialize, func(ctx context.Context) error {
+	reinit := func(ctx context.Context) error {
 		n.log.Warn("reinitialize: removing the data directory to clone it again", "from", up.Name)
-		if err := n.stopPostgres(ctx, postgres.StopImmediate, true); err != nil {
+		_, _, rt := n.env.dyn.TimingDurations()
+		if err := n.stopPostgres(ctx, postgres.StopImmediate, true, rt); err != nil {
 			return err
 		}
-		n.setUpstream("")
-		n.forgetRejoin()
+		n.post(func() {
+			n.upstream = ""
+			n.forgetRejoin()
+		})
 		if err := n.pg.RemoveDataDir(); err != nil {
 			return err
 		}
@@ -335,11 +338,25 @@ func (n *Node) Reinitialize(ctx context.Context, req ReinitRequest) Result {
 			return err
 		}
 		return n.startReplica(ctx, &up)
-	})
-	if err != nil {
-		return res(http.StatusServiceUnavailable, "%v", err)
 	}
-	return res(http.StatusOK, "reinitialize started")
+	out := res(http.StatusOK, "reinitialize started")
+	if err := n.ask(ctx, func() {
+		if n.job != NoJob {
+			if !req.Force {
+				out = res(http.StatusServiceUnavailable, "%s already in progress", n.job)
+				return
+			}
+			n.cancelAction()
+		}
+		if err := n.startJob(n.runCtx, JobReinitialize, reinit); err != nil {
+			out = res(http.StatusServiceUnavailable, "%v", err)
+			return
+		}
+		n.Wake()
+	}); err != nil {
+		return res(http.StatusServiceUnavailable, "reinitialize failed: %v", err)
+	}
+	return out
 }
 
 // Config implements Manager.
@@ -417,14 +434,12 @@ func (n *Node) Failsafe(_ context.Context, req FailsafeRequest) (int64, Result) 
 	if req.Name == "" {
 		return 0, res(http.StatusBadRequest, "name is required")
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if !FailsafeSenderIsLeader(req.Name, n.lastLeader, st.Cluster) {
+	if !FailsafeSenderIsLeader(req.Name, st.lastLeader, st.Cluster) {
 		// Anyone else's confirmation would stop this replica from racing for a leader that is
 		// gone: only the last leader seen, listed in the failsafe key, vouches for itself.
 		return 0, res(http.StatusForbidden, "Access is denied: %s is not the last known leader of the failsafe key", req.Name)
 	}
-	n.failsafeFrom, n.failsafeAt = req.Name, n.now()
+	n.failsafeGrant.Store(&failsafeGrant{from: req.Name, at: n.now()})
 	return max(st.ReceivedLocation, st.ReplayedLocation), res(http.StatusOK, "Accepted")
 }
 
@@ -438,4 +453,13 @@ func (n *Node) FailsafeMembers() (map[string]string, bool) {
 		return map[string]string{}, true
 	}
 	return st.Cluster.Failsafe, true
+}
+
+// snapshotDyn is the dynamic configuration as last published (the bootstrap one before that),
+// for the management calls, which do not read the loop's state.
+func (n *Node) snapshotDyn() config.Dynamic {
+	if st := n.Status(); st != nil {
+		return st.dyn
+	}
+	return n.initialDyn
 }

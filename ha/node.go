@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -75,7 +74,23 @@ type Node struct {
 	cfgUpdates chan *config.Config
 	reloadReq  atomic.Bool // POST /reload: reload postgres on the next cycle
 
-	// Loop-owned state (only the loop goroutine touches these).
+	// inbox carries the reports of long actions and the requests of management calls to the
+	// loop (mailbox.go); loopDone is closed when Run returned.
+	inbox    *mailbox
+	loopDone chan struct{}
+	// initialDyn is bootstrap.dcs: the dynamic configuration management calls see before the
+	// first published status.
+	initialDyn config.Dynamic
+	// cbRole is the role callbacks are told (primary, replica, demoted): set by whoever changes
+	// the role, the loop or a long action, and read by both when they fire a callback.
+	cbRole atomic.Pointer[string]
+	// failsafeGrant is the last POST /failsafe this replica accepted: the REST handler stores
+	// it without waiting for the loop (a busy loop must not make the primary fence), and the
+	// loop reads it.
+	failsafeGrant atomic.Pointer[failsafeGrant]
+
+	// The loop's state: only the loop goroutine reads or writes these (long actions and
+	// management calls go through the inbox).
 	dyn         config.Dynamic
 	dynVersion  int64 // version of the config key last applied (or rejected)
 	lastCluster *dcs.Cluster
@@ -92,28 +107,22 @@ type Node struct {
 	stalledFrom  string
 	lastWAL      int64
 	walChangedAt time.Time
-	adopted      bool   // the first observation of postgres was made
-	adoptRunning bool   // ... and found it running: on_start is still due
-	lastRole     string // role reported to on_role_change callbacks
+	adopted      bool // the first observation of postgres was made
+	adoptRunning bool // ... and found it running: on_start is still due
 	pgConf       postgres.Config
 	// syncGUC is the synchronous_standby_names tusker sets (nil: the configured one), and
 	// syncConfirm the WAL position from which it is known to be in effect (0: unknown).
-	syncGUC     *postgres.SyncNames
-	syncConfirm int64
-	members     memberMemory // loop-owned: who was in the DCS lately
-
-	// Shared with actions running in goroutines.
-	mu           sync.Mutex
+	syncGUC      *postgres.SyncNames
+	syncConfirm  int64
+	members      memberMemory // who was in the DCS lately
 	job          Job
-	actionCancel context.CancelFunc
-	actionDone   chan struct{}
-	actionErr    error // how the last action ended
+	jobCancel    context.CancelFunc
+	jobDone      chan struct{} // closed when the running job's goroutine returned
 	raceBackoff  time.Time
-	lastLeader   string    // the leader key's holder when one was last seen (POST /failsafe)
-	failsafeFrom string    // replica: the primary that POSTed /failsafe
-	failsafeAt   time.Time // ... and when
-	failsafeOn   bool      // leader: failsafe confirmations are keeping it primary
-	renewFailed  bool      // leader: the last renewal failed with the store not answering (View.RenewFailed)
+	lastLeader   string // the leader key's holder when one was last seen (POST /failsafe)
+	failsafeOn   bool   // leader: failsafe confirmations are keeping it primary
+	renewFailed  bool   // leader: the last renewal failed with the store not answering (View.RenewFailed)
+	failsafeGen  uint64 // the lease's generation when the last confirmation round started
 	restartAt    *ScheduledRestart
 	handedOver   bool            // stopped as the old primary of a switchover, not started since
 	runCtx       context.Context // the loop's context, for actions started by management calls
@@ -127,6 +136,9 @@ type Node struct {
 	// a simulated cluster deterministic.
 	runJob   func(job Job, run func())
 	awaitJob func(done <-chan struct{})
+	// env is the running long action's copy of the loop's state (jobEnv): written by startJob
+	// before the action starts, read only by the action.
+	env jobEnv
 }
 
 // NewNode builds a node; Run starts it.
@@ -149,7 +161,8 @@ func NewNode(o Options) *Node {
 	c := o.Config
 	n := &Node{cfg: c, dcs: o.DCS, pg: o.PG, log: o.Logger, version: o.Version, prober: o.Prober, clock: o.Clock, fsPost: o.Failsafe, reread: o.ReloadConfig,
 		wake: make(chan struct{}, 1), dyn: c.Bootstrap.DCS, name: c.Name, scope: c.Scope,
-		cfgUpdates: make(chan *config.Config, 1),
+		cfgUpdates: make(chan *config.Config, 1), inbox: newMailbox(), loopDone: make(chan struct{}),
+		initialDyn: c.Bootstrap.DCS,
 		diverged:   map[string]bool{}, rewindFailed: map[string]bool{}}
 	n.metrics = newMetrics(c.Scope, c.Name)
 	n.lease = &lease{clock: o.Clock, renewedAt: &n.metrics.renewedAt, fence: n.fenceNow}
@@ -209,27 +222,34 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		streak = 0
 		_, loopWait, _ := n.dyn.TimingDurations()
-		timer := time.NewTimer(NextCycleWait(loopWait, start, n.now(), plan.WakeAt, n.scheduledRestartAt()))
-		select {
-		case <-ctx.Done():
-		case <-timer.C:
-		case <-n.dcs.Changes():
-		case <-n.wake:
-		case <-n.actionDoneChan():
-		}
-		timer.Stop()
+		n.wait(ctx, NextCycleWait(loopWait, start, n.now(), plan.WakeAt, n.scheduledRestartAt()))
 	}
 	n.shutdown()
+	close(n.loopDone)
+	n.drain() // what was posted meanwhile: an ask waiting for the loop gets errNotRunning
 	return fatal
 }
 
-func (n *Node) actionDoneChan() <-chan struct{} {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.actionDone == nil {
-		return nil
+// wait sleeps until the next cycle is due: d passed, a DCS watch event on the leader, failover or
+// config key, a Wake (a long action ended, a management call), or ctx ended. It serves the inbox
+// meanwhile, so that a management call is answered without waiting for the next cycle.
+func (n *Node) wait(ctx context.Context, d time.Duration) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+			return
+		case <-n.dcs.Changes():
+			return
+		case <-n.wake:
+			return
+		case <-n.inbox.ready:
+			n.drain()
+		}
 	}
-	return n.actionDone
 }
 
 // settings derives the rule inputs from the dynamic and local configuration.
@@ -259,9 +279,7 @@ func (n *Node) settings() Settings {
 
 // prepare readies a Node for its first cycle.
 func (n *Node) prepare(ctx context.Context) {
-	n.mu.Lock()
 	n.runCtx = ctx
-	n.mu.Unlock()
 	n.pgConf = n.postgresConfig()
 }
 
@@ -299,17 +317,17 @@ func (n *Node) cycle(ctx context.Context) (Plan, View) {
 	// key's write did, would let the fence timer stop a primary every member still confirms.
 	if !view.FailsafeConfirmed && plan.Has(RenewLeader) {
 		after := view
-		n.mu.Lock()
 		after.RenewFailed = n.renewFailed
 		after.LeaseHeld, _ = n.lease.state()
-		n.mu.Unlock()
 		if FailsafeConfirmationNeeded(after) {
 			_, _, rt := n.dyn.TimingDurations()
 			n.failsafeRound(ctx, &after, rt)
-			if after.FailsafeConfirmed {
-				n.mu.Lock()
-				n.failsafeOn = true
-				n.mu.Unlock()
+			if Decide(after).Has(ExtendLease) {
+				if err := n.extendLease(after); err != nil {
+					n.log.Warn(err.Error())
+				} else {
+					n.failsafeOn = true
+				}
 			}
 		}
 	}
@@ -349,9 +367,7 @@ func (n *Node) observe(ctx context.Context) View {
 		n.dcsErrLogged = time.Time{}
 		n.lastCluster, n.lastSeen = cl, n.now()
 		if l := cl.LeaderName(); l != "" {
-			n.mu.Lock()
 			n.lastLeader = l
-			n.mu.Unlock()
 		}
 		ttl, _, _ := n.dyn.TimingDurations()
 		n.members.update(cl, n.lastSeen, 2*ttl)
@@ -362,21 +378,15 @@ func (n *Node) observe(ctx context.Context) View {
 	}
 	v.Settings = n.settings()
 
-	ttl, _, _ := n.dyn.TimingDurations()
-	n.mu.Lock()
 	v.LeaseHeld, v.LeaseExpiry = n.lease.state()
 	v.Job = n.job
 	v.RaceBackoffUntil = n.raceBackoff
 	v.RenewFailed = n.renewFailed
-	if n.failsafeFrom != "" && n.since(n.failsafeAt) < ttl {
-		v.FailsafeLeader = n.failsafeFrom
-	}
-	upstream, handedOver := n.upstream, n.handedOver
-	n.mu.Unlock()
+	v.FailsafeLeader = n.failsafeLeader()
 
 	v.Local = n.observeLocal(ctx, rt, v.Cluster)
-	v.Local.Upstream = upstream
-	v.Local.HandedOver = handedOver && !v.Local.Running
+	v.Local.Upstream = n.upstream
+	v.Local.HandedOver = n.handedOver && !v.Local.Running
 	v.Local.WatchdogUsable = n.watchdogUsable()
 	n.observeSync(&v)
 	leader := v.Cluster.LeaderName()
@@ -398,16 +408,14 @@ func (n *Node) observe(ctx context.Context) View {
 		n.stalledSince, n.stalledFrom = time.Time{}, ""
 	}
 	v.Local.StalledSince = n.stalledSince
-	if v.Local.WAL != n.lastWAL {
-		n.lastWAL, n.walChangedAt = v.Local.WAL, n.now()
+	if v.Local.WALEnd != n.lastWAL {
+		n.lastWAL, n.walChangedAt = v.Local.WALEnd, n.now()
 	}
 	v.Local.WALChangedAt = n.walChangedAt
-	n.mu.Lock()
 	if d, ok := n.diverged[leader]; ok && leader != "" {
 		v.Local.Diverged = &d
 	}
 	v.Local.RewindFailed = n.rewindFailed[leader]
-	n.mu.Unlock()
 
 	if needPeers(v, n.cfg.Name, n.now()) {
 		probe := v.Cluster
@@ -423,17 +431,15 @@ func (n *Node) observe(ctx context.Context) View {
 	if FailsafeConfirmationNeeded(v) {
 		n.failsafeRound(ctx, &v, rt)
 	}
-	n.mu.Lock()
 	n.failsafeOn = v.FailsafeConfirmed
-	n.mu.Unlock()
 	v.Now = n.now()
 	return v
 }
 
 // failsafeRound asks every member of the failsafe key to confirm this primary. When all do, each
-// accepted at or after start and will not race before start+ttl: the lease is as good as renewed
-// from start, unless it was lost or released while the round ran (the same generation check a
-// renewal in flight uses).
+// accepted at or after start and will not race before start+ttl: the view says so, and Decide
+// extends the lease from start (extendLease checks that it was not lost or released while the
+// round ran, as a renewal in flight does).
 func (n *Node) failsafeRound(ctx context.Context, v *View, rt time.Duration) {
 	if n.lastCluster == nil {
 		return
@@ -444,12 +450,17 @@ func (n *Node) failsafeRound(ctx context.Context, v *View, rt time.Duration) {
 	if !n.confirmFailsafe(ctx, n.lastCluster.Failsafe, req, n.cfg.RestAPI.Authentication, rt) {
 		return
 	}
-	granted := n.leaseGrantedAt(start, gen)
-	v.LeaseHeld, v.LeaseExpiry = n.lease.state()
-	if granted {
-		v.FailsafeConfirmed = true
-		n.keepaliveWatchdog()
+	v.FailsafeConfirmed, v.FailsafeConfirmedAt, n.failsafeGen = true, start, gen
+}
+
+// extendLease carries out Decide's failsafe-extend: the lease counts from the confirmation
+// round's start, unless it was lost or released while the round ran.
+func (n *Node) extendLease(v View) error {
+	if !n.leaseGrantedAt(v.FailsafeConfirmedAt, n.settings(), n.failsafeGen) {
+		return errors.New("failsafe: the lease changed while the members confirmed it; not extending it")
 	}
+	n.keepaliveWatchdog()
+	return nil
 }
 
 func (n *Node) connURL() string { return "postgres://" + n.cfg.PostgreSQL.ConnectAddress + "/postgres" }
@@ -566,19 +577,16 @@ func (n *Node) observeLocal(ctx context.Context, rt time.Duration, cl *dcs.Clust
 	l.Ready = true
 	l.Primary = !st.InRecovery
 	l.Timeline = st.Timeline
-	l.WAL = st.WALPosition
+	l.WALEnd = st.WALPosition
 	return l
 }
 
 // lease bookkeeping --------------------------------------------------------------------------
 
-func (n *Node) leaseGranted(start time.Time) {
-	n.leaseGrantedAt(start, 0)
-}
-
-// leaseGrantedAt records a lease counted from start (see lease.grant).
-func (n *Node) leaseGrantedAt(start time.Time, gen uint64) bool {
-	return n.lease.grant(start, n.settings(), n.cfg.Name, gen)
+// leaseGrantedAt records a lease counted from start, with the settings of the loop (or of the
+// long action) that got it (see lease.grant).
+func (n *Node) leaseGrantedAt(start time.Time, s Settings, gen uint64) bool {
+	return n.lease.grant(start, s, n.name, gen)
 }
 
 // fenceNow is the fence timer's action: postgres stops taking writes before the lease can
@@ -596,13 +604,15 @@ func (n *Node) fenceNow(a fenceArgs) {
 
 func (n *Node) leaseLost() { n.lease.lose() }
 
-func (n *Node) acquire(ctx context.Context) (bool, error) {
+// acquire takes the leader key; s are the settings of the caller (the loop's, or a long
+// action's copy).
+func (n *Node) acquire(ctx context.Context, s Settings) (bool, error) {
 	start := n.now()
 	ok, err := n.dcs.AcquireLeader(ctx)
 	if err != nil || !ok {
 		return false, err
 	}
-	n.leaseGranted(start)
+	n.leaseGrantedAt(start, s, 0)
 	return true, nil
 }
 
@@ -616,19 +626,15 @@ func (n *Node) renew(ctx context.Context) error {
 	gen := n.leaseGeneration()
 	err := n.dcs.RenewLeader(ctx)
 	failed := err != nil && !errors.Is(err, dcs.ErrNotLeader)
-	defer func() {
-		n.mu.Lock()
-		n.renewFailed = failed
-		n.mu.Unlock()
-	}()
+	defer func() { n.renewFailed = failed }()
 	switch {
 	case err == nil:
-		n.leaseGrantedAt(start, gen)
+		n.leaseGrantedAt(start, n.settings(), gen)
 		n.keepaliveWatchdog()
 		return nil
 	case errors.Is(err, dcs.ErrNotLeader):
 		if n.pg.Running() && n.pgReady && !n.lastPG.InRecovery {
-			ok, aerr := n.acquire(ctx)
+			ok, aerr := n.acquire(ctx, n.settings())
 			if aerr == nil && ok {
 				n.log.Warn("leader key had expired; took it back", "err", err)
 				n.keepaliveWatchdog()
@@ -669,8 +675,10 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 		return nil
 	case RenewLeader:
 		return n.renew(ctx)
+	case ExtendLease:
+		return n.extendLease(v)
 	case AcquireLeader:
-		ok, err := n.acquire(ctx)
+		ok, err := n.acquire(ctx, n.settings())
 		if err != nil {
 			return err
 		}
@@ -685,9 +693,7 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 			// A crashed primary hands over: it stays down until somebody else leads, or for a
 			// ttl when nobody can (Decide's crash-handover rule).
 			ttl, _, _ := n.dyn.TimingDurations()
-			n.mu.Lock()
 			n.raceBackoff = n.now().Add(ttl)
-			n.mu.Unlock()
 		}
 		return n.dcs.ReleaseLeader(ctx)
 	case ClearFailover:
@@ -744,7 +750,7 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 	case StartPrimary:
 		n.forgetRejoin()
 		return n.startJob(ctx, JobStart, func(ctx context.Context) error {
-			if err := n.activateWatchdog(); err != nil {
+			if err := n.activateWatchdog(n.env.dyn); err != nil {
 				return fmt.Errorf("starting as primary: %w", err)
 			}
 			if err := n.pg.Start(ctx, postgres.StartOptions{Role: postgres.Primary}); err != nil {
@@ -774,7 +780,7 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 			if err := n.pg.Follow(ctx, up); err != nil {
 				return err
 			}
-			n.setUpstream(up.Name)
+			n.postUpstream(up.Name)
 			return nil
 		})
 	case Promote:
@@ -808,9 +814,7 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 			if err != nil {
 				return err
 			}
-			n.mu.Lock()
-			n.diverged[up.Name] = d
-			n.mu.Unlock()
+			n.post(func() { n.diverged[up.Name] = d })
 			n.log.Info("rewind check", "leader", up.Name, "diverged", d)
 			return nil
 		})
@@ -821,45 +825,38 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 		}
 		return n.startJob(ctx, JobRewind, func(ctx context.Context) error {
 			if err := n.pg.Rewind(ctx, up); err != nil {
-				n.mu.Lock()
-				n.rewindFailed[up.Name] = true
-				n.mu.Unlock()
+				n.post(func() { n.rewindFailed[up.Name] = true })
 				return err
 			}
-			n.mu.Lock()
-			n.diverged[up.Name] = false
-			n.mu.Unlock()
+			n.post(func() { n.diverged[up.Name] = false })
 			return n.startReplica(ctx, &up)
 		})
 	}
 	return fmt.Errorf("unknown action %v", a.Kind)
 }
 
-// forgetRejoin drops rewind-check results: after a role change they no longer describe the data.
+// forgetRejoin drops rewind-check results: after a role change they no longer describe the
+// data. Loop goroutine only: a long action posts it.
 func (n *Node) forgetRejoin() {
-	n.mu.Lock()
 	n.diverged, n.rewindFailed = map[string]bool{}, map[string]bool{}
-	n.mu.Unlock()
 }
 
-func (n *Node) setUpstream(name string) {
-	n.mu.Lock()
-	n.upstream = name
-	n.mu.Unlock()
-}
+// setUpstream records the member postgres streams from. Loop goroutine only.
+func (n *Node) setUpstream(name string) { n.upstream = name }
 
+// postUpstream is setUpstream from a long action.
+func (n *Node) postUpstream(name string) { n.post(func() { n.upstream = name }) }
+
+// startReplica (a long action) starts postgres as a replica of up (nil: no upstream).
 func (n *Node) startReplica(ctx context.Context, up *postgres.Upstream) error {
 	if err := n.pg.Start(ctx, postgres.StartOptions{Role: postgres.Replica, Upstream: up}); err != nil {
 		return err
 	}
-	n.mu.Lock()
-	n.handedOver = false
-	n.mu.Unlock()
+	name := ""
 	if up != nil {
-		n.setUpstream(up.Name)
-	} else {
-		n.setUpstream("")
+		name = up.Name
 	}
+	n.post(func() { n.handedOver, n.upstream = false, name })
 	prev := n.callbackRole()
 	n.setRole("replica")
 	if prev == "primary" || prev == "demoted" {
@@ -870,33 +867,50 @@ func (n *Node) startReplica(ctx context.Context, up *postgres.Upstream) error {
 	return nil
 }
 
+// jobEnv is what a long action may read of the loop's state: a copy taken when it starts. The
+// loop goes on changing its own state meanwhile; the action reports back through the inbox.
+type jobEnv struct {
+	dyn      config.Dynamic
+	settings Settings
+	cluster  *dcs.Cluster
+}
+
 // startJob runs a long action in its own goroutine; the loop sees it in View.Job until it ends.
+// Loop goroutine only.
 func (n *Node) startJob(ctx context.Context, job Job, fn func(context.Context) error) error {
+	return n.startJobResult(ctx, job, fn, nil)
+}
+
+// startJobResult is startJob that also sends the action's error (nil: success) to result.
+func (n *Node) startJobResult(ctx context.Context, job Job, fn func(context.Context) error, result chan<- error) error {
 	name := job.String()
-	n.mu.Lock()
 	if n.job != NoJob {
-		n.mu.Unlock()
 		return fmt.Errorf("%s: %s already in progress", name, n.job)
 	}
 	actx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	n.job, n.actionCancel, n.actionDone = job, cancel, done
-	n.mu.Unlock()
+	n.job, n.jobCancel, n.jobDone = job, cancel, done
+	n.env = jobEnv{dyn: n.dyn, settings: n.settings(), cluster: n.lastCluster}
 	run := func() {
 		defer close(done)
 		defer cancel()
 		start := n.now()
 		err := fn(actx)
-		n.mu.Lock()
-		// Clearing actionDone matters: a closed channel left in the loop's select would make it
-		// spin without waiting.
-		n.job, n.actionCancel, n.actionDone, n.actionErr = NoJob, nil, nil, err
-		n.mu.Unlock()
 		if err != nil {
 			n.log.Error(name+" failed", "err", err, "took", n.since(start).Round(time.Millisecond))
 		} else {
 			n.log.Info(name+" done", "took", n.since(start).Round(time.Millisecond))
 		}
+		if result != nil {
+			result <- err
+		}
+		// After every report the action posted: the loop sees it end with its results applied.
+		n.post(func() {
+			if n.jobDone == done {
+				n.job, n.jobCancel, n.jobDone = NoJob, nil, nil
+			}
+		})
+		n.Wake()
 	}
 	if n.runJob != nil {
 		n.runJob(job, run)
@@ -906,19 +920,20 @@ func (n *Node) startJob(ctx context.Context, job Job, fn func(context.Context) e
 	return nil
 }
 
-// cancelAction stops a running action and waits for it.
+// cancelAction stops a running action, waits for it and applies what it reported. Loop
+// goroutine only.
 func (n *Node) cancelAction() {
-	n.mu.Lock()
-	cancel, done := n.actionCancel, n.actionDone
-	n.mu.Unlock()
-	if cancel != nil {
-		cancel()
-		if n.awaitJob != nil {
-			n.awaitJob(done)
-		} else {
-			<-done
-		}
+	cancel, done := n.jobCancel, n.jobDone
+	if cancel == nil {
+		return
 	}
+	cancel()
+	if n.awaitJob != nil {
+		n.awaitJob(done)
+	} else {
+		<-done
+	}
+	n.drain()
 }
 
 func (n *Node) bootstrap(ctx context.Context) error {
@@ -945,7 +960,7 @@ func (n *Node) hasLease() bool {
 }
 
 func (n *Node) doBootstrap(ctx context.Context) error {
-	if err := n.activateWatchdog(); err != nil {
+	if err := n.activateWatchdog(n.env.dyn); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
 	if err := n.pg.Initdb(ctx, n.cfg.Bootstrap.Initdb); err != nil {
@@ -975,7 +990,7 @@ func (n *Node) doBootstrap(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ok, err := n.acquire(ctx)
+	ok, err := n.acquire(ctx, n.env.settings)
 	if err != nil {
 		return fmt.Errorf("taking the leader lock after bootstrap: %w", err)
 	}
@@ -992,7 +1007,7 @@ func (n *Node) doBootstrap(ctx context.Context) error {
 	if err := n.dcs.SetConfig(ctx, js, 0); err != nil && !errors.Is(err, dcs.ErrConflict) {
 		return fmt.Errorf("writing the config key: %w", err)
 	}
-	n.sysID = ""
+	n.post(func() { n.sysID = "" })
 	n.log.Info("bootstrapped a new cluster", "system_identifier", cd.SystemIdentifier)
 	// As Patroni: on_start once the new cluster's leader holds the lock.
 	n.setRole("primary")
@@ -1007,14 +1022,14 @@ func (n *Node) promote(ctx context.Context) error {
 		return err
 	}
 	f := false
-	n.mu.Lock()
-	n.checkpointed = &f
-	n.mu.Unlock()
-	n.forgetRejoin()
+	n.post(func() {
+		n.checkpointed = &f
+		n.forgetRejoin()
+	})
 	if err := n.pg.Promote(ctx); err != nil {
 		return err
 	}
-	n.setUpstream("")
+	n.postUpstream("")
 	n.setRole("primary")
 	n.fire("on_role_change")
 	n.log.Info("promoted to primary")
@@ -1023,8 +1038,8 @@ func (n *Node) promote(ctx context.Context) error {
 	n.Wake()
 	// The other members reconnect at once; their slots must be there when they do (otherwise
 	// each waits wal_retrieve_retry_interval before trying again).
-	if n.dyn.PostgreSQL.UseSlots && n.lastCluster != nil {
-		if err := n.pg.EnsureSlots(ctx, n.memberSlots(n.lastCluster)); err != nil {
+	if n.env.dyn.PostgreSQL.UseSlots && n.env.cluster != nil {
+		if err := n.pg.EnsureSlots(ctx, n.memberSlots(n.env.cluster)); err != nil {
 			n.log.Warn("creating replication slots after promotion failed", "err", err)
 		}
 	}
@@ -1032,13 +1047,12 @@ func (n *Node) promote(ctx context.Context) error {
 		n.log.Warn("checkpoint after promote failed", "err", err)
 	}
 	t := true
-	n.mu.Lock()
-	n.checkpointed = &t
-	n.mu.Unlock()
+	n.post(func() { n.checkpointed = &t })
 	n.recordHistory(ctx)
 	return nil
 }
 
+// recordHistory (part of the promote action) appends the timeline switch to the history key.
 func (n *Node) recordHistory(ctx context.Context) {
 	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -1053,8 +1067,8 @@ func (n *Node) recordHistory(ctx context.Context) {
 	entry.Timestamp = n.now().Format("2006-01-02T15:04:05.999999-07:00")
 	entry.NewLeader = n.cfg.Name
 	var hist []dcs.HistoryEntry
-	if n.lastCluster != nil {
-		hist = append(hist, n.lastCluster.History...)
+	if n.env.cluster != nil {
+		hist = append(hist, n.env.cluster.History...)
 	}
 	for _, h := range hist {
 		if h.Timeline == entry.Timeline {
@@ -1071,14 +1085,14 @@ func (n *Node) recordHistory(ctx context.Context) {
 // quick), stop cleanly, publish the final WAL position, then release the lock so that the target,
 // woken by its watch on the leader key, takes over at once.
 func (n *Node) handover(ctx context.Context, target string) error {
-	ttl, _, rt := n.dyn.TimingDurations()
+	ttl, _, rt := n.env.dyn.TimingDurations()
 	start := n.now()
 	cctx, cancel := context.WithTimeout(ctx, max(2*rt, 10*time.Second))
 	if err := n.pg.Checkpoint(cctx); err != nil {
 		n.log.Warn("switchover: checkpoint before stopping failed", "err", err)
 	}
 	cancel()
-	n.beforeStop(ctx)
+	n.beforeStop(ctx, rt)
 	n.disableWatchdog()
 	stopAt := n.now()
 	if err := n.pg.Stop(ctx, postgres.StopFast); err != nil {
@@ -1086,13 +1100,13 @@ func (n *Node) handover(ctx context.Context, target string) error {
 	}
 	n.fire("on_stop") // told the role postgres had when it stopped
 	n.setRole("demoted")
-	n.setUpstream("")
-	n.forgetRejoin()
-	n.mu.Lock()
-	// Stay down until the new leader is known (Decide's crash-handover rule), then rejoin.
-	n.raceBackoff = n.now().Add(ttl)
-	n.handedOver = true
-	n.mu.Unlock()
+	backoff := n.now().Add(ttl)
+	n.post(func() {
+		n.upstream = ""
+		n.forgetRejoin()
+		// Stay down until the new leader is known (Decide's crash-handover rule), then rejoin.
+		n.raceBackoff, n.handedOver = backoff, true
+	})
 
 	final := int64(0)
 	dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), rt)
@@ -1119,9 +1133,9 @@ func (n *Node) handover(ctx context.Context, target string) error {
 // prePromote arms the watchdog and runs pre_promote. When either refuses, the lock is released
 // and this member stays out of the race for a ttl (Patroni's rule), so that another can win.
 func (n *Node) prePromote(ctx context.Context) error {
-	err := n.activateWatchdog()
+	err := n.activateWatchdog(n.env.dyn)
 	if err == nil && n.cfg.PostgreSQL.PrePromote != "" {
-		_, _, rt := n.dyn.TimingDurations()
+		_, _, rt := n.env.dyn.TimingDurations()
 		// Bounded: the lease is renewed by the loop meanwhile, but a hung fencing script must not
 		// keep the cluster without a primary for long.
 		hctx, cancel := context.WithTimeout(ctx, max(2*rt, 10*time.Second))
@@ -1131,10 +1145,9 @@ func (n *Node) prePromote(ctx context.Context) error {
 	if err == nil {
 		return nil
 	}
-	ttl, _, rt := n.dyn.TimingDurations()
-	n.mu.Lock()
-	n.raceBackoff = n.now().Add(ttl)
-	n.mu.Unlock()
+	ttl, _, rt := n.env.dyn.TimingDurations()
+	backoff := n.now().Add(ttl)
+	n.post(func() { n.raceBackoff = backoff })
 	n.leaseLost()
 	n.disableWatchdog()
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rt)
@@ -1184,13 +1197,11 @@ func (n *Node) upstreamOf(c *dcs.Cluster, name string) (postgres.Upstream, error
 // publish writes the member key and swaps in the new Status.
 func (n *Node) publish(v View, p Plan) {
 	ttl, _, rt := n.dyn.TimingDurations()
-	n.mu.Lock()
 	leaseHeld, leaseExpiry := n.lease.state()
 	job, checkpointed := n.job, n.checkpointed
 	failsafeOn, restartAt := n.failsafeOn, n.restartAt
 	// A replica takes part in failsafe mode while the primary's confirmations keep coming.
-	failsafeReplica := n.failsafeFrom != "" && n.since(n.failsafeAt) < ttl
-	n.mu.Unlock()
+	failsafeReplica := n.failsafeLeader() != ""
 	isLeader := HoldsLock(leaseHeld, v.Cluster.LeaderName(), n.cfg.Name)
 	running := n.pg.Running()
 
@@ -1204,6 +1215,7 @@ func (n *Node) publish(v View, p Plan) {
 		TTL: ttl, MaximumLagOnFailover: n.dyn.MaximumLagOnFailover, LastLoop: n.now(),
 		FailsafeEnabled: n.dyn.FailsafeMode, FailsafeActive: (failsafeOn || failsafeReplica) && !v.DCSOK,
 		WatchdogFailed: n.wd.Failed() || !n.watchdogUsable(), ScheduledRestart: restartAt,
+		lastLeader: n.lastLeader, dyn: n.dyn, job: job, cfg: n.cfg,
 	}
 	if isLeader {
 		st.LeaderUntil = leaseExpiry.Add(-FenceMargin(n.settings()))
@@ -1408,7 +1420,7 @@ func (n *Node) shutdown() {
 	if n.pg.Running() {
 		n.publishShutdown("stopping")
 		n.log.Info("shutting down: stopping postgres")
-		if err := n.stopPostgres(ctx, postgres.StopFast, true); err != nil {
+		if err := n.stopPostgres(ctx, postgres.StopFast, true, n.retryTimeout()); err != nil {
 			n.log.Error("stopping postgres failed", "err", err)
 		}
 	}
@@ -1428,4 +1440,25 @@ func (n *Node) shutdown() {
 	if err := n.dcs.DeleteMember(dctx); err != nil {
 		n.log.Warn("removing the member key failed; it expires with the lease", "err", err)
 	}
+}
+
+func (n *Node) retryTimeout() time.Duration {
+	_, _, rt := n.dyn.TimingDurations()
+	return rt
+}
+
+// failsafeGrant is a POST /failsafe this replica accepted: from the primary named, at a time.
+type failsafeGrant struct {
+	from string
+	at   time.Time
+}
+
+// failsafeLeader is the primary whose POST /failsafe this replica accepted less than a ttl ago,
+// or "".
+func (n *Node) failsafeLeader() string {
+	ttl, _, _ := n.dyn.TimingDurations()
+	if g := n.failsafeGrant.Load(); g != nil && n.since(g.at) < ttl {
+		return g.from
+	}
+	return ""
 }

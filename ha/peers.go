@@ -63,9 +63,9 @@ func (p HTTPProber) Probe(ctx context.Context, apiURL string) (Peer, error) {
 	peer := Peer{Reachable: true, Timeline: b.Timeline, Priority: 1, WatchdogFailed: b.WatchdogFailed}
 	if b.Role == "primary" || b.Role == "master" {
 		peer.Primary = b.State == "running"
-		peer.WAL = b.XLog.Location
+		peer.WALEnd = b.XLog.Location
 	} else {
-		peer.WAL = max(b.XLog.ReceivedLocation, b.XLog.ReplayedLocation)
+		peer.WALEnd = max(b.XLog.ReceivedLocation, b.XLog.ReplayedLocation)
 	}
 	peer.NoFailover, peer.Priority = patroni.NoFailover(b.Tags), patroni.FailoverPriority(b.Tags)
 	return peer, nil
@@ -132,7 +132,7 @@ func (n *Node) probePeers(ctx context.Context, c *dcs.Cluster, retry time.Durati
 	out := make([]Peer, 0, len(c.Members))
 	var mu sync.Mutex
 	for _, m := range c.Members {
-		if m.Name == n.cfg.Name || m.Data.APIURL == "" {
+		if m.Name == n.name || m.Data.APIURL == "" {
 			continue
 		}
 		wg.Add(1)

@@ -860,9 +860,9 @@ func (p simPeers) Probe(_ context.Context, apiURL string) (Peer, error) {
 	peer := Peer{Reachable: true, Timeline: st.Timeline, Priority: 1, WatchdogFailed: st.WatchdogFailed}
 	if st.Role == "primary" {
 		peer.Primary = st.State == "running"
-		peer.WAL = st.XLogLocation
+		peer.WALEnd = st.XLogLocation
 	} else {
-		peer.WAL = max(st.ReceivedLocation, st.ReplayedLocation)
+		peer.WALEnd = max(st.ReceivedLocation, st.ReplayedLocation)
 	}
 	return peer, nil
 }

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tusker-ha/tusker/config"
 	"github.com/tusker-ha/tusker/dcs"
 )
 
@@ -68,6 +69,13 @@ type Status struct {
 	MaximumLagOnFailover int64
 
 	LastLoop time.Time // when the HA loop last completed a cycle
+
+	// For the management calls, which read the loop's state only through this snapshot: the
+	// leader key's holder last seen, the dynamic configuration applied, the long action running.
+	lastLeader string
+	dyn        config.Dynamic
+	cfg        *config.Config
+	job        Job
 }
 
 // Leading says whether the member counts as the leader at now: it holds the key and its lease

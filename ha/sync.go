@@ -382,8 +382,8 @@ func canPromoteSync(v View) (bool, string) {
 		if p.Name == v.Me || !p.Reachable || !k.Has(p.Name) {
 			continue
 		}
-		if p.WAL > v.Local.WAL {
-			return false, fmt.Sprintf("voter %s is ahead in WAL (%d > %d)", p.Name, p.WAL, v.Local.WAL)
+		if p.WALEnd > v.Local.WALEnd {
+			return false, fmt.Sprintf("voter %s is ahead in WAL (%d > %d)", p.Name, p.WALEnd, v.Local.WALEnd)
 		}
 		votes++
 	}

@@ -52,7 +52,7 @@ func (n *Node) observeSync(v *View) {
 	if n.syncGUC != nil && n.syncConfirm == 0 {
 		// In effect for at least a cycle (tusker restarted, or the last change was not seen
 		// taking effect): every commit from now on waits for it.
-		n.syncConfirm = l.WAL
+		n.syncConfirm = l.WALEnd
 	}
 	l.SyncManaged = n.syncGUC != nil
 	l.SyncConfirm = n.syncConfirm

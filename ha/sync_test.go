@@ -363,19 +363,19 @@ func TestRuleSyncPromotion(t *testing.T) {
 		return v
 	}
 	key := &dcs.Sync{Leader: "a", SyncStandby: []string{"b", "c"}, Quorum: 1}
-	p := Decide(view("d", key, Peer{Name: "b", Reachable: true, WAL: 90}))
+	p := Decide(view("d", key, Peer{Name: "b", Reachable: true, WALEnd: 90}))
 	assert.False(t, p.Has(Promote), p.Reason)
 	assert.Contains(t, p.Reason, "not the last primary or a standby of the sync key")
 
-	p = Decide(view("b", key, Peer{Name: "d", Reachable: true, WAL: 50}))
+	p = Decide(view("b", key, Peer{Name: "d", Reachable: true, WALEnd: 50}))
 	assert.False(t, p.Has(Promote), "no other voter answered")
 	assert.Contains(t, p.Reason, "quorum not reached")
 
-	p = Decide(view("b", key, Peer{Name: "c", Reachable: true, WAL: 100}, Peer{Name: "d", Reachable: true, WAL: 200}))
+	p = Decide(view("b", key, Peer{Name: "c", Reachable: true, WALEnd: 100}, Peer{Name: "d", Reachable: true, WALEnd: 200}))
 	assert.True(t, p.Has(Promote), "c voted, d is ahead but not a voter: %s", p.Reason)
 	assert.True(t, p.Has(WriteSyncKey) && p.Has(SetSyncGUC), "the sync key names the new primary before it promotes")
 
-	p = Decide(view("b", key, Peer{Name: "c", Reachable: true, WAL: 101}))
+	p = Decide(view("b", key, Peer{Name: "c", Reachable: true, WALEnd: 101}))
 	assert.False(t, p.Has(Promote), p.Reason)
 
 	// Mode on: Quorum 0, the sync standby alone is enough.

@@ -22,7 +22,12 @@ import (
 
 func TestMain(m *testing.M) {
 	harness.Main(m, func(binDir string) error {
-		if err := harness.GoBuild(binDir, "tusker", "github.com/tusker-ha/tusker/cmd/tusker"); err != nil {
+		var flags []string
+		if os.Getenv("TUSKER_E2E_RACE") != "" {
+			// make test runs the lifecycle test once more with a race-detecting daemon.
+			flags = append(flags, "-race")
+		}
+		if err := harness.GoBuild(binDir, "tusker", "github.com/tusker-ha/tusker/cmd/tusker", flags...); err != nil {
 			return err
 		}
 		if err := harness.GoBuild(binDir, "tuskerctl", "github.com/tusker-ha/tusker/cmd/tuskerctl"); err != nil {
@@ -52,6 +57,15 @@ func newCluster(t *testing.T, nodes int, extra string) *env {
 		PGBinDir: harness.PGBinDir(t), EtcdHost: e.HostPort, ExtraLocal: extra,
 	})
 	require.NoError(t, err)
+	t.Cleanup(func() {
+		// Runs after the cluster stopped (cleanups run last first): a daemon built with -race
+		// reports a data race on its stderr, which is its log.
+		for _, n := range c.Nodes {
+			if log := n.Log(); strings.Contains(log, "WARNING: DATA RACE") {
+				t.Errorf("tusker %s reported a data race:\n%s", n.Name, log[strings.Index(log, "WARNING: DATA RACE"):])
+			}
+		}
+	})
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, n := range c.Nodes {

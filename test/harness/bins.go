@@ -53,9 +53,11 @@ func PrepareEtcd(binDir string) error {
 	return CopyFile(p, filepath.Join(binDir, "etcd"), 0o755)
 }
 
-// GoBuild builds a main package of this module into binDir/name.
-func GoBuild(binDir, name, pkg string) error {
-	cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, name), pkg)
+// GoBuild builds a main package of this module into binDir/name, with extra go build flags
+// (-race).
+func GoBuild(binDir, name, pkg string, flags ...string) error {
+	args := append(append([]string{"build"}, flags...), "-o", filepath.Join(binDir, name), pkg)
+	cmd := exec.Command("go", args...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("go build %s: %w", pkg, err)
