@@ -304,12 +304,10 @@ func later(a, b time.Time) time.Time {
 	return a
 }
 
-func decide(v View) Plan {
-	c := v.Cluster
-	leader := c.LeaderName()
-	iAmLeader := leader == v.Me && v.LeaseHeld
+// decideLease applies the rules about the lease itself, which come before everything else:
+// the deadline, an unreachable DCS, and a leader key that is no longer ours.
+func decideLease(v View, leader string) (Plan, bool) {
 	s := v.Settings
-
 	// Rule lease-deadline: a leader whose lease is about to run out stops writes first, whatever
 	// else is going on. The others may take the lock at LeaseExpiry. Two exceptions, both because
 	// nobody else may be promoted automatically at that point: maintenance mode (replicas never
@@ -319,18 +317,18 @@ func decide(v View) Plan {
 		switch {
 		case s.Pause:
 			if v.DCSOK {
-				return plan("pause: leader lease ran out; renewing it, postgres left alone", act(RenewLeader))
+				return plan("pause: leader lease ran out; renewing it, postgres left alone", act(RenewLeader)), true
 			}
-			return plan("pause: DCS unreachable and the leader lease ran out; postgres left alone")
+			return plan("pause: DCS unreachable and the leader lease ran out; postgres left alone"), true
 		case FailsafeConfirmationNeeded(v) && v.FailsafeConfirmed:
-			return plan("failsafe mode: DCS unreachable, every member confirmed this primary: staying primary")
+			return plan("failsafe mode: DCS unreachable, every member confirmed this primary: staying primary"), true
 		}
 		acts := []Action{act(Fence)}
 		if v.DCSOK {
 			acts = append(acts, act(ReleaseLeader))
 		}
 		return plan(fmt.Sprintf("leader lease could not be renewed before %s: stopping postgres",
-			v.LeaseExpiry.Format(time.RFC3339Nano)), acts...)
+			v.LeaseExpiry.Format(time.RFC3339Nano)), acts...), true
 	}
 
 	// Rule dcs-unreachable: without a fresh snapshot nothing is promoted, demoted to follow
@@ -338,9 +336,9 @@ func decide(v View) Plan {
 	if !v.DCSOK {
 		if v.LeaseHeld {
 			return plan(fmt.Sprintf("DCS unreachable: still leader, lease valid for %s",
-				v.LeaseExpiry.Sub(v.Now).Round(time.Millisecond)), act(RenewLeader))
+				v.LeaseExpiry.Sub(v.Now).Round(time.Millisecond)), act(RenewLeader)), true
 		}
-		return decideOffline(v)
+		return decideOffline(v), true
 	}
 
 	// Rule lost-leader-key: we thought we led, but the key says otherwise. A key that merely
@@ -350,10 +348,21 @@ func decide(v View) Plan {
 	if v.LeaseHeld && leader != v.Me {
 		if v.Local.Running && v.Local.Primary && !s.Pause {
 			if leader == "" {
-				return plan("leader key vanished while this primary held the lease: taking it back", act(AcquireLeader))
+				return plan("leader key vanished while this primary held the lease: taking it back", act(AcquireLeader)), true
 			}
-			return plan(fmt.Sprintf("leader key lost to %q: stopping postgres", leader), act(Fence))
+			return plan(fmt.Sprintf("leader key lost to %q: stopping postgres", leader), act(Fence)), true
 		}
+	}
+	return Plan{}, false
+}
+
+func decide(v View) Plan {
+	c := v.Cluster
+	leader := c.LeaderName()
+	iAmLeader := leader == v.Me && v.LeaseHeld
+	s := v.Settings
+	if p, ok := decideLease(v, leader); ok {
+		return p
 	}
 
 	// Rule action-in-progress: while a long action runs, the leader only renews.

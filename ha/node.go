@@ -391,27 +391,7 @@ func (n *Node) observe(ctx context.Context) View {
 	n.observeSync(&v)
 	leader := v.Cluster.LeaderName()
 
-	// Bookkeeping for primary_start_timeout and primary_race_backoff.
-	if leader == n.cfg.Name && v.Local.DataDir == DataDirValid && !v.Local.Ready {
-		if n.downSince.IsZero() {
-			n.downSince = n.now()
-		}
-	} else if v.Local.Ready {
-		n.downSince = time.Time{}
-	}
-	v.Local.DownSince = n.downSince
-	if v.Local.Ready && !v.Local.Primary && !n.lastPG.Streaming && v.Local.Upstream != "" {
-		if n.stalledSince.IsZero() || n.stalledFrom != v.Local.Upstream {
-			n.stalledSince, n.stalledFrom = n.now(), v.Local.Upstream
-		}
-	} else {
-		n.stalledSince, n.stalledFrom = time.Time{}, ""
-	}
-	v.Local.StalledSince = n.stalledSince
-	if v.Local.WALEnd != n.lastWAL {
-		n.lastWAL, n.walChangedAt = v.Local.WALEnd, n.now()
-	}
-	v.Local.WALChangedAt = n.walChangedAt
+	n.observeProgress(&v.Local, leader)
 	if d, ok := n.diverged[leader]; ok && leader != "" {
 		v.Local.Diverged = &d
 	}
@@ -434,6 +414,33 @@ func (n *Node) observe(ctx context.Context) View {
 	n.failsafeOn = v.FailsafeConfirmed
 	v.Now = n.now()
 	return v
+}
+
+// observeProgress keeps the timers of the local server's progress: since when the leader's
+// postgres is down (primary_start_timeout), since when a replica's receiver stalled, and when the
+// WAL position last moved (primary_race_backoff).
+func (n *Node) observeProgress(l *Local, leader string) {
+	// Bookkeeping for primary_start_timeout and primary_race_backoff.
+	if leader == n.cfg.Name && l.DataDir == DataDirValid && !l.Ready {
+		if n.downSince.IsZero() {
+			n.downSince = n.now()
+		}
+	} else if l.Ready {
+		n.downSince = time.Time{}
+	}
+	l.DownSince = n.downSince
+	if l.Ready && !l.Primary && !n.lastPG.Streaming && l.Upstream != "" {
+		if n.stalledSince.IsZero() || n.stalledFrom != l.Upstream {
+			n.stalledSince, n.stalledFrom = n.now(), l.Upstream
+		}
+	} else {
+		n.stalledSince, n.stalledFrom = time.Time{}, ""
+	}
+	l.StalledSince = n.stalledSince
+	if l.WALEnd != n.lastWAL {
+		n.lastWAL, n.walChangedAt = l.WALEnd, n.now()
+	}
+	l.WALChangedAt = n.walChangedAt
 }
 
 // failsafeRound asks every member of the failsafe key to confirm this primary. When all do, each
@@ -721,32 +728,14 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 		}
 		n.log.Info("won the initialize race: bootstrapping a new cluster")
 		return n.startJob(ctx, JobBootstrap, n.bootstrap)
-	case Clone:
-		up, err := n.upstreamOf(v.Cluster, a.Upstream)
-		if err != nil {
-			return err
-		}
-		return n.startJob(ctx, JobClone, func(ctx context.Context) error {
-			if err := n.pg.Basebackup(ctx, up); err != nil {
-				return err
-			}
-			return n.startReplica(ctx, &up)
-		})
-	case Reclone:
-		up, err := n.upstreamOf(v.Cluster, a.Upstream)
-		if err != nil {
-			return err
-		}
-		return n.startJob(ctx, JobReclone, func(ctx context.Context) error {
-			n.log.Warn("removing the data directory to clone it again", "from", up.Name)
-			if err := n.pg.RemoveDataDir(); err != nil {
-				return err
-			}
-			if err := n.pg.Basebackup(ctx, up); err != nil {
-				return err
-			}
-			return n.startReplica(ctx, &up)
-		})
+	default:
+		return n.executeLong(ctx, a, v)
+	}
+}
+
+// executeLong starts the long actions that change the local PostgreSQL's role or data.
+func (n *Node) executeLong(ctx context.Context, a Action, v View) error {
+	switch a.Kind {
 	case StartPrimary:
 		n.forgetRejoin()
 		return n.startJob(ctx, JobStart, func(ctx context.Context) error {
@@ -758,29 +747,6 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 			}
 			n.setRole("primary")
 			n.fire("on_start")
-			return nil
-		})
-	case StartReplica:
-		var up *postgres.Upstream
-		if a.Upstream != "" {
-			u, err := n.upstreamOf(v.Cluster, a.Upstream)
-			if err != nil {
-				return err
-			}
-			up = &u
-		}
-		return n.startJob(ctx, JobStart, func(ctx context.Context) error { return n.startReplica(ctx, up) })
-	case Follow:
-		up, err := n.upstreamOf(v.Cluster, a.Upstream)
-		if err != nil {
-			return err
-		}
-		up.NoSlot = a.FastForward
-		return n.startJob(ctx, JobFollow, func(ctx context.Context) error {
-			if err := n.pg.Follow(ctx, up); err != nil {
-				return err
-			}
-			n.postUpstream(up.Name)
 			return nil
 		})
 	case Promote:
@@ -803,6 +769,48 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 		n.forgetRejoin()
 		return n.startJob(ctx, JobStopReplica, func(ctx context.Context) error {
 			return n.pg.Stop(ctx, postgres.StopFast)
+		})
+	default:
+		return n.executeRejoin(ctx, a, v)
+	}
+}
+
+// executeRejoin starts the long actions that make this member a replica of another: a clone,
+// a start or a re-pointing as replica, the rewind check and the rewind.
+func (n *Node) executeRejoin(ctx context.Context, a Action, v View) error {
+	switch a.Kind {
+	case Clone, Reclone:
+		up, err := n.upstreamOf(v.Cluster, a.Upstream)
+		if err != nil {
+			return err
+		}
+		job := JobClone
+		if a.Kind == Reclone {
+			job = JobReclone
+		}
+		return n.startJob(ctx, job, func(ctx context.Context) error { return n.clone(ctx, up, a.Kind == Reclone) })
+	case StartReplica:
+		var up *postgres.Upstream
+		if a.Upstream != "" {
+			u, err := n.upstreamOf(v.Cluster, a.Upstream)
+			if err != nil {
+				return err
+			}
+			up = &u
+		}
+		return n.startJob(ctx, JobStart, func(ctx context.Context) error { return n.startReplica(ctx, up) })
+	case Follow:
+		up, err := n.upstreamOf(v.Cluster, a.Upstream)
+		if err != nil {
+			return err
+		}
+		up.NoSlot = a.FastForward
+		return n.startJob(ctx, JobFollow, func(ctx context.Context) error {
+			if err := n.pg.Follow(ctx, up); err != nil {
+				return err
+			}
+			n.postUpstream(up.Name)
+			return nil
 		})
 	case ProbeRewind:
 		up, err := n.upstreamOf(v.Cluster, a.Upstream)
@@ -833,6 +841,21 @@ func (n *Node) execute(ctx context.Context, a Action, v View) error {
 		})
 	}
 	return fmt.Errorf("unknown action %v", a.Kind)
+}
+
+// clone (a long action) takes a base backup from up, after removing the data directory when
+// remove, and starts the replica.
+func (n *Node) clone(ctx context.Context, up postgres.Upstream, remove bool) error {
+	if remove {
+		n.log.Warn("removing the data directory to clone it again", "from", up.Name)
+		if err := n.pg.RemoveDataDir(); err != nil {
+			return err
+		}
+	}
+	if err := n.pg.Basebackup(ctx, up); err != nil {
+		return err
+	}
+	return n.startReplica(ctx, &up)
 }
 
 // forgetRejoin drops rewind-check results: after a role change they no longer describe the
@@ -1251,34 +1274,7 @@ func (n *Node) publish(v View, p Plan) {
 		st.QuorumStandby = st.SyncMode == "quorum"
 	}
 	if running && n.pgReady {
-		pg := n.lastPG
-		st.PostmasterStartTime, st.ServerVersion, st.PendingRestart = pg.PostmasterStartTime, pg.ServerVersion, pg.PendingRestart
-		st.Timeline = pg.Timeline
-		md.Timeline = pg.Timeline
-		md.PendingRestart = pg.PendingRestart
-		if pg.PendingRestart {
-			st.PendingRestartReason = n.pendingRestartReason(rt)
-			md.PendingRestartReason = st.PendingRestartReason
-		}
-		wal := pg.WALPosition
-		md.XLogLocation = &wal
-		if pg.InRecovery {
-			st.ReceivedLocation, st.ReplayedLocation = pg.ReceiveLSN, pg.ReplayLSN
-			st.ReplayedTimestamp, st.ReplayPaused = pg.ReplayTimestamp, pg.ReplayPaused
-			st.LatestEndLSN = pg.LatestEndLSN
-			st.ReplicationState = "in archive recovery"
-			if pg.Streaming {
-				st.ReplicationState = "streaming"
-			}
-			rl, pl := pg.ReceiveLSN, pg.ReplayLSN
-			md.ReceiveLSN, md.ReplayLSN, md.ReplicationState = &rl, &pl, st.ReplicationState
-		} else {
-			st.XLogLocation = pg.WALPosition
-			for _, r := range pg.Replication {
-				st.Replication = append(st.Replication, Replication{Usename: r.Usename, ApplicationName: r.ApplicationName,
-					ClientAddr: r.ClientAddr, State: r.State, SyncState: r.SyncState, SyncPriority: r.SyncPriority})
-			}
-		}
+		n.publishPostgres(st, &md, rt)
 	}
 	n.status.Store(st)
 	if from := n.metrics.role(st.Role); from != "" {
@@ -1295,6 +1291,39 @@ func (n *Node) publish(v View, p Plan) {
 	}
 	if isLeader && running && n.pgReady && !n.lastPG.InRecovery {
 		n.leaderHousekeeping(ctx, v)
+	}
+}
+
+// publishPostgres fills in what the running postgres reported this cycle, in the status and in
+// the member key.
+func (n *Node) publishPostgres(st *Status, md *dcs.MemberData, rt time.Duration) {
+	pg := n.lastPG
+	st.PostmasterStartTime, st.ServerVersion, st.PendingRestart = pg.PostmasterStartTime, pg.ServerVersion, pg.PendingRestart
+	st.Timeline = pg.Timeline
+	md.Timeline = pg.Timeline
+	md.PendingRestart = pg.PendingRestart
+	if pg.PendingRestart {
+		st.PendingRestartReason = n.pendingRestartReason(rt)
+		md.PendingRestartReason = st.PendingRestartReason
+	}
+	wal := pg.WALPosition
+	md.XLogLocation = &wal
+	if pg.InRecovery {
+		st.ReceivedLocation, st.ReplayedLocation = pg.ReceiveLSN, pg.ReplayLSN
+		st.ReplayedTimestamp, st.ReplayPaused = pg.ReplayTimestamp, pg.ReplayPaused
+		st.LatestEndLSN = pg.LatestEndLSN
+		st.ReplicationState = "in archive recovery"
+		if pg.Streaming {
+			st.ReplicationState = "streaming"
+		}
+		rl, pl := pg.ReceiveLSN, pg.ReplayLSN
+		md.ReceiveLSN, md.ReplayLSN, md.ReplicationState = &rl, &pl, st.ReplicationState
+	} else {
+		st.XLogLocation = pg.WALPosition
+		for _, r := range pg.Replication {
+			st.Replication = append(st.Replication, Replication{Usename: r.Usename, ApplicationName: r.ApplicationName,
+				ClientAddr: r.ClientAddr, State: r.State, SyncState: r.SyncState, SyncPriority: r.SyncPriority})
+		}
 	}
 }
 
