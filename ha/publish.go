@@ -1,0 +1,213 @@
+package ha
+
+// Publish: the member key, the Status snapshot the REST API reads, and the leader's upkeep of
+// the status, slot and failsafe keys.
+
+import (
+	"context"
+	"time"
+
+	"github.com/tusker-ha/tusker/dcs"
+	"github.com/tusker-ha/tusker/postgres"
+)
+
+func (n *Node) connURL() string { return "postgres://" + n.cfg.PostgreSQL.ConnectAddress + "/postgres" }
+
+func (n *Node) apiURL() string {
+	scheme := "http://"
+	if n.cfg.RestAPI.CertFile != "" {
+		scheme = "https://"
+	}
+	return scheme + n.cfg.RestAPI.ConnectAddress + "/patroni"
+}
+
+// publish writes the member key and swaps in the new Status.
+func (n *Node) publish(v View, p Plan) {
+	ttl, _, rt := n.dyn.TimingDurations()
+	leaseHeld, leaseExpiry := n.lease.state()
+	job, checkpointed := n.job, n.checkpointed
+	failsafeOn, restartAt := n.failsafeOn, n.restartAt
+	// A replica takes part in failsafe mode while the primary's confirmations keep coming.
+	failsafeReplica := n.failsafeLeader() != ""
+	isLeader := HoldsLock(leaseHeld, v.Cluster.LeaderName(), n.cfg.Name)
+	running := n.pg.Running()
+
+	st := &Status{
+		Name: n.cfg.Name, Scope: n.cfg.Scope, Version: n.version,
+		State: pgState(job, running, n.pgReady), Role: "uninitialized",
+		SystemIdentifier: n.sysID, Timeline: v.Local.Timeline,
+		IsLeader: isLeader, ClusterUnlocked: v.Cluster.LeaderName() == "" || !v.DCSOK,
+		DCSReachable: v.DCSOK, DCSLastSeen: n.lastSeen, Pause: n.dyn.Pause,
+		LeaderOptime: v.Cluster.Status.Optime, Cluster: v.Cluster, Tags: n.cfg.Tags.Map(),
+		TTL: ttl, MaximumLagOnFailover: n.dyn.MaximumLagOnFailover, LastLoop: n.now(),
+		FailsafeEnabled: n.dyn.FailsafeMode, FailsafeActive: (failsafeOn || failsafeReplica) && !v.DCSOK,
+		WatchdogFailed: n.wd.Failed() || !n.watchdogUsable(), ScheduledRestart: restartAt,
+		lastLeader: n.lastLeader, dyn: n.dyn, job: job, cfg: n.cfg,
+	}
+	if isLeader {
+		st.LeaderUntil = leaseExpiry.Add(-FenceMargin(n.settings()))
+	}
+	switch {
+	case job == JobClone || job == JobReclone:
+		// pg_basebackup is still writing: its pg_control is the primary's, the data a replica's.
+		st.Role = "replica"
+	case job == JobBootstrap:
+		// initdb's cluster runs as the primary once it is there.
+		if v.Local.DataDir == DataDirValid {
+			st.Role = "primary"
+		}
+	case v.Local.DataDir == DataDirValid:
+		st.Role = "replica"
+		if v.Local.Primary || (!running && v.Local.WasPrimary) {
+			st.Role = "primary"
+		}
+	}
+	md := dcs.MemberData{
+		ConnURL: n.connURL(),
+		APIURL:  n.apiURL(),
+		State:   st.State, Role: st.Role, Version: n.version, Timeline: v.Local.Timeline,
+		Tags: st.Tags, CheckpointAfterPromote: checkpointed, Pause: n.dyn.Pause,
+		ScheduledRestart: restartAt.Member(),
+	}
+	if len(md.Tags) == 0 {
+		md.Tags = nil
+	}
+	st.SyncMode = n.dyn.SyncMode()
+	if st.Role == "replica" && v.Cluster.Sync.Has(n.cfg.Name) {
+		st.SyncStandby = st.SyncMode == "on"
+		st.QuorumStandby = st.SyncMode == "quorum"
+	}
+	if running && n.pgReady {
+		n.publishPostgres(st, &md, rt)
+	}
+	n.status.Store(st)
+	if from := n.metrics.role(st.Role); from != "" {
+		n.log.Info("role changed", "from", from, "to", st.Role, "state", st.State, "running", running)
+	}
+
+	if !v.DCSOK {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), rt)
+	defer cancel()
+	if err := n.dcs.TouchMember(ctx, md); err != nil {
+		n.log.Warn("writing the member key failed", "err", err)
+	}
+	if isLeader && running && n.pgReady && !n.lastPG.InRecovery {
+		n.leaderHousekeeping(ctx, v)
+	}
+}
+
+// publishPostgres fills in what the running postgres reported this cycle, in the status and in
+// the member key.
+func (n *Node) publishPostgres(st *Status, md *dcs.MemberData, rt time.Duration) {
+	pg := n.lastPG
+	st.PostmasterStartTime, st.ServerVersion, st.PendingRestart = pg.PostmasterStartTime, pg.ServerVersion, pg.PendingRestart
+	st.Timeline = pg.Timeline
+	md.Timeline = pg.Timeline
+	md.PendingRestart = pg.PendingRestart
+	if pg.PendingRestart {
+		st.PendingRestartReason = n.pendingRestartReason(rt)
+		md.PendingRestartReason = st.PendingRestartReason
+	}
+	wal := pg.WALPosition
+	md.XLogLocation = &wal
+	if pg.InRecovery {
+		st.ReceivedLocation, st.ReplayedLocation = pg.ReceiveLSN, pg.ReplayLSN
+		st.ReplayedTimestamp, st.ReplayPaused = pg.ReplayTimestamp, pg.ReplayPaused
+		st.LatestEndLSN = pg.LatestEndLSN
+		st.ReplicationState = "in archive recovery"
+		if pg.Streaming {
+			st.ReplicationState = "streaming"
+		}
+		rl, pl := pg.ReceiveLSN, pg.ReplayLSN
+		md.ReceiveLSN, md.ReplayLSN, md.ReplicationState = &rl, &pl, st.ReplicationState
+	} else {
+		st.XLogLocation = pg.WALPosition
+		for _, r := range pg.Replication {
+			st.Replication = append(st.Replication, Replication{Usename: r.Usename, ApplicationName: r.ApplicationName,
+				ClientAddr: r.ClientAddr, State: r.State, SyncState: r.SyncState, SyncPriority: r.SyncPriority})
+		}
+	}
+}
+
+// pendingRestartReason pairs the running value of each parameter waiting for a restart with the
+// configured one (Patroni's pending_restart_reason).
+func (n *Node) pendingRestartReason(rt time.Duration) map[string]PendingChange {
+	ctx, cancel := context.WithTimeout(context.Background(), rt)
+	defer cancel()
+	running, err := n.pg.PendingRestartSettings(ctx)
+	if err != nil || len(running) == 0 {
+		return nil
+	}
+	out := make(map[string]PendingChange, len(running))
+	for name, old := range running {
+		out[name] = PendingChange{OldValue: old, NewValue: n.pgConf.Parameters[name]}
+	}
+	return out
+}
+
+// leaderHousekeeping keeps the status key and the replicas' slots in step.
+func (n *Node) leaderHousekeeping(ctx context.Context, v View) {
+	pg := n.lastPG
+	n.maintainFailsafe(ctx, v.Cluster)
+	if v.Cluster.Status.Optime != pg.WALPosition {
+		if err := n.dcs.SetStatus(ctx, dcs.Status{Optime: pg.WALPosition}); err != nil {
+			n.log.Warn("writing the status key failed", "err", err)
+		}
+	}
+	if !n.dyn.PostgreSQL.UseSlots {
+		return
+	}
+	if err := n.pg.EnsureSlots(ctx, n.memberSlots(v.Cluster)); err != nil {
+		n.log.Warn("managing replication slots failed", "err", err)
+	}
+}
+
+// memberSlots names the replication slot of every other member.
+func (n *Node) memberSlots(c *dcs.Cluster) []string {
+	var want []string
+	for _, m := range c.Members {
+		if m.Name != n.cfg.Name {
+			want = append(want, postgres.SlotName(m.Name))
+		}
+	}
+	return want
+}
+
+func pgState(job Job, running, ready bool) string {
+	switch job {
+	case JobBootstrap:
+		return "initializing new cluster"
+	case JobClone, JobReclone:
+		return "creating replica"
+	case JobStart, JobRewind:
+		return "starting"
+	case JobDemote:
+		return "stopping"
+	}
+	switch {
+	case running && ready:
+		return "running"
+	case running:
+		return "starting"
+	}
+	return "stopped"
+}
+
+// publishShutdown shows state ("stopping", then "stopped") in the REST status while tusker shuts
+// down. The replicas probe this member before they race for the lock it releases: a status still
+// saying "running primary" would make them wait a loop for it to go away. And /primary stops
+// answering 200 before postgres stops taking writes.
+func (n *Node) publishShutdown(state string) {
+	cur := n.status.Load()
+	if cur == nil {
+		return
+	}
+	st := *cur
+	st.State = state
+	if state == "stopped" {
+		st.IsLeader, st.LeaderUntil = false, time.Time{}
+	}
+	n.status.Store(&st)
+}
