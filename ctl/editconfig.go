@@ -360,10 +360,7 @@ func (a *app) editConfig(o editOptions, args []string) error {
 	if o.apply == "-" && o.replace == "-" {
 		return usagef("--apply - and --replace - cannot both read stdin")
 	}
-	sets := append([]string{}, o.sets...)
-	for _, p := range o.pgs {
-		sets = append(sets, "postgresql.parameters."+p)
-	}
+	sets := editSets(o)
 	interactive := o.apply == "" && o.replace == "" && len(sets) == 0
 	if interactive && !a.env.StdinTTY && a.env.Editor == nil {
 		return usagef("nothing to change: pass -s, -p, --apply or --replace (the editor needs a terminal)")
@@ -387,28 +384,8 @@ func (a *app) editConfig(o editOptions, args []string) error {
 	if err != nil {
 		return err
 	}
-	changed := deepCopy(orig)
-	if o.replace != "" {
-		b, err := a.readInput(o.replace)
-		if err != nil {
-			return err
-		}
-		if changed, err = decodeYAMLConfig("the --replace input", b); err != nil {
-			return err
-		}
-	}
-	if o.apply != "" {
-		b, err := a.readInput(o.apply)
-		if err != nil {
-			return err
-		}
-		patch, err := decodeYAMLConfig("the --apply input", b)
-		if err != nil {
-			return err
-		}
-		mergePatch(changed, patch)
-	}
-	if err := applySets(changed, sets); err != nil {
+	changed, err := a.changedConfig(o, sets, orig)
+	if err != nil {
 		return err
 	}
 	if interactive {
@@ -422,33 +399,98 @@ func (a *app) editConfig(o editOptions, args []string) error {
 		}
 		return nil
 	}
-	value, err := encodeConfig(changed)
+	value, err := a.showConfigChange(o, before, changed)
 	if err != nil {
 		return err
 	}
+	if !o.force {
+		if err := a.confirmConfigChange(o); err != nil {
+			return err
+		}
+	}
+	return a.writeConfig(name, c.Config.Version, value)
+}
+
+// editSets is -s and -p as one list of KEY.PATH=VALUE settings (-p is short for a -s under
+// postgresql.parameters), in the order they are applied.
+func editSets(o editOptions) []string {
+	sets := append([]string{}, o.sets...)
+	for _, p := range o.pgs {
+		sets = append(sets, "postgresql.parameters."+p)
+	}
+	return sets
+}
+
+// changedConfig applies the non-interactive changes to a copy of orig in their fixed order:
+// --replace, then --apply merged in, then the -s/-p settings.
+func (a *app) changedConfig(o editOptions, sets []string, orig map[string]any) (map[string]any, error) {
+	changed := deepCopy(orig)
+	if o.replace != "" {
+		b, err := a.readInput(o.replace)
+		if err != nil {
+			return nil, err
+		}
+		if changed, err = decodeYAMLConfig("the --replace input", b); err != nil {
+			return nil, err
+		}
+	}
+	if o.apply != "" {
+		b, err := a.readInput(o.apply)
+		if err != nil {
+			return nil, err
+		}
+		patch, err := decodeYAMLConfig("the --apply input", b)
+		if err != nil {
+			return nil, err
+		}
+		mergePatch(changed, patch)
+	}
+	if err := applySets(changed, sets); err != nil {
+		return nil, err
+	}
+	return changed, nil
+}
+
+// showConfigChange encodes and validates the changed configuration, so that nothing invalid is
+// shown for confirmation, and prints the diff (unless -q); it returns the config key's value.
+func (a *app) showConfigChange(o editOptions, before string, changed map[string]any) ([]byte, error) {
+	value, err := encodeConfig(changed)
+	if err != nil {
+		return nil, err
+	}
 	if err := checkDynamic(value); err != nil {
-		return err
+		return nil, err
 	}
 	after, err := configYAML(changed)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !o.quiet {
 		fmt.Fprint(a.out, unifiedDiff(before, after, a.env.StdoutTTY))
 	}
-	if !o.force {
-		if err := a.confirm("Apply these changes?"); err != nil {
-			if errors.Is(err, errAborted) && (o.apply == "-" || o.replace == "-") {
-				return fmt.Errorf("%w (stdin held the configuration, so there is no answer to read: add --force)", err)
-			}
-			return err
+	return value, nil
+}
+
+// confirmConfigChange asks before writing; when stdin held the configuration there is no
+// answer left to read, and the error says to add --force.
+func (a *app) confirmConfigChange(o editOptions) error {
+	if err := a.confirm("Apply these changes?"); err != nil {
+		if errors.Is(err, errAborted) && (o.apply == "-" || o.replace == "-") {
+			return fmt.Errorf("%w (stdin held the configuration, so there is no answer to read: add --force)", err)
 		}
+		return err
 	}
+	return nil
+}
+
+// writeConfig stores the new configuration with a compare-and-set on the version that was
+// read, so that a concurrent change is never overwritten.
+func (a *app) writeConfig(name string, version int64, value []byte) error {
 	s, err := a.store(name)
 	if err != nil {
 		return err
 	}
-	if err := s.SetConfig(a.ctx, value, c.Config.Version); err != nil {
+	if err := s.SetConfig(a.ctx, value, version); err != nil {
 		if errors.Is(err, dcs.ErrConflict) {
 			return errConfigConflict
 		}

@@ -73,9 +73,26 @@ func buildClusterView(scope string, c *dcs.Cluster, statuses map[string]map[stri
 	if c.Initialize != nil {
 		v.sysid = *c.Initialize
 	}
-	leader := c.LeaderName()
-	// patronictl shows ports only when they tell members apart: some port is not 5432, or
-	// several members share a host.
+	rows := memberRows{scope: scope, c: c, leader: c.LeaderName(), appendPort: showPorts(c), syncRole: syncRoleName(c)}
+	for _, m := range c.Members {
+		v.members = append(v.members, rows.view(m, statuses[m.Name]))
+	}
+	v.footer = clusterFooter(c)
+	return v
+}
+
+// memberRows is what every row of one cluster needs, worked out once for the cluster.
+type memberRows struct {
+	scope      string
+	c          *dcs.Cluster
+	leader     string
+	appendPort bool   // see showPorts
+	syncRole   string // see syncRoleName
+}
+
+// showPorts says whether hosts are shown with their ports, which patronictl does only when the
+// ports tell members apart: some port is not 5432, or several members share a host.
+func showPorts(c *dcs.Cluster) bool {
 	hosts := map[string]bool{}
 	appendPort := false
 	for _, m := range c.Members {
@@ -88,64 +105,81 @@ func buildClusterView(scope string, c *dcs.Cluster, statuses map[string]map[stri
 		}
 		hosts[h] = true
 	}
-	// A member listed in the sync key is a Sync Standby (synchronous_mode: on) or a Quorum
-	// Standby (quorum); with synchronous replication off the key means nothing.
-	syncRole := ""
+	return appendPort
+}
+
+// syncRoleName is the role of a member listed in the sync key: a Sync Standby
+// (synchronous_mode: on) or a Quorum Standby (quorum); with synchronous replication off the
+// key means nothing and the result is "".
+func syncRoleName(c *dcs.Cluster) string {
 	switch syncMode(c) {
 	case "on":
-		syncRole = "Sync Standby"
+		return "Sync Standby"
 	case "quorum":
-		syncRole = "Quorum Standby"
+		return "Quorum Standby"
 	}
-	for _, m := range c.Members {
-		mv := memberView{cluster: scope, name: m.Name, timeline: m.Data.Timeline, pending: m.Data.PendingRestart,
-			tags: m.Data.Tags, isLeader: m.Name == leader}
-		h, p := connHostPort(m.Data.ConnURL)
-		mv.host = h
-		if appendPort && h != "" {
-			mv.host = h + ":" + strconv.Itoa(p)
-		}
-		mv.state = m.Data.State
-		if mv.isLeader {
-			mv.role = "Leader"
-			if m.Data.Role == "standby_leader" {
-				mv.role = "Standby Leader"
-			}
-		} else {
-			mv.role = "Replica"
-			if syncRole != "" && c.Sync.Has(m.Name) {
-				mv.role = syncRole
-			}
-			if m.Data.ReplicationState != "" {
-				mv.state = m.Data.ReplicationState
-			}
-			optime := c.Status.Optime
-			_, mv.lag = lsnAndLag(m.Data.XLogLocation, optime)
-			mv.receiveLSN, mv.receiveLag = lsnAndLag(m.Data.ReceiveLSN, optime)
-			mv.replayLSN, mv.replayLag = lsnAndLag(m.Data.ReplayLSN, optime)
-		}
-		mv.replicateFrom = patroni.ReplicateFrom(m.Data.Tags)
-		// tusker and Patroni 4 publish the reasons and the scheduled restart in the member key;
-		// the member's /patroni fills in what an older member's key lacks.
-		mv.pendingReason = memberPendingReason(m.Data.PendingRestartReason)
-		if sr := m.Data.ScheduledRestart; sr != nil {
-			mv.scheduled = scheduledRestart(map[string]any{"schedule": sr.Schedule, "postgres_version": sr.PostgresVersion})
-		}
-		if st := statuses[m.Name]; st != nil {
-			if mv.pendingReason == "" {
-				mv.pendingReason = pendingReason(st["pending_restart_reason"])
-			}
-			if p, _ := st["pending_restart"].(bool); p {
-				mv.pending = true
-			}
-			if mv.scheduled == "" {
-				mv.scheduled = scheduledRestart(st["scheduled_restart"])
-			}
-		}
-		v.members = append(v.members, mv)
+	return ""
+}
+
+// view is one member's row; st is the member's /patroni answer, or nil.
+func (r memberRows) view(m dcs.Member, st map[string]any) memberView {
+	mv := memberView{cluster: r.scope, name: m.Name, timeline: m.Data.Timeline, pending: m.Data.PendingRestart,
+		tags: m.Data.Tags, isLeader: m.Name == r.leader}
+	h, p := connHostPort(m.Data.ConnURL)
+	mv.host = h
+	if r.appendPort && h != "" {
+		mv.host = h + ":" + strconv.Itoa(p)
 	}
+	mv.state = m.Data.State
+	if mv.isLeader {
+		mv.role = "Leader"
+		if m.Data.Role == "standby_leader" {
+			mv.role = "Standby Leader"
+		}
+	} else {
+		mv.role = "Replica"
+		if r.syncRole != "" && r.c.Sync.Has(m.Name) {
+			mv.role = r.syncRole
+		}
+		if m.Data.ReplicationState != "" {
+			mv.state = m.Data.ReplicationState
+		}
+		optime := r.c.Status.Optime
+		_, mv.lag = lsnAndLag(m.Data.XLogLocation, optime)
+		mv.receiveLSN, mv.receiveLag = lsnAndLag(m.Data.ReceiveLSN, optime)
+		mv.replayLSN, mv.replayLag = lsnAndLag(m.Data.ReplayLSN, optime)
+	}
+	mv.replicateFrom = patroni.ReplicateFrom(m.Data.Tags)
+	fillRestartInfo(&mv, m, st)
+	return mv
+}
+
+// fillRestartInfo sets the pending restart reasons and the scheduled restart. tusker and
+// Patroni 4 publish them in the member key; the member's /patroni (st, may be nil) fills in what
+// an older member's key lacks.
+func fillRestartInfo(mv *memberView, m dcs.Member, st map[string]any) {
+	mv.pendingReason = memberPendingReason(m.Data.PendingRestartReason)
+	if sr := m.Data.ScheduledRestart; sr != nil {
+		mv.scheduled = scheduledRestart(map[string]any{"schedule": sr.Schedule, "postgres_version": sr.PostgresVersion})
+	}
+	if st != nil {
+		if mv.pendingReason == "" {
+			mv.pendingReason = pendingReason(st["pending_restart_reason"])
+		}
+		if p, _ := st["pending_restart"].(bool); p {
+			mv.pending = true
+		}
+		if mv.scheduled == "" {
+			mv.scheduled = scheduledRestart(st["scheduled_restart"])
+		}
+	}
+}
+
+// clusterFooter is the lines under the table: maintenance mode and a scheduled switchover.
+func clusterFooter(c *dcs.Cluster) []string {
+	var footer []string
 	if paused(c) {
-		v.footer = append(v.footer, "Maintenance mode: on")
+		footer = append(footer, "Maintenance mode: on")
 	}
 	if f := c.Failover; f != nil && f.ScheduledAt != nil {
 		info := "Switchover scheduled at: " + f.ScheduledAt.Format("2006-01-02T15:04:05-07:00")
@@ -155,9 +189,9 @@ func buildClusterView(scope string, c *dcs.Cluster, statuses map[string]map[stri
 		if f.Member != "" {
 			info += fmt.Sprintf("\n%24s: %s", "to", f.Member)
 		}
-		v.footer = append(v.footer, info)
+		footer = append(footer, info)
 	}
-	return v
+	return footer
 }
 
 // paused reports whether the cluster's dynamic configuration says pause: true.

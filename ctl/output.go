@@ -261,15 +261,46 @@ func yamlText(v any, flow bool) string {
 // "+", "-" and "|", one space of padding, the title written over the top border, and rules
 // between all rows as soon as one cell spans several lines.
 func (t *table) writePretty(w io.Writer) error {
-	cols := t.columns[t.skip:]
-	rows := make([][][]string, len(t.rows)) // row, column, line
-	width := make([]int, len(cols))
-	for i, c := range cols {
-		width[i] = utf8.RuneCountInString(c)
+	l := t.prettyLayout()
+	hline := l.rule()
+	var b strings.Builder
+	b.WriteString(topBorder(hline, t.title))
+	b.WriteByte('\n')
+	l.writeLine(&b, l.cols)
+	b.WriteString(hline)
+	b.WriteByte('\n')
+	for r, row := range l.rows {
+		if r > 0 && l.multiline {
+			b.WriteString(hline)
+			b.WriteByte('\n')
+		}
+		l.writeRow(&b, row)
 	}
-	multiline := false
+	b.WriteString(hline)
+	b.WriteByte('\n')
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// prettyLayout is the table's pretty cells split into lines and measured: the widths must be
+// known before the first border is drawn.
+type prettyLayout struct {
+	cols      []string     // the columns shown (without the skipped ones)
+	rows      [][][]string // row, column, line
+	width     []int        // of each column, in runes
+	right     map[string]bool
+	multiline bool // some cell spans several lines
+}
+
+// prettyLayout lays the rows out for writePretty; the skipped leading columns are left out.
+func (t *table) prettyLayout() prettyLayout {
+	cols := t.columns[t.skip:]
+	l := prettyLayout{cols: cols, rows: make([][][]string, len(t.rows)), width: make([]int, len(cols)), right: t.right}
+	for i, c := range cols {
+		l.width[i] = utf8.RuneCountInString(c)
+	}
 	for r, row := range t.rows {
-		rows[r] = make([][]string, len(cols))
+		l.rows[r] = make([][]string, len(cols))
 		for i := range cols {
 			var v any
 			if i+t.skip < len(row) {
@@ -277,76 +308,73 @@ func (t *table) writePretty(w io.Writer) error {
 			}
 			lines := strings.Split(cellText(v, false), "\n")
 			if len(lines) > 1 {
-				multiline = true
+				l.multiline = true
 			}
-			rows[r][i] = lines
-			for _, l := range lines {
-				width[i] = max(width[i], utf8.RuneCountInString(l))
+			l.rows[r][i] = lines
+			for _, s := range lines {
+				l.width[i] = max(l.width[i], utf8.RuneCountInString(s))
 			}
 		}
 	}
+	return l
+}
+
+// rule is the horizontal border: "+" and, over each column and its padding, "-".
+func (l prettyLayout) rule() string {
 	var rule strings.Builder
 	rule.WriteByte('+')
-	for _, wd := range width {
+	for _, wd := range l.width {
 		rule.WriteString(strings.Repeat("-", wd+2))
 		rule.WriteByte('+')
 	}
-	hline := rule.String()
+	return rule.String()
+}
 
-	var b strings.Builder
-	top := hline
-	if t.title != "" {
-		// prettytable's header injection: the title replaces the start of the border, cut to
-		// leave its first and last character.
-		r := []rune(hline)
-		title := []rune(t.title)
-		if len(title) > len(r)-2 {
-			title = title[:max(len(r)-2, 0)]
-		}
-		top = string(r[0]) + string(title) + string(r[1+len(title):])
+// topBorder is the rule with the title, if any, over it: prettytable's header injection, where
+// the title replaces the start of the border, cut to leave its first and last character.
+func topBorder(hline, title string) string {
+	if title == "" {
+		return hline
 	}
-	b.WriteString(top)
+	r := []rune(hline)
+	t := []rune(title)
+	if len(t) > len(r)-2 {
+		t = t[:max(len(r)-2, 0)]
+	}
+	return string(r[0]) + string(t) + string(r[1+len(t):])
+}
+
+// writeLine writes one line of text cells between "|", each padded to its column's width.
+func (l prettyLayout) writeLine(b *strings.Builder, cells []string) {
+	b.WriteByte('|')
+	for i, c := range cells {
+		pad := l.width[i] - utf8.RuneCountInString(c)
+		b.WriteByte(' ')
+		if l.right[l.cols[i]] {
+			b.WriteString(strings.Repeat(" ", pad))
+			b.WriteString(c)
+		} else {
+			b.WriteString(c)
+			b.WriteString(strings.Repeat(" ", pad))
+		}
+		b.WriteString(" |")
+	}
 	b.WriteByte('\n')
-	line := func(cells []string) {
-		b.WriteByte('|')
-		for i, c := range cells {
-			pad := width[i] - utf8.RuneCountInString(c)
-			b.WriteByte(' ')
-			if t.right[cols[i]] {
-				b.WriteString(strings.Repeat(" ", pad))
-				b.WriteString(c)
-			} else {
-				b.WriteString(c)
-				b.WriteString(strings.Repeat(" ", pad))
+}
+
+// writeRow writes one row as many lines high as its tallest cell; shorter cells are blank below.
+func (l prettyLayout) writeRow(b *strings.Builder, row [][]string) {
+	height := 1
+	for _, c := range row {
+		height = max(height, len(c))
+	}
+	for n := range height {
+		cells := make([]string, len(l.cols))
+		for i, c := range row {
+			if n < len(c) {
+				cells[i] = c[n]
 			}
-			b.WriteString(" |")
 		}
-		b.WriteByte('\n')
+		l.writeLine(b, cells)
 	}
-	line(cols)
-	b.WriteString(hline)
-	b.WriteByte('\n')
-	for r, row := range rows {
-		if r > 0 && multiline {
-			b.WriteString(hline)
-			b.WriteByte('\n')
-		}
-		height := 1
-		for _, c := range row {
-			height = max(height, len(c))
-		}
-		for l := range height {
-			cells := make([]string, len(cols))
-			for i, c := range row {
-				if l < len(c) {
-					cells[i] = c[l]
-				}
-			}
-			line(cells)
-		}
-	}
-	b.WriteString(hline)
-	b.WriteByte('\n')
-	_, err := io.WriteString(w, b.String())
-	return err
 }

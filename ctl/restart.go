@@ -87,40 +87,44 @@ restart when they do not hold; --scheduled leaves the restart to the member at t
 	return c
 }
 
-func (a *app) restart(o restartOptions, args []string) error {
+// restartPlan is what the restart flags come to once checked: the role of the members to pick,
+// how long to wait for each answer, and when the restart is to happen.
+type restartPlan struct {
+	role        string
+	httpTimeout time.Duration
+	at          *time.Time // nil: now
+}
+
+// parseRestartFlags checks every flag before the DCS is read, so that a typo costs nothing.
+func (a *app) parseRestartFlags(o restartOptions) (restartPlan, error) {
 	if err := checkGroup(o.group); err != nil {
-		return err
+		return restartPlan{}, err
 	}
 	role, err := parseRole(o.role)
 	if err != nil {
-		return err
+		return restartPlan{}, err
 	}
 	if o.pgVersion != "" && !pgVersionRE.MatchString(o.pgVersion) {
-		return usagef("--pg-version %q: expected a PostgreSQL version like 15.4 or 9.6.24", o.pgVersion)
+		return restartPlan{}, usagef("--pg-version %q: expected a PostgreSQL version like 15.4 or 9.6.24", o.pgVersion)
 	}
 	httpTimeout := timeoutRestart
 	if o.timeout != "" {
 		d, ok := parseSeconds(o.timeout)
 		if !ok {
-			return usagef("--timeout %q: expected seconds or a duration like 2m, at most 1 day", o.timeout)
+			return restartPlan{}, usagef("--timeout %q: expected seconds or a duration like 2m, at most 1 day", o.timeout)
 		}
 		httpTimeout = d + 30*time.Second
 	}
 	at, err := parseScheduled(o.scheduled, a.now())
 	if err != nil {
-		return err
+		return restartPlan{}, err
 	}
-	name, c, members, err := a.targets(args, role)
-	if err != nil {
-		return err
-	}
-	if at != nil && paused(c) {
-		return errors.New("Can't schedule restart in the paused state")
-	}
-	if o.anyOne {
-		i := rand.IntN(len(members))
-		members = members[i : i+1]
-	}
+	return restartPlan{role: role, httpTimeout: httpTimeout, at: at}, nil
+}
+
+// restartBody is the JSON the members' POST /restart takes: the conditions, the time and the
+// timeout, each only when given.
+func restartBody(o restartOptions, at *time.Time) map[string]any {
 	body := map[string]any{}
 	if o.pending {
 		body["restart_pending"] = true
@@ -134,6 +138,27 @@ func (a *app) restart(o restartOptions, args []string) error {
 	if o.timeout != "" {
 		body["timeout"] = o.timeout
 	}
+	return body
+}
+
+func (a *app) restart(o restartOptions, args []string) error {
+	plan, err := a.parseRestartFlags(o)
+	if err != nil {
+		return err
+	}
+	at := plan.at
+	name, c, members, err := a.targets(args, plan.role)
+	if err != nil {
+		return err
+	}
+	if at != nil && paused(c) {
+		return errors.New("Can't schedule restart in the paused state")
+	}
+	if o.anyOne {
+		i := rand.IntN(len(members))
+		members = members[i : i+1]
+	}
+	body := restartBody(o, at)
 	if !o.force {
 		a.printCluster(name, c)
 		q := fmt.Sprintf("Are you sure you want to restart members %s?", joinNames(memberNames(members)))
@@ -156,33 +181,39 @@ func (a *app) restart(o restartOptions, args []string) error {
 			// As patronictl: --force replaces a restart already scheduled on the member.
 			_, _ = cl.do(a.ctx, m, http.MethodDelete, "/restart", nil, timeoutRead)
 		}
-		res, err := cl.do(a.ctx, m, http.MethodPost, "/restart", body, httpTimeout)
-		switch {
-		case err != nil:
-			fmt.Fprintf(a.out, "Failed: restart for member %s: %v\n", m.Name, err)
-			fails.add(m.Name, false)
-		case res.Status == http.StatusOK:
-			fmt.Fprintf(a.out, "Success: restart on member %s\n", m.Name)
-			fails.add(m.Name, true)
-		case res.Status == http.StatusAccepted && at != nil:
-			fmt.Fprintf(a.out, "Success: restart scheduled on member %s\n", m.Name)
-			fails.add(m.Name, true)
-		case res.Status == http.StatusAccepted:
-			fmt.Fprintf(a.out, "Success: restart started on member %s (%s)\n", m.Name, res.Message())
-			fails.add(m.Name, true)
-		case res.Status == http.StatusConflict:
-			fmt.Fprintf(a.out, "Failed: another restart is already scheduled on member %s\n", m.Name)
-			fails.add(m.Name, false)
-		case res.Status == http.StatusServiceUnavailable && res.Message() == "restart conditions are not satisfied":
-			// --pending, --pg-version and --role are filters: a member they exclude is skipped, not failed.
-			fmt.Fprintf(a.out, "Skipped: restart conditions are not satisfied on member %s\n", m.Name)
-			fails.add(m.Name, true)
-		default:
-			fmt.Fprintf(a.out, "Failed: restart for member %s, %s\n", m.Name, res.Detail())
-			fails.add(m.Name, false)
-		}
+		res, err := cl.do(a.ctx, m, http.MethodPost, "/restart", body, plan.httpTimeout)
+		fails.add(m.Name, a.reportRestart(m.Name, res, err, at != nil))
 	}
 	return fails.err()
+}
+
+// reportRestart prints what one member answered to POST /restart and says whether that counts
+// as a success; scheduled tells a restart scheduled from one started in the background.
+func (a *app) reportRestart(member string, res apiResult, err error, scheduled bool) bool {
+	switch {
+	case err != nil:
+		fmt.Fprintf(a.out, "Failed: restart for member %s: %v\n", member, err)
+		return false
+	case res.Status == http.StatusOK:
+		fmt.Fprintf(a.out, "Success: restart on member %s\n", member)
+		return true
+	case res.Status == http.StatusAccepted && scheduled:
+		fmt.Fprintf(a.out, "Success: restart scheduled on member %s\n", member)
+		return true
+	case res.Status == http.StatusAccepted:
+		fmt.Fprintf(a.out, "Success: restart started on member %s (%s)\n", member, res.Message())
+		return true
+	case res.Status == http.StatusConflict:
+		fmt.Fprintf(a.out, "Failed: another restart is already scheduled on member %s\n", member)
+		return false
+	case res.Status == http.StatusServiceUnavailable && res.Message() == "restart conditions are not satisfied":
+		// --pending, --pg-version and --role are filters: a member they exclude is skipped, not failed.
+		fmt.Fprintf(a.out, "Skipped: restart conditions are not satisfied on member %s\n", member)
+		return true
+	default:
+		fmt.Fprintf(a.out, "Failed: restart for member %s, %s\n", member, res.Detail())
+		return false
+	}
 }
 
 // parseSeconds reads a timeout: seconds (possibly fractional) or a Go duration, positive and at
@@ -316,18 +347,8 @@ func (a *app) reinit(o reinitOptions, args []string) error {
 		return err
 	}
 	if len(names) == 0 {
-		replicas := memberNames(membersWithRole(c, roleReplica))
-		if o.force {
-			return usagef("reinit needs CLUSTER and at least one MEMBER (replicas of %s: %s)", name, joinNames(replicas))
-		}
-		a.printCluster(name, c)
-		ans, err := a.ask(fmt.Sprintf("Which member do you want to reinitialize [%s]?", joinNames(replicas)), "")
-		if err != nil {
+		if names, err = a.askReinitMembers(name, c, o.force); err != nil {
 			return err
-		}
-		names = strings.FieldsFunc(ans, func(r rune) bool { return r == ',' || r == ' ' })
-		if len(names) == 0 {
-			return errAborted
 		}
 	}
 	members, err := selectMembers(c, name, names, roleReplica)
@@ -351,30 +372,10 @@ func (a *app) reinit(o reinitOptions, args []string) error {
 		if st, err := cl.status(a.ctx, m, timeoutProbe); err == nil {
 			started[m.Name], _ = st["postmaster_start_time"].(string)
 		}
-		body := map[string]any{"force": o.force, "from_leader": o.fromLeader}
-		for {
-			res, err := cl.do(a.ctx, m, http.MethodPost, "/reinitialize", body, timeoutAction)
-			if err != nil {
-				fmt.Fprintf(a.out, "Failed: reinitialize for member %s: %v\n", m.Name, err)
-				fails.add(m.Name, false)
-				break
-			}
-			if res.Status < 400 {
-				fmt.Fprintf(a.out, "Success: reinitialize for member %s\n", m.Name)
-				fails.add(m.Name, true)
-				waitOn = append(waitOn, *m)
-				break
-			}
-			if strings.HasSuffix(res.Message(), " already in progress") && !o.force {
-				fmt.Fprintf(a.out, "Member %s: %s\n", m.Name, res.Message())
-				if a.confirm("Do you want to cancel it and reinitialize anyway?") == nil {
-					body["force"] = true
-					continue
-				}
-			}
-			fmt.Fprintf(a.out, "Failed: reinitialize for member %s, %s\n", m.Name, res.Detail())
-			fails.add(m.Name, false)
-			break
+		ok := a.reinitMember(cl, m, o)
+		fails.add(m.Name, ok)
+		if ok {
+			waitOn = append(waitOn, *m)
 		}
 	}
 	if o.wait && len(waitOn) > 0 {
@@ -383,6 +384,52 @@ func (a *app) reinit(o reinitOptions, args []string) error {
 		}
 	}
 	return fails.err()
+}
+
+// askReinitMembers asks which replicas to reinitialize when none is named: reinit removes data,
+// so it never picks members by itself, and with --force (nobody to ask) it is a usage error.
+func (a *app) askReinitMembers(name string, c *dcs.Cluster, force bool) ([]string, error) {
+	replicas := memberNames(membersWithRole(c, roleReplica))
+	if force {
+		return nil, usagef("reinit needs CLUSTER and at least one MEMBER (replicas of %s: %s)", name, joinNames(replicas))
+	}
+	a.printCluster(name, c)
+	ans, err := a.ask(fmt.Sprintf("Which member do you want to reinitialize [%s]?", joinNames(replicas)), "")
+	if err != nil {
+		return nil, err
+	}
+	names := strings.FieldsFunc(ans, func(r rune) bool { return r == ',' || r == ' ' })
+	if len(names) == 0 {
+		return nil, errAborted
+	}
+	return names, nil
+}
+
+// reinitMember sends POST /reinitialize to one member, prints the outcome and says whether the
+// member accepted. When an action is already running there and --force was not given, the
+// user may cancel it: the request is then sent again with force.
+func (a *app) reinitMember(cl *apiClient, m *dcs.Member, o reinitOptions) bool {
+	body := map[string]any{"force": o.force, "from_leader": o.fromLeader}
+	for {
+		res, err := cl.do(a.ctx, m, http.MethodPost, "/reinitialize", body, timeoutAction)
+		if err != nil {
+			fmt.Fprintf(a.out, "Failed: reinitialize for member %s: %v\n", m.Name, err)
+			return false
+		}
+		if res.Status < 400 {
+			fmt.Fprintf(a.out, "Success: reinitialize for member %s\n", m.Name)
+			return true
+		}
+		if strings.HasSuffix(res.Message(), " already in progress") && !o.force {
+			fmt.Fprintf(a.out, "Member %s: %s\n", m.Name, res.Message())
+			if a.confirm("Do you want to cancel it and reinitialize anyway?") == nil {
+				body["force"] = true
+				continue
+			}
+		}
+		fmt.Fprintf(a.out, "Failed: reinitialize for member %s, %s\n", m.Name, res.Detail())
+		return false
+	}
 }
 
 // reinitPoll is how often reinit --wait asks the members how far they are (shorter in tests).

@@ -116,6 +116,18 @@ If no member's REST API answers, the request is written into the DCS failover ke
 	return c
 }
 
+// switchoverPlan is what the steps of switchover and failover share: the command, the cluster
+// as read before asking anything, and the flags as completed by the answers to the prompts.
+type switchoverPlan struct {
+	failover bool
+	action   string // "switchover" or "failover": the REST path and the word in the messages
+	name     string
+	c        *dcs.Cluster
+	leader   string // the leader in the DCS; "" when there is none
+	o        switchoverOptions
+	at       *time.Time // nil: now
+}
+
 func (a *app) switchover(failover bool, action string, o switchoverOptions, args []string) error {
 	if err := checkGroup(o.group); err != nil {
 		return err
@@ -134,24 +146,52 @@ func (a *app) switchover(failover bool, action string, o switchoverOptions, args
 	fmt.Fprintln(a.out, "Current cluster topology")
 	a.printCluster(name, c)
 
-	leader := c.LeaderName()
+	p := &switchoverPlan{failover: failover, action: action, name: name, c: c, leader: c.LeaderName(), o: o}
 	if !failover {
-		if leader == "" {
-			return fmt.Errorf("cluster %q has no leader: a switchover needs one (use failover --candidate)", name)
-		}
-		if o.leader == "" && !o.force {
-			if o.leader, err = a.ask("Primary", leader); err != nil {
-				return err
-			}
-		}
-		if o.leader == "" {
-			o.leader = leader
-		}
-		if o.leader != leader {
-			return fmt.Errorf("member %s is not the leader of cluster %q (the leader is %s)", o.leader, name, leader)
+		if err := a.switchoverLeader(p); err != nil {
+			return err
 		}
 	}
+	if err := a.switchoverCandidate(p); err != nil {
+		return err
+	}
+	if !failover {
+		if err := a.switchoverSchedule(p); err != nil {
+			return err
+		}
+	}
+	if !p.o.force {
+		if err := a.confirmSwitchover(p); err != nil {
+			return err
+		}
+	}
+	return a.requestSwitchover(p)
+}
 
+// switchoverLeader settles --leader (asking for it without --force): a switchover needs a
+// leader, and the one named must be the one in the DCS, so that an outdated view is caught.
+func (a *app) switchoverLeader(p *switchoverPlan) error {
+	if p.leader == "" {
+		return fmt.Errorf("cluster %q has no leader: a switchover needs one (use failover --candidate)", p.name)
+	}
+	if p.o.leader == "" && !p.o.force {
+		var err error
+		if p.o.leader, err = a.ask("Primary", p.leader); err != nil {
+			return err
+		}
+	}
+	if p.o.leader == "" {
+		p.o.leader = p.leader
+	}
+	if p.o.leader != p.leader {
+		return fmt.Errorf("member %s is not the leader of cluster %q (the leader is %s)", p.o.leader, p.name, p.leader)
+	}
+	return nil
+}
+
+// switchoverCandidates are the members that may be promoted: not the leader, not nofailover;
+// sorted, as the prompt lists them.
+func switchoverCandidates(c *dcs.Cluster, leader string) []string {
 	var candidates []string
 	for _, m := range c.Members {
 		if m.Name != leader && !patroni.NoFailover(m.Data.Tags) {
@@ -159,103 +199,134 @@ func (a *app) switchover(failover bool, action string, o switchoverOptions, args
 		}
 	}
 	slices.Sort(candidates)
+	return candidates
+}
+
+// switchoverCandidate settles --candidate (asking for it without --force) and checks it before
+// anything is sent: a failover needs one, and it must be a member that may be promoted.
+func (a *app) switchoverCandidate(p *switchoverPlan) error {
+	candidates := switchoverCandidates(p.c, p.leader)
 	if len(candidates) == 0 {
 		return fmt.Errorf("no candidates found to %s to in cluster %q (members: %s; nofailover members cannot be promoted)",
-			action, name, joinNames(memberNames(c.Members)))
+			p.action, p.name, joinNames(memberNames(p.c.Members)))
 	}
-	if o.candidate == "" && !o.force {
+	if p.o.candidate == "" && !p.o.force {
 		q := fmt.Sprintf("Candidate ['%s']", strings.Join(candidates, "', '"))
-		if o.candidate, err = a.ask(q, ""); err != nil {
+		var err error
+		if p.o.candidate, err = a.ask(q, ""); err != nil {
 			return err
 		}
 	}
-	if failover && o.candidate == "" {
+	if p.failover && p.o.candidate == "" {
 		return errors.New("Failover could be performed only to a specific candidate")
 	}
-	if o.candidate != "" && !slices.Contains(candidates, o.candidate) {
-		if o.candidate == leader {
-			return fmt.Errorf("member %s is already the leader of cluster %q", o.candidate, name)
+	if p.o.candidate != "" && !slices.Contains(candidates, p.o.candidate) {
+		if p.o.candidate == p.leader {
+			return fmt.Errorf("member %s is already the leader of cluster %q", p.o.candidate, p.name)
 		}
 		return fmt.Errorf("member %s does not exist in cluster %q or is tagged as nofailover (candidates: %s)",
-			o.candidate, name, joinNames(candidates))
+			p.o.candidate, p.name, joinNames(candidates))
 	}
+	return nil
+}
 
-	var at *time.Time
-	if !failover {
-		if o.scheduled == "" && !o.force {
-			example := a.now().Add(time.Hour).Format("2006-01-02T15:04")
-			if o.scheduled, err = a.ask("When should the switchover take place (e.g. "+example+")", "now"); err != nil {
-				return err
-			}
-		}
-		if at, err = parseScheduled(o.scheduled, a.now()); err != nil {
-			return err
-		}
-		if at != nil && paused(c) {
-			return errors.New("Can't schedule switchover in the paused state")
-		}
-	}
-
-	if !o.force {
-		demote := ""
-		if leader != "" {
-			demote = ", demoting current leader " + leader
-		}
-		q := fmt.Sprintf("Are you sure you want to %s cluster %s%s?", action, name, demote)
-		if at != nil {
-			q = fmt.Sprintf("Are you sure you want to schedule %s of cluster %s at %s%s?", action, name, at.Format(time.RFC3339), demote)
-		}
-		if err := a.confirm(q); err != nil {
+// switchoverSchedule settles --scheduled (asking for it without --force) into p.at; a paused
+// cluster cannot carry out a scheduled switchover, so it is refused here.
+func (a *app) switchoverSchedule(p *switchoverPlan) error {
+	if p.o.scheduled == "" && !p.o.force {
+		example := a.now().Add(time.Hour).Format("2006-01-02T15:04")
+		var err error
+		if p.o.scheduled, err = a.ask("When should the switchover take place (e.g. "+example+")", "now"); err != nil {
 			return err
 		}
 	}
-
-	body := map[string]any{}
-	if o.candidate != "" {
-		body["candidate"] = o.candidate
-	}
-	if !failover {
-		body["leader"] = o.leader
-	}
-	if at != nil {
-		body["scheduled_at"] = at.Format(time.RFC3339)
-	}
-	cl, err := a.client()
+	at, err := parseScheduled(p.o.scheduled, a.now())
 	if err != nil {
 		return err
 	}
-	// The leader carries the request out; if it does not answer, any member can write the
-	// failover key and wait for the outcome.
-	order := leaderFirst(c)
-	if leader == "" {
+	p.at = at
+	if p.at != nil && paused(p.c) {
+		return errors.New("Can't schedule switchover in the paused state")
+	}
+	return nil
+}
+
+// confirmSwitchover asks the last question, naming the leader that will be demoted and, when
+// scheduled, the time.
+func (a *app) confirmSwitchover(p *switchoverPlan) error {
+	demote := ""
+	if p.leader != "" {
+		demote = ", demoting current leader " + p.leader
+	}
+	q := fmt.Sprintf("Are you sure you want to %s cluster %s%s?", p.action, p.name, demote)
+	if p.at != nil {
+		q = fmt.Sprintf("Are you sure you want to schedule %s of cluster %s at %s%s?", p.action, p.name, p.at.Format(time.RFC3339), demote)
+	}
+	return a.confirm(q)
+}
+
+// body is the JSON the member's /switchover or /failover takes.
+func (p *switchoverPlan) body() map[string]any {
+	body := map[string]any{}
+	if p.o.candidate != "" {
+		body["candidate"] = p.o.candidate
+	}
+	if !p.failover {
+		body["leader"] = p.o.leader
+	}
+	if p.at != nil {
+		body["scheduled_at"] = p.at.Format(time.RFC3339)
+	}
+	return body
+}
+
+// order is the members to send the request to. The leader carries the request out; if it does
+// not answer, any member can write the failover key and wait for the outcome. Without a leader
+// the candidate, which will be promoted, is asked first.
+func (p *switchoverPlan) order() []dcs.Member {
+	order := leaderFirst(p.c)
+	if p.leader == "" {
 		slices.SortStableFunc(order, func(x, y dcs.Member) int {
-			if x.Name == o.candidate {
+			if x.Name == p.o.candidate {
 				return -1
 			}
-			if y.Name == o.candidate {
+			if y.Name == p.o.candidate {
 				return 1
 			}
 			return 0
 		})
 	}
+	return order
+}
+
+// requestSwitchover sends the request to the members in turn until one answers, and falls back
+// to writing the failover key when none could be reached. A member that may have received the
+// request ends the attempts, so that it is never carried out twice.
+func (a *app) requestSwitchover(p *switchoverPlan) error {
+	body := p.body()
+	cl, err := a.client()
+	if err != nil {
+		return err
+	}
+	order := p.order()
 	var lastErr error
 	for i := range order {
 		m := &order[i]
-		res, err := cl.do(a.ctx, m, http.MethodPost, "/"+action, body, timeoutSwitchover)
+		res, err := cl.do(a.ctx, m, http.MethodPost, "/"+p.action, body, timeoutSwitchover)
 		if err != nil {
 			if !notSent(err) {
-				return fmt.Errorf("%w; the %s may still be in progress: check with 'tuskerctl list %s'", err, action, name)
+				return fmt.Errorf("%w; the %s may still be in progress: check with 'tuskerctl list %s'", err, p.action, p.name)
 			}
 			lastErr = err
 			fmt.Fprintf(a.errOut, "tuskerctl: %v\n", err)
 			continue
 		}
 		if res.Status != http.StatusOK && res.Status != http.StatusAccepted {
-			return fmt.Errorf("%s failed, details: %d %s: %s", title(action), res.Status, http.StatusText(res.Status), res.Message())
+			return fmt.Errorf("%s failed, details: %d %s: %s", title(p.action), res.Status, http.StatusText(res.Status), res.Message())
 		}
 		fmt.Fprintf(a.out, "%s %s\n", a.timestamp(), res.Message())
-		if c2, err := a.cluster(name); err == nil {
-			a.printCluster(name, c2)
+		if c2, err := a.cluster(p.name); err == nil {
+			a.printCluster(p.name, c2)
 		}
 		return nil
 	}
@@ -263,8 +334,8 @@ func (a *app) switchover(failover bool, action string, o switchoverOptions, args
 		return a.ctx.Err()
 	}
 	fmt.Fprintf(a.out, "%s Could not %s using the REST API of any member (last error: %v), falling back to DCS\n",
-		a.timestamp(), action, lastErr)
-	return a.failoverViaDCS(name, c, action, o.leader, o.candidate, at)
+		a.timestamp(), p.action, lastErr)
+	return a.failoverViaDCS(p.name, p.c, p.action, p.o.leader, p.o.candidate, p.at)
 }
 
 // failoverViaDCS writes the failover key (compare-and-set on the one read) and, unless the
