@@ -50,7 +50,24 @@ func (c *Config) Validate() error {
 		problems = append(problems, msg)
 	}
 
-	// Global.
+	// The sections in the order their problems are listed, which tests and users compare.
+	c.validateGlobal(add)
+	c.validateLog(add)
+	c.validateRestAPI(add)
+	c.validateRestAPITLS(add)
+	c.validateDCS(add)
+	c.validateBootstrap(add)
+	c.validatePostgreSQL(add)
+	c.validateTags(add)
+
+	if len(problems) == 0 {
+		return nil
+	}
+	return &ValidationError{Problems: problems}
+}
+
+// validateGlobal checks the member and cluster names, which become keys in the DCS.
+func (c *Config) validateGlobal(add func(path, format string, args ...any)) {
 	switch {
 	case strings.TrimSpace(c.Name) == "":
 		add("name", "required: the unique name of this member")
@@ -65,16 +82,22 @@ func (c *Config) Validate() error {
 	case strings.Contains(c.Scope, "/"):
 		add("scope", "%q must not contain \"/\" (it is a key in the DCS)", c.Scope)
 	}
+}
 
-	// log.
+// validateLog checks the log section: a bad level or type would otherwise quietly fall back to the
+// defaults (info, plain).
+func (c *Config) validateLog(add func(path, format string, args ...any)) {
 	if _, err := c.Log.SlogLevel(); err != nil {
 		add("log.level", "%v", err)
 	}
 	if t := strings.ToLower(c.Log.Type); t != "" && t != "plain" && t != "json" {
 		add("log.type", "expected plain or json, got %q", c.Log.Type)
 	}
+}
 
-	// restapi.
+// validateRestAPI checks the addresses and credentials of the restapi section; its TLS, allowlist
+// and header settings are validateRestAPITLS's.
+func (c *Config) validateRestAPI(add func(path, format string, args ...any)) {
 	if c.RestAPI.Listen == "" {
 		add("restapi.listen", `required: the "host:port" the REST API listens on`)
 	} else if _, _, err := SplitHostPort(c.RestAPI.Listen); err != nil {
@@ -90,13 +113,11 @@ func (c *Config) Validate() error {
 			add("restapi.authentication.password", "required when restapi.authentication is set")
 		}
 	}
+}
 
-	c.validateRestAPITLS(add)
-
-	// DCS.
-	c.validateDCS(add)
-
-	// bootstrap.
+// validateBootstrap checks the bootstrap section: the dynamic configuration it seeds the DCS with
+// (whose own checks name paths relative to bootstrap.dcs) and the initdb options.
+func (c *Config) validateBootstrap(add func(path, format string, args ...any)) {
 	for _, p := range c.Bootstrap.DCS.Validate() {
 		path, msg, _ := strings.Cut(p, ": ")
 		add("bootstrap.dcs."+path, "%s", msg)
@@ -109,8 +130,12 @@ func (c *Config) Validate() error {
 			add(indexPath("bootstrap.initdb", i), "initdb option %q is not allowed (tusker sets it itself)", name)
 		}
 	}
+}
 
-	// postgresql.
+// validatePostgreSQL checks the postgresql section, bootstrap.pg_hba beside the other hba and ident
+// lines (so that their problems are listed together), and the texts tusker writes into generated
+// files (validateTexts).
+func (c *Config) validatePostgreSQL(add func(path, format string, args ...any)) {
 	pg := c.PostgreSQL
 	if strings.TrimSpace(pg.DataDir) == "" {
 		add("postgresql.data_dir", "required: the PostgreSQL data directory")
@@ -140,8 +165,10 @@ func (c *Config) Validate() error {
 	linesProblems("bootstrap.pg_hba", c.Bootstrap.PgHBA, addKey)
 	linesProblems("postgresql.pg_ident", pg.PgIdent, addKey)
 	c.validateTexts(add)
+}
 
-	// tags.
+// validateTags checks the tags that decide whether and how eagerly this member may be promoted.
+func (c *Config) validateTags(add func(path, format string, args ...any)) {
 	if p := c.Tags.FailoverPriority; p != nil {
 		if *p < 0 {
 			add("tags.failover_priority", "must be an integer >= 0, got %d", *p)
@@ -150,11 +177,6 @@ func (c *Config) Validate() error {
 			add("tags.failover_priority", "cannot be combined with tags.nofailover (set at most one of the two)")
 		}
 	}
-
-	if len(problems) == 0 {
-		return nil
-	}
-	return &ValidationError{Problems: problems}
 }
 
 // validateTexts checks the values tusker writes into a line of a generated file, or into a DCS

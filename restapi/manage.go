@@ -107,23 +107,60 @@ func (s *Server) call(w http.ResponseWriter, r *http.Request, what string, f fun
 	writeResult(w, r, res, nil)
 }
 
+// postSwitchover answers POST /switchover and, with failover, POST /failover: the body is read,
+// checked as Patroni checks it, and what passes is handed to the Manager.
 func (s *Server) postSwitchover(w http.ResponseWriter, r *http.Request, mgr ha.Manager, failover bool) {
 	action := "switchover"
 	if failover {
 		action = "failover"
 	}
-	body, ok := readBody(w, r, true)
+	body, ok := readSwitchoverBody(w, r)
 	if !ok {
 		return
+	}
+	paused := s.paused()
+	at, code, msg := s.checkSwitchover(body, action, failover, paused)
+	if msg != "" {
+		writeMessage(w, r, code, msg, nil)
+		return
+	}
+	if failover && body.leader != "" {
+		failover = false // a failover from a named leader is a switchover
+	}
+
+	leader, candidate := body.leader, body.candidate
+	req := ha.SwitchoverRequest{Leader: leader, Candidate: candidate, At: at, Failover: failover}
+	s.log.Info("received "+action+" request", "leader", leader, "candidate", candidate,
+		"scheduled_at", at, "remote", r.RemoteAddr)
+	s.extendDeadlines(w)
+	res := mgr.Switchover(r.Context(), req)
+	s.logResult(r, action, res)
+	writeResult(w, r, res, nil)
+}
+
+// switchoverBody is a switchover or failover request body whose fields have the right types;
+// whether they make sense together is checkSwitchover's.
+type switchoverBody struct {
+	leader, candidate string
+	rawAt             json.RawMessage // scheduled_at as sent
+	scheduled         bool            // scheduled_at is set and not falsy
+}
+
+// readSwitchoverBody reads and decodes the body of POST /switchover and /failover, rejecting what
+// Patroni rejects before it looks at the values. ok is false when the answer has been written.
+func readSwitchoverBody(w http.ResponseWriter, r *http.Request) (b switchoverBody, ok bool) {
+	body, ok := readBody(w, r, true)
+	if !ok {
+		return b, false
 	}
 	obj, err := decodeObject(body)
 	if err != nil || len(obj) == 0 {
 		writeMessage(w, r, http.StatusBadRequest, msgInvalidJSON, nil)
-		return
+		return b, false
 	}
 	if bad := obj.unknownKey("leader", "candidate", "member", "scheduled_at"); bad != "" {
 		writeMessage(w, r, http.StatusBadRequest, bad, nil)
-		return
+		return b, false
 	}
 	leader, okL := obj.str("leader")
 	candidate, okC := obj.str("candidate")
@@ -134,19 +171,24 @@ func (s *Server) postSwitchover(w http.ResponseWriter, r *http.Request, mgr ha.M
 	switch {
 	case !okL:
 		writeMessage(w, r, http.StatusBadRequest, "leader should be a string", nil)
-		return
+		return b, false
 	case !okC:
 		writeMessage(w, r, http.StatusBadRequest, "candidate should be a string", nil)
-		return
+		return b, false
 	case !okM:
 		writeMessage(w, r, http.StatusBadRequest, "member should be a string", nil)
-		return
+		return b, false
 	}
 	rawAt, scheduled := obj.get("scheduled_at")
 	scheduled = scheduled && !falsy(rawAt)
-	paused := s.paused()
+	return switchoverBody{leader: leader, candidate: candidate, rawAt: rawAt, scheduled: scheduled}, true
+}
 
-	// Patroni's do_POST_failover, check for check.
+// checkSwitchover runs Patroni's do_POST_failover checks, check for check and in its order, on a
+// request (failover as the endpoint says, before a named leader turns it into a switchover). It
+// returns the scheduled time, or the status code and message to answer with.
+func (s *Server) checkSwitchover(b switchoverBody, action string, failover, paused bool) (time.Time, int, string) {
+	leader, candidate := b.leader, b.candidate
 	var msg string
 	switch {
 	case failover && candidate == "":
@@ -155,7 +197,7 @@ func (s *Server) postSwitchover(w http.ResponseWriter, r *http.Request, mgr ha.M
 		msg = "Switchover could be performed only from a specific leader"
 	}
 	var at time.Time
-	if msg == "" && scheduled {
+	if msg == "" && b.scheduled {
 		switch {
 		case failover:
 			msg = "Failover can't be scheduled"
@@ -163,33 +205,21 @@ func (s *Server) postSwitchover(w http.ResponseWriter, r *http.Request, mgr ha.M
 			msg = "Can't schedule switchover in the paused state"
 		default:
 			var code int
-			if at, code, msg = s.parseSchedule(rawAt, action); msg != "" {
-				writeMessage(w, r, code, msg, nil)
-				return
+			if at, code, msg = s.parseSchedule(b.rawAt, action); msg != "" {
+				return at, code, msg
 			}
 		}
 	}
 	if msg == "" && paused && candidate == "" {
 		msg = "Switchover is possible only to a specific candidate in a paused state"
 	}
-	if failover && leader != "" {
-		failover = false // a failover from a named leader is a switchover
-	}
 	if msg == "" && leader == candidate {
 		msg = "Switchover target and source are the same"
 	}
 	if msg != "" {
-		writeMessage(w, r, http.StatusBadRequest, msg, nil)
-		return
+		return time.Time{}, http.StatusBadRequest, msg
 	}
-
-	req := ha.SwitchoverRequest{Leader: leader, Candidate: candidate, At: at, Failover: failover}
-	s.log.Info("received "+action+" request", "leader", leader, "candidate", candidate,
-		"scheduled_at", at, "remote", r.RemoteAddr)
-	s.extendDeadlines(w)
-	res := mgr.Switchover(r.Context(), req)
-	s.logResult(r, action, res)
-	writeResult(w, r, res, nil)
+	return at, 0, ""
 }
 
 func (s *Server) postRestart(w http.ResponseWriter, r *http.Request, mgr ha.Manager) {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tusker-ha/tusker/config"
+	"github.com/tusker-ha/tusker/dcs"
 	"github.com/tusker-ha/tusker/dcs/backend"
 	"github.com/tusker-ha/tusker/dcs/kubernetes"
 	"github.com/tusker-ha/tusker/ha"
@@ -152,26 +153,11 @@ func newLogger(cfg *config.Config) *slog.Logger {
 func daemon(cfg *config.Config, path string, env []string) int {
 	log := newLogger(cfg)
 	slog.SetDefault(log)
-	// Before any child starts. Reloads read the copy taken at start (env), so they still see them.
-	scrubbed, err := scrubSecrets(env)
-	if err != nil {
-		log.Error("cannot keep secrets out of the processes tusker starts", "err", err)
+	notifier, ok := prepareProcess(cfg, env, log)
+	if !ok {
 		return 1
-	}
-	if len(scrubbed) > 0 {
-		log.Info("secret variables removed from the environment of the processes tusker starts", "variables", strings.Join(scrubbed, ","))
 	}
 	reload := func() (*config.Config, error) { return config.LoadWithEnv(path, env) }
-	// Taken out of the environment before any child starts (PostgreSQL would notify by itself).
-	notifier, err := sdnotify.FromEnv()
-	if err != nil {
-		log.Error("systemd notification settings", "err", err)
-		return 1
-	}
-	log.Info("starting tusker", "version", version, "config", cfg.Source)
-	for _, k := range cfg.Unimplemented {
-		log.Warn("configuration key accepted but not implemented yet; ignoring it", "key", k)
-	}
 
 	dyn := cfg.Bootstrap.DCS
 	store, err := backend.Open(cfg, backend.Options{Logger: log})
@@ -188,89 +174,32 @@ func daemon(cfg *config.Config, path string, env []string) int {
 	}
 	defer pg.Close()
 
-	// Requests to the other members' REST APIs carry the CA and client certificate of the ctl
-	// (else restapi) section, so that members with TLS and verify_client still hear each other.
-	peerClient, err := apiclient.New(apiclient.FromConfig(cfg))
-	if err != nil {
-		log.Error("cannot build the client for the members' REST APIs", "err", err)
-		return 1
-	}
-	if cfg.RestAPI.ProtectReads {
-		peerClient = apiclient.WithAuth(peerClient, apiclient.Auth(cfg))
-	}
-	node := ha.NewNode(ha.Options{Config: cfg, DCS: store, PG: pg, Logger: log, Version: version,
-		PeerClient:   peerClient,
-		ReloadConfig: reload})
-
-	api := restapi.New(apiConfig(cfg, log, node), node.Status)
-	if err := api.Check(); err != nil {
-		log.Error("REST API configuration", "err", err)
+	node, api, ok := newNodeAndAPI(cfg, store, pg, reload, log)
+	if !ok {
 		return 1
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	// SIGHUP re-reads the configuration (as Patroni does) and reloads postgres. A configuration
-	// that no longer loads is reported and the running one kept.
+	// SIGHUP re-reads the configuration (as Patroni does) and reloads postgres.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				nc, err := reload()
-				if err != nil {
-					log.Error("SIGHUP: the configuration does not load; keeping the running one", "err", err)
-					continue
-				}
-				log.Info("SIGHUP: configuration re-read", "config", nc.Source)
-				node.UpdateConfig(nc)
-				// Certificates also reload by themselves when their files change; SIGHUP makes it
-				// immediate. Other restapi settings need a restart.
-				if cfg.RestAPI.CertFile == "" {
-					continue
-				}
-				if err := api.ReloadTLS(); err != nil {
-					log.Error("SIGHUP: reloading the REST API certificates failed; keeping the old ones", "err", err)
-				}
-			}
-		}
-	}()
+	go reloadOnSIGHUP(ctx, hup, cfg, reload, node, api, log)
 
 	apiErr := make(chan error, 1)
 	apiCtx, apiStop := context.WithCancel(context.Background())
 	defer apiStop()
 	go func() { apiErr <- api.ListenAndServe(apiCtx) }()
-	select {
-	case err := <-apiErr:
-		log.Error("REST API cannot listen", "listen", cfg.RestAPI.Listen, "err", err)
+	if !apiListening(apiErr, cfg, log) {
 		return 1
-	case <-time.After(100 * time.Millisecond):
 	}
 
-	// On Kubernetes, the leader rolls the StatefulSet's pods onto a new revision when the
-	// StatefulSet leaves that to others (updateStrategy OnDelete): replicas first, then one
-	// switchover, then its own pod.
+	// On Kubernetes, the leader rolls the StatefulSet's pods onto a new revision (runRollout).
 	rolloutCtx, rolloutStop := context.WithCancel(ctx)
 	rolled := make(chan struct{})
-	go func() {
-		defer close(rolled)
-		kb, ok := store.(*kubernetes.Backend)
-		if !ok {
-			return
-		}
-		r, err := rollout.New(rollout.Options{Config: kb.RestConfig(), Namespace: kb.Namespace(), Pod: cfg.Name,
-			Status: node.Status, Switchover: node.Switchover, Logger: log})
-		if err != nil {
-			log.Warn("rolling updates are off", "err", err)
-			return
-		}
-		r.Run(rolloutCtx)
-	}()
+	go func() { defer close(rolled); runRollout(rolloutCtx, store, cfg, node, log) }()
 	defer func() { rolloutStop(); <-rolled }()
 
 	// Start-up code and data pages of the binary stay mapped after use; releasing them keeps an
@@ -293,8 +222,124 @@ func daemon(cfg *config.Config, path string, env []string) int {
 	notifyStop()
 	<-notified
 	apiStop()
-	if err := <-apiErr; err != nil && !errors.Is(err, context.Canceled) {
-		log.Warn("REST API stopped with an error", "err", err)
+	apiRunErr := <-apiErr
+	return exitStatus(runErr, apiRunErr, log)
+}
+
+// prepareProcess readies the process before anything is started: the secrets and systemd's
+// notification settings leave the environment before any child can inherit them. It logs why
+// when the daemon cannot go on (ok false).
+func prepareProcess(cfg *config.Config, env []string, log *slog.Logger) (notifier *sdnotify.Notifier, ok bool) {
+	// Before any child starts. Reloads read the copy taken at start (env), so they still see them.
+	scrubbed, err := scrubSecrets(env)
+	if err != nil {
+		log.Error("cannot keep secrets out of the processes tusker starts", "err", err)
+		return nil, false
+	}
+	if len(scrubbed) > 0 {
+		log.Info("secret variables removed from the environment of the processes tusker starts", "variables", strings.Join(scrubbed, ","))
+	}
+	// Taken out of the environment before any child starts (PostgreSQL would notify by itself).
+	notifier, err = sdnotify.FromEnv()
+	if err != nil {
+		log.Error("systemd notification settings", "err", err)
+		return nil, false
+	}
+	log.Info("starting tusker", "version", version, "config", cfg.Source)
+	for _, k := range cfg.Unimplemented {
+		log.Warn("configuration key accepted but not implemented yet; ignoring it", "key", k)
+	}
+	return notifier, true
+}
+
+// newNodeAndAPI builds the HA node over the DCS and PostgreSQL, and the REST API server that
+// answers for it; nothing runs yet. It logs why when they cannot be built (ok false).
+func newNodeAndAPI(cfg *config.Config, store dcs.DCS, pg *postgres.Postgres, reload func() (*config.Config, error),
+	log *slog.Logger) (node *ha.Node, api *restapi.Server, ok bool) {
+	// Requests to the other members' REST APIs carry the CA and client certificate of the ctl
+	// (else restapi) section, so that members with TLS and verify_client still hear each other.
+	peerClient, err := apiclient.New(apiclient.FromConfig(cfg))
+	if err != nil {
+		log.Error("cannot build the client for the members' REST APIs", "err", err)
+		return nil, nil, false
+	}
+	if cfg.RestAPI.ProtectReads {
+		peerClient = apiclient.WithAuth(peerClient, apiclient.Auth(cfg))
+	}
+	node = ha.NewNode(ha.Options{Config: cfg, DCS: store, PG: pg, Logger: log, Version: version,
+		PeerClient:   peerClient,
+		ReloadConfig: reload})
+
+	api = restapi.New(apiConfig(cfg, log, node), node.Status)
+	if err := api.Check(); err != nil {
+		log.Error("REST API configuration", "err", err)
+		return nil, nil, false
+	}
+	return node, api, true
+}
+
+// reloadOnSIGHUP re-reads the configuration on every SIGHUP until ctx ends (the daemon runs it in
+// its own goroutine). A configuration that no longer loads is reported and the running one kept.
+func reloadOnSIGHUP(ctx context.Context, hup <-chan os.Signal, cfg *config.Config,
+	reload func() (*config.Config, error), node *ha.Node, api *restapi.Server, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			nc, err := reload()
+			if err != nil {
+				log.Error("SIGHUP: the configuration does not load; keeping the running one", "err", err)
+				continue
+			}
+			log.Info("SIGHUP: configuration re-read", "config", nc.Source)
+			node.UpdateConfig(nc)
+			// Certificates also reload by themselves when their files change; SIGHUP makes it
+			// immediate. Other restapi settings need a restart.
+			if cfg.RestAPI.CertFile == "" {
+				continue
+			}
+			if err := api.ReloadTLS(); err != nil {
+				log.Error("SIGHUP: reloading the REST API certificates failed; keeping the old ones", "err", err)
+			}
+		}
+	}
+}
+
+// apiListening gives the REST API a moment to fail to listen (apiErr is its ListenAndServe's
+// result): a member nobody can reach must not start. It reports false, logged, when it failed.
+func apiListening(apiErr <-chan error, cfg *config.Config, log *slog.Logger) bool {
+	select {
+	case err := <-apiErr:
+		log.Error("REST API cannot listen", "listen", cfg.RestAPI.Listen, "err", err)
+		return false
+	case <-time.After(100 * time.Millisecond):
+	}
+	return true
+}
+
+// runRollout rolls the StatefulSet's pods onto a new revision when the DCS is Kubernetes and the
+// StatefulSet leaves that to others (updateStrategy OnDelete): replicas first, then one
+// switchover, then its own pod. It returns when ctx ends, or at once when rolling updates are off.
+func runRollout(ctx context.Context, store dcs.DCS, cfg *config.Config, node *ha.Node, log *slog.Logger) {
+	kb, ok := store.(*kubernetes.Backend)
+	if !ok {
+		return
+	}
+	r, err := rollout.New(rollout.Options{Config: kb.RestConfig(), Namespace: kb.Namespace(), Pod: cfg.Name,
+		Status: node.Status, Switchover: node.Switchover, Logger: log})
+	if err != nil {
+		log.Warn("rolling updates are off", "err", err)
+		return
+	}
+	r.Run(ctx)
+}
+
+// exitStatus reports how the daemon ended, once the loop (runErr) and the REST API (apiErr) have
+// both stopped, and returns the process's exit code.
+func exitStatus(runErr, apiErr error, log *slog.Logger) int {
+	if apiErr != nil && !errors.Is(apiErr, context.Canceled) {
+		log.Warn("REST API stopped with an error", "err", apiErr)
 	}
 	if runErr != nil {
 		log.Error("stopping", "err", runErr)

@@ -298,60 +298,9 @@ const (
 func (s *suite) casKey(t *testing.T, k casKind) {
 	ctx, scope := ctxT(t), s.scope(t)
 	a, b := s.open(t, scope, "a"), s.open(t, scope, "b")
-	set := func(d dcs.DCS, i int, version int64) error {
-		switch k {
-		case configKey:
-			return d.SetConfig(ctx, fmt.Appendf(nil, `{"ttl":%d}`, 30+i), version)
-		case failoverKey:
-			return d.SetFailover(ctx, dcs.Failover{Leader: "a", Member: fmt.Sprintf("m%d", i)}, version)
-		default:
-			return d.SetSync(ctx, dcs.Sync{Leader: "a", SyncStandby: []string{fmt.Sprintf("m%d", i)}, Quorum: 1}, version)
-		}
-	}
-	read := func(d dcs.DCS) (int, int64, bool) {
-		c := cluster(t, d)
-		var v string
-		var ver int64
-		switch k {
-		case configKey:
-			if c.Config == nil {
-				return -1, 0, false
-			}
-			v, ver = strings.Trim(strings.TrimPrefix(string(c.Config.Value), `{"ttl":`), "}"), c.Config.Version
-			var n int
-			_, err := fmt.Sscan(v, &n)
-			require.NoError(t, err, "config value %q", c.Config.Value)
-			return n - 30, ver, true
-		case failoverKey:
-			if c.Failover == nil {
-				return -1, 0, false
-			}
-			require.Equal(t, "a", c.Failover.Leader)
-			v, ver = c.Failover.Member, c.Failover.Version
-		default:
-			if c.Sync == nil {
-				return -1, 0, false
-			}
-			require.Equal(t, "a", c.Sync.Leader)
-			require.Equal(t, 1, c.Sync.Quorum)
-			require.Len(t, c.Sync.SyncStandby, 1)
-			v, ver = c.Sync.SyncStandby[0], c.Sync.Version
-		}
-		var n int
-		_, err := fmt.Sscanf(v, "m%d", &n)
-		require.NoError(t, err, "value %q", v)
-		return n, ver, true
-	}
-	del := func(d dcs.DCS) error {
-		switch k {
-		case configKey:
-			return nil
-		case failoverKey:
-			return d.DeleteFailover(ctx)
-		default:
-			return d.DeleteSync(ctx)
-		}
-	}
+	set := func(d dcs.DCS, i int, version int64) error { return k.set(ctx, d, i, version) }
+	read := func(d dcs.DCS) (int, int64, bool) { return k.read(t, d) }
+	del := func(d dcs.DCS) error { return k.del(ctx, d) }
 
 	_, _, ok := read(b)
 	require.False(t, ok)
@@ -382,6 +331,68 @@ func (s *suite) casKey(t *testing.T, k casKind) {
 		require.NoError(t, set(b, 6, 0), "create after delete")
 		n, _, _ = read(a)
 		require.Equal(t, 6, n)
+	}
+}
+
+// set writes value i to the key of kind k through d, on version (0: create, -1: unconditional).
+// With read and del, it lets casKey run one sequence of steps on every key written with a version.
+func (k casKind) set(ctx context.Context, d dcs.DCS, i int, version int64) error {
+	switch k {
+	case configKey:
+		return d.SetConfig(ctx, fmt.Appendf(nil, `{"ttl":%d}`, 30+i), version)
+	case failoverKey:
+		return d.SetFailover(ctx, dcs.Failover{Leader: "a", Member: fmt.Sprintf("m%d", i)}, version)
+	default:
+		return d.SetSync(ctx, dcs.Sync{Leader: "a", SyncStandby: []string{fmt.Sprintf("m%d", i)}, Quorum: 1}, version)
+	}
+}
+
+// read returns the value set wrote to the key of kind k, as d sees it, with its version; ok is
+// false when the key is absent. It checks that the rest of the value came back as written.
+func (k casKind) read(t *testing.T, d dcs.DCS) (int, int64, bool) {
+	c := cluster(t, d)
+	var v string
+	var ver int64
+	switch k {
+	case configKey:
+		if c.Config == nil {
+			return -1, 0, false
+		}
+		v, ver = strings.Trim(strings.TrimPrefix(string(c.Config.Value), `{"ttl":`), "}"), c.Config.Version
+		var n int
+		_, err := fmt.Sscan(v, &n)
+		require.NoError(t, err, "config value %q", c.Config.Value)
+		return n - 30, ver, true
+	case failoverKey:
+		if c.Failover == nil {
+			return -1, 0, false
+		}
+		require.Equal(t, "a", c.Failover.Leader)
+		v, ver = c.Failover.Member, c.Failover.Version
+	default:
+		if c.Sync == nil {
+			return -1, 0, false
+		}
+		require.Equal(t, "a", c.Sync.Leader)
+		require.Equal(t, 1, c.Sync.Quorum)
+		require.Len(t, c.Sync.SyncStandby, 1)
+		v, ver = c.Sync.SyncStandby[0], c.Sync.Version
+	}
+	var n int
+	_, err := fmt.Sscanf(v, "m%d", &n)
+	require.NoError(t, err, "value %q", v)
+	return n, ver, true
+}
+
+// del deletes the key of kind k with d; the config key is never deleted (casKey skips it).
+func (k casKind) del(ctx context.Context, d dcs.DCS) error {
+	switch k {
+	case configKey:
+		return nil
+	case failoverKey:
+		return d.DeleteFailover(ctx)
+	default:
+		return d.DeleteSync(ctx)
 	}
 }
 

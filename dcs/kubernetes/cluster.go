@@ -18,24 +18,9 @@ import (
 func (b *Backend) Cluster(ctx context.Context) (*dcs.Cluster, error) {
 	ctx, cancel := b.call(ctx)
 	defer cancel()
-	var objs []*object
-	err := b.try(ctx, "listing "+b.objs.resource+" "+b.selector, func(ctx context.Context) error {
-		var err error
-		objs, err = b.objs.list(ctx, b.selector)
-		return err
-	})
+	byName, leader, err := b.listObjects(ctx)
 	if err != nil {
 		return nil, err
-	}
-	byName := map[string]*object{}
-	for _, o := range objs {
-		byName[o.name] = o
-	}
-	leader := byName[b.names.leader]
-	if b.leaderKind != b.objs {
-		if leader, err = b.getLeader(ctx, "reading"); err != nil {
-			return nil, err
-		}
 	}
 	var pods corev1.PodList
 	err = b.try(ctx, "listing pods "+b.selector, func(ctx context.Context) error {
@@ -47,6 +32,43 @@ func (b *Backend) Cluster(ctx context.Context) (*dcs.Cluster, error) {
 		return nil, err
 	}
 
+	kvs := b.objectKVs(byName, leader)
+	kvs, mine := b.memberKVs(kvs, pods.Items)
+	b.mu.Lock()
+	b.pod = mine
+	b.mu.Unlock()
+	return b.keys.Decode(kvs), nil
+}
+
+// listObjects lists the scope's objects by name, and returns the leader's, which is read on its
+// own when it is of another kind (a Lease) than the others.
+func (b *Backend) listObjects(ctx context.Context) (map[string]*object, *object, error) {
+	var objs []*object
+	err := b.try(ctx, "listing "+b.objs.resource+" "+b.selector, func(ctx context.Context) error {
+		var err error
+		objs, err = b.objs.list(ctx, b.selector)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	byName := map[string]*object{}
+	for _, o := range objs {
+		byName[o.name] = o
+	}
+	leader := byName[b.names.leader]
+	if b.leaderKind != b.objs {
+		if leader, err = b.getLeader(ctx, "reading"); err != nil {
+			return nil, nil, err
+		}
+	}
+	return byName, leader, nil
+}
+
+// objectKVs turns the annotations of the config, leader, failover and sync objects into the keys
+// Patroni keeps in them, for dcs.Keys.Decode. The leader key is there only while observeLeader,
+// which records the object as seen now, finds the lock valid.
+func (b *Backend) objectKVs(byName map[string]*object, leader *object) []dcs.KV {
 	var kvs []dcs.KV
 	if o := byName[b.names.config]; o != nil {
 		a := o.annotations
@@ -83,9 +105,15 @@ func (b *Backend) Cluster(ctx context.Context) (*dcs.Cluster, error) {
 			kvs = append(kvs, dcs.KV{Key: b.keys.Sync(), Value: v, Version: o.version()})
 		}
 	}
+	return kvs
+}
+
+// memberKVs appends the member keys, which live in the pods' status annotations, to kvs, and
+// returns this member's own pod (nil when it is not listed), which the backend keeps.
+func (b *Backend) memberKVs(kvs []dcs.KV, pods []corev1.Pod) ([]dcs.KV, *corev1.Pod) {
 	var mine *corev1.Pod
-	for i := range pods.Items {
-		p := &pods.Items[i]
+	for i := range pods {
+		p := &pods[i]
 		if p.Name == b.opts.Name {
 			mine = p
 		}
@@ -94,10 +122,7 @@ func (b *Backend) Cluster(ctx context.Context) (*dcs.Cluster, error) {
 			kvs = append(kvs, dcs.KV{Key: b.keys.Member(p.Name), Value: []byte(v), Version: rv})
 		}
 	}
-	b.mu.Lock()
-	b.pod = mine
-	b.mu.Unlock()
-	return b.keys.Decode(kvs), nil
+	return kvs, mine
 }
 
 // statusValue is the status key Patroni spreads over the optime, slots and retain_slots

@@ -124,66 +124,23 @@ var (
 // PBKDF2 with an HMAC-SHA-1/2 PRF and AES-CBC, which covers what OpenSSL 1.1 and 3 write. The Go
 // standard library reads only clear PKCS#8 keys.
 func decryptPKCS8(der, password []byte) ([]byte, error) {
-	var info struct {
-		Algo pkix.AlgorithmIdentifier
-		Data []byte
+	data, kdf, enc, err := parsePBES2(der)
+	if err != nil {
+		return nil, err
 	}
-	if _, err := asn1.Unmarshal(der, &info); err != nil {
-		return nil, fmt.Errorf("encrypted PKCS#8 key: %w", err)
+	prf, err := pbkdf2PRF(kdf.PRF.Algorithm)
+	if err != nil {
+		return nil, err
 	}
-	if !info.Algo.Algorithm.Equal(oidPBES2) {
-		return nil, fmt.Errorf("encrypted PKCS#8 key: unsupported scheme %v (want PBES2)", info.Algo.Algorithm)
-	}
-	var params struct {
-		KDF pkix.AlgorithmIdentifier
-		Enc pkix.AlgorithmIdentifier
-	}
-	if _, err := asn1.Unmarshal(info.Algo.Parameters.FullBytes, &params); err != nil {
-		return nil, fmt.Errorf("encrypted PKCS#8 key: PBES2 parameters: %w", err)
-	}
-	if !params.KDF.Algorithm.Equal(oidPBKDF2) {
-		return nil, fmt.Errorf("encrypted PKCS#8 key: unsupported key derivation %v (want PBKDF2)", params.KDF.Algorithm)
-	}
-	var kdf struct {
-		Salt   []byte
-		Iter   int
-		KeyLen int                      `asn1:"optional"`
-		PRF    pkix.AlgorithmIdentifier `asn1:"optional"`
-	}
-	if _, err := asn1.Unmarshal(params.KDF.Parameters.FullBytes, &kdf); err != nil {
-		return nil, fmt.Errorf("encrypted PKCS#8 key: PBKDF2 parameters: %w", err)
-	}
-	var prf func() hash.Hash
-	switch {
-	case len(kdf.PRF.Algorithm) == 0, kdf.PRF.Algorithm.Equal(oidHMACSHA1):
-		prf = sha1.New
-	case kdf.PRF.Algorithm.Equal(oidHMACSHA224):
-		prf = sha256.New224
-	case kdf.PRF.Algorithm.Equal(oidHMACSHA256):
-		prf = sha256.New
-	case kdf.PRF.Algorithm.Equal(oidHMACSHA384):
-		prf = sha512.New384
-	case kdf.PRF.Algorithm.Equal(oidHMACSHA512):
-		prf = sha512.New
-	default:
-		return nil, fmt.Errorf("encrypted PKCS#8 key: unsupported PRF %v", kdf.PRF.Algorithm)
-	}
-	var keyLen int
-	switch {
-	case params.Enc.Algorithm.Equal(oidAES128CBC):
-		keyLen = 16
-	case params.Enc.Algorithm.Equal(oidAES192CBC):
-		keyLen = 24
-	case params.Enc.Algorithm.Equal(oidAES256CBC):
-		keyLen = 32
-	default:
-		return nil, fmt.Errorf("encrypted PKCS#8 key: unsupported cipher %v (want AES-CBC)", params.Enc.Algorithm)
+	keyLen, err := aesCBCKeyLen(enc.Algorithm)
+	if err != nil {
+		return nil, err
 	}
 	var iv []byte
-	if _, err := asn1.Unmarshal(params.Enc.Parameters.FullBytes, &iv); err != nil || len(iv) != aes.BlockSize {
+	if _, err := asn1.Unmarshal(enc.Parameters.FullBytes, &iv); err != nil || len(iv) != aes.BlockSize {
 		return nil, errors.New("encrypted PKCS#8 key: bad AES-CBC IV")
 	}
-	if kdf.Iter <= 0 || len(info.Data) == 0 || len(info.Data)%aes.BlockSize != 0 {
+	if kdf.Iter <= 0 || len(data) == 0 || len(data)%aes.BlockSize != 0 {
 		return nil, errors.New("encrypted PKCS#8 key: malformed")
 	}
 	key, err := pbkdf2.Key(prf, string(password), kdf.Salt, kdf.Iter, keyLen)
@@ -194,9 +151,87 @@ func decryptPKCS8(der, password []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encrypted PKCS#8 key: %w", err)
 	}
-	out := make([]byte, len(info.Data))
-	cipher.NewCBCDecrypter(block, iv).CryptBlocks(out, info.Data)
-	// PKCS#7 padding, then the clear PKCS#8 structure: a wrong password fails one or the other.
+	out := make([]byte, len(data))
+	cipher.NewCBCDecrypter(block, iv).CryptBlocks(out, data)
+	return checkDecrypted(out)
+}
+
+// pbkdf2Params are PBKDF2's parameters (RFC 8018, appendix A.2).
+type pbkdf2Params struct {
+	Salt   []byte
+	Iter   int
+	KeyLen int                      `asn1:"optional"`
+	PRF    pkix.AlgorithmIdentifier `asn1:"optional"`
+}
+
+// parsePBES2 unwraps the ASN.1 layers of an EncryptedPrivateKeyInfo down to what decryptPKCS8
+// needs (the encrypted data, the PBKDF2 parameters, the cipher), refusing any scheme but PBES2
+// with PBKDF2 on the way.
+func parsePBES2(der []byte) (data []byte, kdf pbkdf2Params, enc pkix.AlgorithmIdentifier, err error) {
+	var info struct {
+		Algo pkix.AlgorithmIdentifier
+		Data []byte
+	}
+	if _, err := asn1.Unmarshal(der, &info); err != nil {
+		return nil, kdf, enc, fmt.Errorf("encrypted PKCS#8 key: %w", err)
+	}
+	if !info.Algo.Algorithm.Equal(oidPBES2) {
+		return nil, kdf, enc, fmt.Errorf("encrypted PKCS#8 key: unsupported scheme %v (want PBES2)", info.Algo.Algorithm)
+	}
+	var params struct {
+		KDF pkix.AlgorithmIdentifier
+		Enc pkix.AlgorithmIdentifier
+	}
+	if _, err := asn1.Unmarshal(info.Algo.Parameters.FullBytes, &params); err != nil {
+		return nil, kdf, enc, fmt.Errorf("encrypted PKCS#8 key: PBES2 parameters: %w", err)
+	}
+	if !params.KDF.Algorithm.Equal(oidPBKDF2) {
+		return nil, kdf, enc, fmt.Errorf("encrypted PKCS#8 key: unsupported key derivation %v (want PBKDF2)",
+			params.KDF.Algorithm)
+	}
+	if _, err := asn1.Unmarshal(params.KDF.Parameters.FullBytes, &kdf); err != nil {
+		return nil, kdf, enc, fmt.Errorf("encrypted PKCS#8 key: PBKDF2 parameters: %w", err)
+	}
+	return info.Data, kdf, params.Enc, nil
+}
+
+// pbkdf2PRF maps PBKDF2's PRF identifier onto its hash; an absent one is HMAC-SHA-1, the
+// default of RFC 8018.
+func pbkdf2PRF(alg asn1.ObjectIdentifier) (func() hash.Hash, error) {
+	switch {
+	case len(alg) == 0, alg.Equal(oidHMACSHA1):
+		return sha1.New, nil
+	case alg.Equal(oidHMACSHA224):
+		return sha256.New224, nil
+	case alg.Equal(oidHMACSHA256):
+		return sha256.New, nil
+	case alg.Equal(oidHMACSHA384):
+		return sha512.New384, nil
+	case alg.Equal(oidHMACSHA512):
+		return sha512.New, nil
+	default:
+		return nil, fmt.Errorf("encrypted PKCS#8 key: unsupported PRF %v", alg)
+	}
+}
+
+// aesCBCKeyLen is the key length of PBES2's cipher, the only ones supported being AES-CBC.
+func aesCBCKeyLen(alg asn1.ObjectIdentifier) (int, error) {
+	switch {
+	case alg.Equal(oidAES128CBC):
+		return 16, nil
+	case alg.Equal(oidAES192CBC):
+		return 24, nil
+	case alg.Equal(oidAES256CBC):
+		return 32, nil
+	default:
+		return 0, fmt.Errorf("encrypted PKCS#8 key: unsupported cipher %v (want AES-CBC)", alg)
+	}
+}
+
+// checkDecrypted strips the PKCS#7 padding off the decrypted key and checks the clear PKCS#8
+// structure under it: CBC has no authentication, so these are how a wrong password shows, and
+// one or the other fails.
+func checkDecrypted(out []byte) ([]byte, error) {
 	pad := int(out[len(out)-1])
 	if pad == 0 || pad > aes.BlockSize || !bytes.Equal(out[len(out)-pad:], bytes.Repeat([]byte{byte(pad)}, pad)) {
 		return nil, ErrWrongPassword
