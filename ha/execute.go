@@ -277,7 +277,13 @@ func (n *Node) startJobResult(ctx context.Context, job Job, fn func(context.Cont
 				n.job, n.jobCancel, n.jobDone = NoJob, nil, nil
 			}
 		})
-		n.Wake()
+		// A success is acted on at once (a new primary published, the next step taken). A
+		// failure is retried on the next regular cycle, as Patroni does once per loop: waking
+		// now would retry a start that fails in a second back to back (the scenario tests saw
+		// it: crashed-primary).
+		if err == nil {
+			n.Wake()
+		}
 	}
 	if n.runJob != nil {
 		n.runJob(job, run)

@@ -91,7 +91,6 @@ type simNode struct {
 	nextAt time.Time
 	streak int
 	last   string // the last plan line printed
-	woken  bool   // its job ended: the loop's select on actionDone returns
 	job    *manualTimer
 }
 
@@ -395,7 +394,6 @@ func (s *sim) start(t *testing.T, name string) {
 		sn.job = s.clock.afterFunc(name, jobTime[job], func() {
 			sn.job = nil
 			run()
-			sn.woken = true
 		}).(*manualTimer)
 	}
 	n.awaitJob = func(<-chan struct{}) {
@@ -487,8 +485,7 @@ func (s *sim) run(t *testing.T, dur time.Duration) {
 func (s *sim) wakeWoken() {
 	soon := s.clock.Now().Add(10 * time.Millisecond)
 	for _, n := range s.nodes {
-		woken := n.woken
-		n.woken = false
+		woken := false
 		select {
 		case <-n.node.wake:
 			woken = true

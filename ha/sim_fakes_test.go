@@ -534,6 +534,7 @@ func newFakePG(s *sim, name string) *fakePG {
 func (p *fakePG) failing(op string) error {
 	if p.fail[op] > 0 {
 		p.fail[op]--
+		p.event("%s fails (injected)", op)
 		return fmt.Errorf("fake postgres: %s failed (injected)", op)
 	}
 	return nil
