@@ -81,14 +81,9 @@ func run(tusker string, idle time.Duration, restOnly, syncOnly bool) error {
 	defer c.Stop(60 * time.Second)
 
 	fmt.Println("tusker benchmark: 3 nodes, PostgreSQL 15, etcd, default timing (ttl 6, loop_wait 1, retry_timeout 2)")
-	start := time.Now()
-	if err := c.Start(); err != nil {
+	if err := startFigure(ctx, c); err != nil {
 		return err
 	}
-	if err := harness.WaitFor(ctx, 180*time.Second, 50*time.Millisecond, func() error { return c.Healthy(ctx) }); err != nil {
-		return fmt.Errorf("cluster did not become healthy: %w", err)
-	}
-	fmt.Printf("%-44s %8.2f s\n", "time to healthy from start (3 nodes)", time.Since(start).Seconds())
 
 	if syncOnly {
 		lost, err := syncFigures(ctx, c)
@@ -110,22 +105,79 @@ func run(tusker string, idle time.Duration, restOnly, syncOnly bool) error {
 	}
 
 	// REST API throughput of the health checks, with the cluster running normally.
-	var repl *harness.Node
-	for _, n := range c.Nodes {
-		if n != p {
-			repl = n
-			break
-		}
-	}
-	if err := restFigures(ctx, p, repl); err != nil {
+	if err := restFigures(ctx, p, otherNode(c, p)); err != nil {
 		return err
 	}
 	if restOnly {
 		return patroniFigure(ctx, s, e.HostPort)
 	}
 
-	// Planned switchover: a writer inserts as fast as it can into whichever node accepts writes;
-	// the write gap is the longest pause between two successful inserts around the switchover.
+	lost, err := faultFigures(ctx, c, e)
+	if err != nil {
+		return err
+	}
+
+	// The same REST figure for Patroni, last so that its load does not disturb the others.
+	if err := patroniFigure(ctx, s, e.HostPort); err != nil {
+		return err
+	}
+	return lostError(lost)
+}
+
+// faultFigures measures, in this order, the switchovers, the unplanned failover, the old
+// primary's rejoin, the DCS outage and the synchronous failover, each starting from the cluster
+// the previous one left, and returns how many acknowledged writes the synchronous failover lost.
+func faultFigures(ctx context.Context, c *harness.Cluster, e *harness.Etcd) (int, error) {
+	if err := switchoverFigures(ctx, c); err != nil {
+		return 0, err
+	}
+	old, err := failoverFigure(ctx, c)
+	if err != nil {
+		return 0, err
+	}
+	if err := rejoinFigure(ctx, c, old); err != nil {
+		return 0, err
+	}
+
+	// DCS outage: etcd stopped for longer than ttl, then back.
+	if err := outageFigures(ctx, c, e, *outageFor, 2); err != nil {
+		return 0, err
+	}
+
+	// Failover in synchronous mode: the same kill -9, with a writer that counts acknowledged
+	// writes the new primary lacks.
+	return syncFigures(ctx, c)
+}
+
+// startFigure starts the cluster and prints how long it took to become healthy: the first
+// figure, and the state every later one starts from.
+func startFigure(ctx context.Context, c *harness.Cluster) error {
+	start := time.Now()
+	if err := c.Start(); err != nil {
+		return err
+	}
+	if err := harness.WaitFor(ctx, 180*time.Second, 50*time.Millisecond, func() error { return c.Healthy(ctx) }); err != nil {
+		return fmt.Errorf("cluster did not become healthy: %w", err)
+	}
+	fmt.Printf("%-44s %8.2f s\n", "time to healthy from start (3 nodes)", time.Since(start).Seconds())
+	return nil
+}
+
+// otherNode is the first of c's nodes that is not n: the replica the REST figures load, the
+// candidate of a switchover.
+func otherNode(c *harness.Cluster, n *harness.Node) *harness.Node {
+	for _, o := range c.Nodes {
+		if o != n {
+			return o
+		}
+	}
+	return nil
+}
+
+// switchoverFigures measures three planned switchovers and prints each write gap and their
+// median: a writer inserts as fast as it can into whichever node accepts writes; the write gap
+// is the longest pause between two successful inserts around the switchover.
+func switchoverFigures(ctx context.Context, c *harness.Cluster) error {
 	var gaps []float64
 	for i := 0; i < 3; i++ {
 		if err := harness.WaitFor(ctx, 60*time.Second, 50*time.Millisecond, func() error { return c.Healthy(ctx) }); err != nil {
@@ -135,13 +187,7 @@ func run(tusker string, idle time.Duration, restOnly, syncOnly bool) error {
 		if err != nil {
 			return err
 		}
-		var cand *harness.Node
-		for _, n := range c.Nodes {
-			if n != cur {
-				cand = n
-				break
-			}
-		}
+		cand := otherNode(c, cur)
 		gap, took, err := switchoverGap(ctx, c.Nodes, cur, cand)
 		if err != nil {
 			return err
@@ -152,14 +198,19 @@ func run(tusker string, idle time.Duration, restOnly, syncOnly bool) error {
 	}
 	sort.Float64s(gaps)
 	fmt.Printf("%-44s %8.3f s\n", "switchover write gap (median of 3)", gaps[1])
+	return nil
+}
 
-	// Unplanned failover: SIGKILL of the primary's node; a writer tries every 100 ms on every
-	// other node until one accepts a write.
+// failoverFigure measures an unplanned failover: SIGKILL of the primary's node; a writer tries
+// every 100 ms on every other node until one accepts a write. It returns the killed node, which
+// rejoinFigure brings back.
+func failoverFigure(ctx context.Context, c *harness.Cluster) (*harness.Node, error) {
 	if err := harness.WaitFor(ctx, 60*time.Second, 50*time.Millisecond, func() error { return c.Healthy(ctx) }); err != nil {
-		return fmt.Errorf("cluster not healthy before the failover: %w", err)
+		return nil, fmt.Errorf("cluster not healthy before the failover: %w", err)
 	}
-	if p, err = c.Primary(ctx); err != nil {
-		return err
+	p, err := c.Primary(ctx)
+	if err != nil {
+		return nil, err
 	}
 	var candidates []*harness.Node
 	for _, n := range c.Nodes {
@@ -168,19 +219,23 @@ func run(tusker string, idle time.Duration, restOnly, syncOnly bool) error {
 		}
 	}
 	if err := p.Exec(ctx, "INSERT INTO bench DEFAULT VALUES"); err != nil {
-		return err
+		return nil, err
 	}
 	lastOld := time.Now()
 	killed := time.Now()
 	p.KillNode()
 	first, who, err := firstWrite(ctx, candidates, 60*time.Second)
 	if err != nil {
-		return fmt.Errorf("no failover: %w", err)
+		return nil, fmt.Errorf("no failover: %w", err)
 	}
 	fmt.Printf("%-44s %8.2f s (new primary %s; gap since the last write on the old one %.2f s)\n",
 		"unplanned failover (kill -9 to first write)", first.Sub(killed).Seconds(), who, first.Sub(lastOld).Seconds())
+	return p, nil
+}
 
-	// Rejoin: the old node comes back as a streaming replica.
+// rejoinFigure measures how long the killed old primary p takes to come back as a streaming
+// replica.
+func rejoinFigure(ctx context.Context, c *harness.Cluster, p *harness.Node) error {
 	rs := time.Now()
 	if err := p.Start(); err != nil {
 		return err
@@ -189,24 +244,7 @@ func run(tusker string, idle time.Duration, restOnly, syncOnly bool) error {
 		return fmt.Errorf("old primary did not rejoin: %w", err)
 	}
 	fmt.Printf("%-44s %8.2f s\n", "rejoin of the old primary (start to streaming)", time.Since(rs).Seconds())
-
-	// DCS outage: etcd stopped for longer than ttl, then back.
-	if err := outageFigures(ctx, c, e, *outageFor, 2); err != nil {
-		return err
-	}
-
-	// Failover in synchronous mode: the same kill -9, with a writer that counts acknowledged
-	// writes the new primary lacks.
-	lost, err := syncFigures(ctx, c)
-	if err != nil {
-		return err
-	}
-
-	// The same REST figure for Patroni, last so that its load does not disturb the others.
-	if err := patroniFigure(ctx, s, e.HostPort); err != nil {
-		return err
-	}
-	return lostError(lost)
+	return nil
 }
 
 // lostError fails the bench when acknowledged writes were lost in synchronous mode: that is a bug.

@@ -140,18 +140,52 @@ func patroniFigure(ctx context.Context, s *harness.LocalSetup, etcdHost string) 
 	}
 	ver, _ := exec.CommandContext(ctx, patroni, "--version").Output()
 	dir := filepath.Join(s.Dir, "patroni")
-	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
+	cfgPath, apiPort, err := writePatroniConfig(s, dir, etcdHost)
+	if err != nil {
 		return err
+	}
+	logf, err := os.Create(filepath.Join(dir, "patroni.log"))
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(patroni, cfgPath)
+	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: s.Cred}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting patroni: %w", err)
+	}
+	defer stopPatroni(cmd)
+	url := fmt.Sprintf("http://127.0.0.1:%d/primary", apiPort)
+	if err := waitPatroniPrimary(ctx, url); err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "patroni.log"))
+		return fmt.Errorf("patroni did not become primary: %w\n%s", err, log)
+	}
+	r, err := runWrk(ctx, url)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%-44s %s\n", strings.TrimSpace(string(ver))+" GET /primary (same run)", r)
+	return nil
+}
+
+// writePatroniConfig is the preparation of patroniFigure, kept apart so that it reads as start,
+// measure, stop: it creates Patroni's directory dir (handed to the PostgreSQL user when we are
+// root), picks its REST and PostgreSQL ports and writes patroni.yml there. It returns the
+// configuration's path and the REST port.
+func writePatroniConfig(s *harness.LocalSetup, dir, etcdHost string) (string, int, error) {
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
+		return "", 0, err
 	}
 	s.Own(dir)
 	s.Own(filepath.Join(dir, "data"))
 	apiPort, err := harness.PickFreePort()
 	if err != nil {
-		return err
+		return "", 0, err
 	}
 	pgPort, err := harness.PickFreePort()
 	if err != nil {
-		return err
+		return "", 0, err
 	}
 	cfg := fmt.Sprintf(`scope: patroni-bench
 name: p1
@@ -175,34 +209,30 @@ postgresql:
 `, apiPort, etcdHost, pgPort, dir, s.PGBin)
 	cfgPath := filepath.Join(dir, "patroni.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		return err
+		return "", 0, err
 	}
 	s.Own(cfgPath)
-	logf, err := os.Create(filepath.Join(dir, "patroni.log"))
-	if err != nil {
-		return err
+	return cfgPath, apiPort, nil
+}
+
+// stopPatroni is patroniFigure's deferred stop: Patroni stops postgres on SIGTERM; give it the
+// time to, then make sure.
+func stopPatroni(cmd *exec.Cmd) {
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
 	}
-	defer logf.Close()
-	cmd := exec.Command(patroni, cfgPath)
-	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: s.Cred}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting patroni: %w", err)
-	}
-	defer func() {
-		// Patroni stops postgres on SIGTERM; give it the time to, then make sure.
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-	}()
-	url := fmt.Sprintf("http://127.0.0.1:%d/primary", apiPort)
-	err = harness.WaitFor(ctx, 120*time.Second, 200*time.Millisecond, func() error {
+}
+
+// waitPatroniPrimary waits until Patroni's GET /primary at url answers 200, that is until it has
+// bootstrapped and taken the leader key, before wrk measures it.
+func waitPatroniPrimary(ctx context.Context, url string) error {
+	return harness.WaitFor(ctx, 120*time.Second, 200*time.Millisecond, func() error {
 		resp, err := http.Get(url)
 		if err != nil {
 			return err
@@ -213,16 +243,6 @@ postgresql:
 		}
 		return nil
 	})
-	if err != nil {
-		log, _ := os.ReadFile(filepath.Join(dir, "patroni.log"))
-		return fmt.Errorf("patroni did not become primary: %w\n%s", err, log)
-	}
-	r, err := runWrk(ctx, url)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("%-44s %s\n", strings.TrimSpace(string(ver))+" GET /primary (same run)", r)
-	return nil
 }
 
 // openLoopResult is what a fixed-rate run measured.

@@ -60,11 +60,7 @@ func run(tusker, base string) error {
 		return err
 	}
 	fmt.Printf("cluster healthy in %s\n\n", time.Since(start).Round(100*time.Millisecond))
-	fmt.Println("Endpoints:")
-	for _, n := range c.Nodes {
-		fmt.Printf("  %s  REST %s   SQL: psql 'host=127.0.0.1 port=%d user=postgres password=%s'   log: %s\n",
-			n.Name, n.APIURL(), n.PGPort, harness.SuperuserPassword, n.LogPath)
-	}
+	printEndpoints(c)
 	p, _ := c.Primary(ctx)
 	var other *harness.Node
 	for _, n := range c.Nodes {
@@ -73,6 +69,23 @@ func run(tusker, base string) error {
 			break
 		}
 	}
+	printTry(p, other)
+	watch(ctx, c)
+	return nil
+}
+
+// printEndpoints lists each node's REST and SQL addresses and its log, so that the user can
+// reach the cluster while watch runs.
+func printEndpoints(c *harness.Cluster) {
+	fmt.Println("Endpoints:")
+	for _, n := range c.Nodes {
+		fmt.Printf("  %s  REST %s   SQL: psql 'host=127.0.0.1 port=%d user=postgres password=%s'   log: %s\n",
+			n.Name, n.APIURL(), n.PGPort, harness.SuperuserPassword, n.LogPath)
+	}
+}
+
+// printTry prints the commands worth trying, filled in with the primary p and a replica other.
+func printTry(p, other *harness.Node) {
 	fmt.Printf(`
 Try:
   curl -s %[1]s/patroni | python3 -m json.tool      # the member's status
@@ -87,11 +100,16 @@ Try:
 Ctrl-C stops everything.
 
 `, p.APIURL(), p.ConfigPath, p.PID(), filepath.Join(p.DataDir, "postmaster.pid"), p.Name, other.Name)
+}
+
+// watch prints every node's role, state and timeline once a second whenever they change, until
+// ctx ends (Ctrl-C): the live view of what the cluster does.
+func watch(ctx context.Context, c *harness.Cluster) {
 	last := ""
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-time.After(time.Second):
 		}
 		var parts []string

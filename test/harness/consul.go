@@ -122,20 +122,13 @@ func NewConsul(dir, bin string, acl bool) (*Consul, error) { return newConsul(di
 
 // newConsul is NewConsul, with an HTTPS listener when tc is not nil.
 func newConsul(dir, bin string, acl bool, tc *consulTLS) (*Consul, error) {
-	// PickFreePort does not reserve a port: draw until they all differ.
 	n := 4
 	if tc != nil {
 		n = 5
 	}
-	var ports []int
-	for len(ports) < n {
-		p, err := PickFreePort()
-		if err != nil {
-			return nil, err
-		}
-		if !slices.Contains(ports, p) {
-			ports = append(ports, p)
-		}
+	ports, err := distinctFreePorts(n)
+	if err != nil {
+		return nil, err
 	}
 	c := &Consul{
 		Addr: fmt.Sprintf("127.0.0.1:%d", ports[0]), dir: dir, bin: bin,
@@ -143,36 +136,15 @@ func newConsul(dir, bin string, acl bool, tc *consulTLS) (*Consul, error) {
 	}
 	aclCfg := ""
 	if acl {
-		buf := make([]byte, 16)
-		if _, err := rand.Read(buf); err != nil {
+		if aclCfg, err = c.aclConfig(); err != nil {
 			return nil, err
 		}
-		h := hex.EncodeToString(buf)
-		c.Token = h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
-		aclCfg = fmt.Sprintf(`acl {
-  enabled = true
-  default_policy = "deny"
-  enable_token_persistence = true
-  tokens {
-    initial_management = %q
-    agent = %q
-  }
-}
-`, c.Token, c.Token)
 	}
 	https, tlsCfg := -1, ""
 	if tc != nil {
 		https = ports[4]
 		c.HTTPSAddr = fmt.Sprintf("127.0.0.1:%d", https)
-		tlsCfg = fmt.Sprintf(`tls {
-  defaults {
-    ca_file = %q
-    cert_file = %q
-    key_file = %q
-    verify_incoming = true
-  }
-}
-`, tc.ca, tc.cert, tc.key)
+		tlsCfg = tc.config()
 	}
 	cfg := fmt.Sprintf(`node_name = "tusker-test"
 datacenter = "dc1"
@@ -204,6 +176,58 @@ performance {
 		return nil, fmt.Errorf("writing the consul configuration: %w", err)
 	}
 	return c, nil
+}
+
+// distinctFreePorts returns n free ports, all different: PickFreePort does not reserve a port,
+// so draw until they all differ.
+func distinctFreePorts(n int) ([]int, error) {
+	var ports []int
+	for len(ports) < n {
+		p, err := PickFreePort()
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(ports, p) {
+			ports = append(ports, p)
+		}
+	}
+	return ports, nil
+}
+
+// aclConfig draws a random management token into c.Token, in the UUID form of Consul's own, and
+// returns the acl block that makes it the initial management and the agent's token, with
+// default_policy deny.
+func (c *Consul) aclConfig() (string, error) {
+	buf := make([]byte, 16)
+	if _, err := rand.Read(buf); err != nil {
+		return "", err
+	}
+	h := hex.EncodeToString(buf)
+	c.Token = h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+	return fmt.Sprintf(`acl {
+  enabled = true
+  default_policy = "deny"
+  enable_token_persistence = true
+  tokens {
+    initial_management = %q
+    agent = %q
+  }
+}
+`, c.Token, c.Token), nil
+}
+
+// config is the tls block of an agent with an HTTPS listener: tc's certificate, and client
+// certificates required (verify_incoming).
+func (tc *consulTLS) config() string {
+	return fmt.Sprintf(`tls {
+  defaults {
+    ca_file = %q
+    cert_file = %q
+    key_file = %q
+    verify_incoming = true
+  }
+}
+`, tc.ca, tc.cert, tc.key)
 }
 
 // Start (re)starts the server and waits until it has elected itself (GET /v1/status/leader names

@@ -222,23 +222,12 @@ func Run(ctx context.Context, opts Options) Result {
 	return res
 }
 
+// exercise brings the cluster up, starts a writer next to every node, injects the steps one by
+// one and checks and reports the writes. It owns the writers' goroutines: they stop before the
+// histories are read, and at the latest when it returns.
 func (r *runner) exercise(ctx context.Context, steps []step, res *Result) error {
 	start := time.Now()
-	if err := r.c.Start(); err != nil {
-		return err
-	}
-	if err := harness.WaitFor(ctx, 180*time.Second, 100*time.Millisecond, func() error { return r.c.Healthy(ctx) }); err != nil {
-		return fmt.Errorf("the cluster did not come up: %w", err)
-	}
-	r.logf("cluster healthy in %.1f s", time.Since(start).Seconds())
-	p, err := r.c.Primary(ctx)
-	if err != nil {
-		return err
-	}
-	if err := p.Exec(ctx, createTable); err != nil {
-		return fmt.Errorf("creating the table: %w", err)
-	}
-	if err := r.setMode(ctx, p); err != nil {
+	if err := r.bringUp(ctx, start); err != nil {
 		return err
 	}
 
@@ -256,10 +245,44 @@ func (r *runner) exercise(ctx context.Context, steps []step, res *Result) error 
 		return fmt.Errorf("before the first fault: %w", err)
 	}
 
+	events, runErr := r.injectSteps(ctx, steps, res)
+	stopWriters()
+	wg.Wait()
+
+	history, lost, runErr := r.tally(ctx, events, runErr, res)
+	fmt.Fprintln(r.out)
+	res.MaxHeal = report(r.out, events, history, lost)
+	fmt.Fprintf(r.out, "run took %.1f min\n", time.Since(start).Minutes())
+	return runErr
+}
+
+// bringUp starts the cluster, logs how long since start it took to become healthy, creates the
+// writers' table on the primary and sets the synchronous mode: the state every fault starts from.
+func (r *runner) bringUp(ctx context.Context, start time.Time) error {
+	if err := r.c.Start(); err != nil {
+		return err
+	}
+	if err := harness.WaitFor(ctx, 180*time.Second, 100*time.Millisecond, func() error { return r.c.Healthy(ctx) }); err != nil {
+		return fmt.Errorf("the cluster did not come up: %w", err)
+	}
+	r.logf("cluster healthy in %.1f s", time.Since(start).Seconds())
+	p, err := r.c.Primary(ctx)
+	if err != nil {
+		return err
+	}
+	if err := p.Exec(ctx, createTable); err != nil {
+		return fmt.Errorf("creating the table: %w", err)
+	}
+	return r.setMode(ctx, p)
+}
+
+// injectSteps injects each step's fault, waits for it to heal and runs the switchover that
+// follows it, if any, counting the faults in res; it stops at the first that fails or does not
+// heal and returns why. It returns the events for the report: an event is recorded before it
+// starts, so that the writes made during it are counted in its window; Healed stays negative
+// when it never healed.
+func (r *runner) injectSteps(ctx context.Context, steps []step, res *Result) ([]event, error) {
 	var events []event
-	var runErr error
-	// An event is recorded before it starts, so that the writes made during it are counted in
-	// its window; Healed stays negative when it never healed.
 	for i, st := range steps {
 		events = append(events, event{Kind: st.Kind, What: st.Kind, Healed: -1})
 		r.window.Store(int64(len(events) - 1))
@@ -267,14 +290,12 @@ func (r *runner) exercise(ctx context.Context, steps []step, res *Result) error 
 		lifted := time.Now()
 		events[len(events)-1].What = what
 		if err != nil {
-			runErr = fmt.Errorf("fault %d (%s): %w", i+1, what, err)
-			break
+			return events, fmt.Errorf("fault %d (%s): %w", i+1, what, err)
 		}
 		res.Faults++
 		healed, err := r.waitHealed(ctx, lifted, extra)
 		if err != nil {
-			runErr = fmt.Errorf("fault %d (%s, held %.1f s) did not heal: %w", i+1, what, st.Hold.Seconds(), err)
-			break
+			return events, fmt.Errorf("fault %d (%s, held %.1f s) did not heal: %w", i+1, what, st.Hold.Seconds(), err)
 		}
 		events[len(events)-1].Healed = healed
 		r.logf("[%d/%d] %s held %.1f s: healed in %.1f s", i+1, len(steps), what, st.Hold.Seconds(), healed.Seconds())
@@ -284,16 +305,20 @@ func (r *runner) exercise(ctx context.Context, steps []step, res *Result) error 
 			what, healed, err := r.switchover(ctx, st.Replica)
 			events[len(events)-1].What = what
 			if err != nil {
-				runErr = fmt.Errorf("switchover after fault %d: %w", i+1, err)
-				break
+				return events, fmt.Errorf("switchover after fault %d: %w", i+1, err)
 			}
 			events[len(events)-1].Healed = healed
 			r.logf("        %s: healed in %.1f s", what, healed.Seconds())
 		}
 	}
-	stopWriters()
-	wg.Wait()
+	return events, nil
+}
 
+// tally reads the stopped writers' histories, logs and counts the split brains in res and, when
+// the run finished (runErr nil), compares the acknowledged writes with the final rows: it logs
+// up to 20 lost writes and sets res.Lost and res.Divergent. It returns the histories and the
+// lost writes for the report, and runErr, or why the final rows could not be read.
+func (r *runner) tally(ctx context.Context, events []event, runErr error, res *Result) (map[string][]op, []op, error) {
 	history := map[string][]op{}
 	for name, w := range r.writers {
 		history[name] = w.history()
@@ -319,10 +344,7 @@ func (r *runner) exercise(ctx context.Context, steps []step, res *Result) error 
 			}
 		}
 	}
-	fmt.Fprintln(r.out)
-	res.MaxHeal = report(r.out, events, history, lost)
-	fmt.Fprintf(r.out, "run took %.1f min\n", time.Since(start).Minutes())
-	return runErr
+	return history, lost, runErr
 }
 
 func windowName(events []event, w int) string {
