@@ -74,9 +74,10 @@ type ZooKeeper struct {
 	AuthData map[string]string
 }
 
-// Kubernetes is the "kubernetes" section (Patroni's keys, plus use_leases).
+// Kubernetes is the "kubernetes" section (Patroni's keys, plus use_leases). Patroni's
+// bypass_api_service has no field: tusker always talks to the configured address, so the key is
+// reported as not implemented rather than read and ignored.
 type Kubernetes struct {
-	BypassAPIService        bool
 	Namespace               string            // default "default"
 	Labels                  map[string]string // on every object tusker creates, and the member selector
 	ScopeLabel              string            // default cluster-name
@@ -180,7 +181,6 @@ func (d *decoder) zookeeper(path string, n *node) *ZooKeeper {
 func (d *decoder) kubernetes(path string, n *node) *Kubernetes {
 	k := &Kubernetes{}
 	d.fields(path, n, map[string]func(string, *node){
-		"bypass_api_service":         d.setBool(&k.BypassAPIService),
 		"namespace":                  d.setStr(&k.Namespace, "a string"),
 		"labels":                     func(p string, v *node) { k.Labels = d.stringMap(p, v) },
 		"scope_label":                d.setStr(&k.ScopeLabel, "a string"),

@@ -16,6 +16,9 @@ type decoder struct {
 	problems []string
 	unimpl   []string
 	sources  map[string]string // key path -> "at file:line" / "from PATRONI_X"
+	// cat is set only when the decoder builds the key catalog (catalog.go): absent sections are
+	// then walked through every handler instead of being skipped.
+	cat *catalog
 }
 
 func newDecoder() *decoder {
@@ -62,15 +65,26 @@ func (d *decoder) unimplementedList() []string {
 }
 
 // fields walks a map node: known keys go to their handler, the others are unimplemented.
-// A null section is an empty section; anything else than a map is a problem.
+// A null section is an empty section; anything else than a map is a problem. The handler maps
+// are the one list of the keys tusker implements: the key catalog (catalog.go) is read off them.
 func (d *decoder) fields(path string, n *node, handlers map[string]func(p string, v *node)) bool {
+	return d.section(path, n, "a map of settings", handlers, func(p, _ string, _ *node) { d.unimplemented(p) })
+}
+
+// section is fields with a say over the keys that have no handler (tags keeps them) and over
+// the wording of the problem when n is no map.
+func (d *decoder) section(path string, n *node, want string, handlers map[string]func(p string, v *node),
+	other func(p, k string, v *node)) bool {
 	d.track(path, n)
 	switch n.kind {
 	case nullNode:
+		if d.cat != nil {
+			d.cat.enumerate(d, path, handlers)
+		}
 		return true
 	case mapNode:
 	default:
-		d.problem(path, n, "expected a map of settings, got %s", describe(n))
+		d.problem(path, n, "expected %s, got %s", want, describe(n))
 		return false
 	}
 	for _, k := range n.keys {
@@ -78,7 +92,7 @@ func (d *decoder) fields(path string, n *node, handlers map[string]func(p string
 		if h, ok := handlers[k]; ok {
 			h(p, n.m[k])
 		} else {
-			d.unimplemented(p)
+			other(p, k, n.m[k])
 		}
 	}
 	return true
@@ -347,10 +361,8 @@ func decodeConfig(d *decoder, root *node) *Config {
 	handlers["zookeeper"] = func(p string, v *node) { c.ZooKeeper = d.zookeeper(p, v) }
 	handlers["kubernetes"] = func(p string, v *node) { c.Kubernetes = d.kubernetes(p, v) }
 
-	if root.kind == nullNode {
-		root = newMapNode(root.src)
-	}
-	if root.kind != mapNode {
+	// A null document is an empty one; fields treats it so (and the catalog walks it).
+	if root.kind != mapNode && root.kind != nullNode {
 		d.problem("(top level)", root, "expected a map of settings, got %s", describe(root))
 		return c
 	}
@@ -425,6 +437,9 @@ func (d *decoder) ctl(path string, n *node, c *Ctl) {
 func (d *decoder) optAuth(dst **Auth) func(string, *node) {
 	return func(p string, v *node) {
 		if v.kind == nullNode {
+			if d.cat != nil {
+				d.auth(p, v) // an absent section still has keys for the catalog
+			}
 			return
 		}
 		a := d.auth(p, v)
@@ -707,54 +722,44 @@ var patroniTagsNotImplemented = []string{"nostream", "replicatefrom"}
 
 func (d *decoder) tags(path string, n *node) Tags {
 	var t Tags
-	d.track(path, n)
-	switch n.kind {
-	case nullNode:
-		return t
-	case mapNode:
-	default:
-		d.problem(path, n, "expected a map of tags, got %s", describe(n))
-		return t
-	}
 	var nofailoverNode, priorityNode *node
-	for _, k := range n.keys {
-		v, p := n.m[k], joinPath(path, k)
-		switch k {
-		case "nofailover":
+	priority := func(dst **int) func(string, *node) {
+		return func(p string, v *node) {
+			if i, ok := d.integer(p, v, "an integer >= 0"); ok {
+				if i < 0 {
+					d.problem(p, v, "must be an integer >= 0, got %d", i)
+				}
+				prio := int(i)
+				*dst = &prio
+			}
+		}
+	}
+	// Any other tag is the user's: published as it is, never reported (but the Patroni tags
+	// tusker does not act on).
+	other := func(p, k string, v *node) {
+		if slices.Contains(patroniTagsNotImplemented, k) {
+			d.unimplemented(p)
+		}
+		if t.Extra == nil {
+			t.Extra = map[string]any{}
+		}
+		t.Extra[k] = v.toAny()
+	}
+	if !d.section(path, n, "a map of tags", map[string]func(string, *node){
+		"nofailover": func(p string, v *node) {
 			nofailoverNode = v
 			d.setBool(&t.NoFailover)(p, v)
-		case "noloadbalance":
-			d.setBool(&t.NoLoadBalance)(p, v)
-		case "clonefrom":
-			d.setBool(&t.CloneFrom)(p, v)
-		case "nosync":
-			d.setBool(&t.NoSync)(p, v)
-		case "sync_priority":
-			if i, ok := d.integer(p, v, "an integer >= 0"); ok {
-				if i < 0 {
-					d.problem(p, v, "must be an integer >= 0, got %d", i)
-				}
-				prio := int(i)
-				t.SyncPriority = &prio
-			}
-		case "failover_priority":
+		},
+		"noloadbalance": d.setBool(&t.NoLoadBalance),
+		"clonefrom":     d.setBool(&t.CloneFrom),
+		"nosync":        d.setBool(&t.NoSync),
+		"sync_priority": priority(&t.SyncPriority),
+		"failover_priority": func(p string, v *node) {
 			priorityNode = v
-			if i, ok := d.integer(p, v, "an integer >= 0"); ok {
-				if i < 0 {
-					d.problem(p, v, "must be an integer >= 0, got %d", i)
-				}
-				prio := int(i)
-				t.FailoverPriority = &prio
-			}
-		default:
-			if slices.Contains(patroniTagsNotImplemented, k) {
-				d.unimplemented(p)
-			}
-			if t.Extra == nil {
-				t.Extra = map[string]any{}
-			}
-			t.Extra[k] = v.toAny()
-		}
+			priority(&t.FailoverPriority)(p, v)
+		},
+	}, other) {
+		return t
 	}
 	if nofailoverNode != nil && nofailoverNode.kind != nullNode &&
 		priorityNode != nil && priorityNode.kind != nullNode {
