@@ -61,7 +61,8 @@ func (n *Node) renew(ctx context.Context) error {
 		n.keepaliveWatchdog()
 		return nil
 	case errors.Is(err, dcs.ErrNotLeader):
-		if n.pg.Running() && n.pgReady && !n.lastPG.InRecovery {
+		takeBack, fence := RenewRefused(n.pg.Running(), n.pgReady, !n.lastPG.InRecovery, n.dyn.Pause)
+		if takeBack {
 			ok, aerr := n.acquire(ctx, n.settings())
 			if aerr == nil && ok {
 				n.log.Warn("leader key had expired; took it back", "err", err)
@@ -81,7 +82,7 @@ func (n *Node) renew(ctx context.Context) error {
 		// Decide's lost-leader-key rule, applied at once: once the lease is marked lost the
 		// next view no longer shows LeaseHeld, and writes must not wait a cycle.
 		n.leaseLost()
-		if n.pg.Running() && !n.dyn.Pause {
+		if fence {
 			n.pg.Fence(0)
 		}
 		n.Wake()

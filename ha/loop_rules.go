@@ -1,6 +1,9 @@
 package ha
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // The loop's decisions that are not Decide's plan but are still policy: pure functions of what
 // the loop observed, each with its rule test (loop_rules_test.go), so that the loop itself only
@@ -40,4 +43,31 @@ func NextCycleWait(loopWait time.Duration, start, now, wakeAt, restartAt time.Ti
 		wait = min(wait, restartAt.Sub(now))
 	}
 	return max(wait, 10*time.Millisecond)
+}
+
+// SyncGUCReleased: a running replica that is not the leader and runs no long action gives the
+// synchronous_standby_names it managed as a primary back to the configuration (a demoted
+// primary; while it is promoting or leads, the value it set must stay).
+func SyncGUCReleased(v View) bool {
+	return v.Local.Running && v.Local.Ready && !v.Local.Primary && v.Job == NoJob && v.Cluster.LeaderName() != v.Me
+}
+
+// SyncGUCAdopted: a running primary found with a synchronous mode on, or named by the sync key,
+// manages synchronous_standby_names from the value it runs with: writing the configured one
+// over it could stop commits waiting for standbys the sync key still names.
+func SyncGUCAdopted(v View) bool {
+	if !v.Local.Running || !v.Local.Ready || !v.Local.Primary {
+		return false
+	}
+	ownKey := v.Cluster.Sync != nil && strings.EqualFold(v.Cluster.Sync.Leader, v.Me)
+	return syncOn(v.Settings) || ownKey
+}
+
+// RenewRefused is Decide's lost-leader-key rule as a renewal applies it at once, when the store
+// answered that the leader key is not this member's: a running primary tries to take a key that
+// merely vanished back (takeBack); otherwise, or when that fails because another member holds
+// it, the lease is given up and postgres, if running, is fenced unless the cluster is paused
+// (fence).
+func RenewRefused(running, ready, primary, paused bool) (takeBack, fence bool) {
+	return running && ready && primary, running && !paused
 }

@@ -6,6 +6,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tusker-ha/tusker/dcs"
 )
 
 func TestRuleHandoverBackoff(t *testing.T) {
@@ -51,4 +53,55 @@ func TestRuleNextCycleWait(t *testing.T) {
 	// Never below 10 ms: a cycle that overran loop_wait or a time already past does not spin.
 	assert.Equal(t, 10*time.Millisecond, NextCycleWait(lw, t0, t0.Add(11*time.Second), time.Time{}, time.Time{}))
 	assert.Equal(t, 10*time.Millisecond, NextCycleWait(lw, t0, t0, t0.Add(-time.Second), time.Time{}))
+}
+
+func TestRuleSyncGUCReleased(t *testing.T) {
+	v := leaderView("b", Local{DataDir: DataDirValid, Running: true, Ready: true})
+	v.Cluster.Leader = &dcs.Leader{Name: "a"}
+	require.True(t, SyncGUCReleased(v), "a running replica of another leader gives the value back")
+	w := v
+	w.Job = JobPromote
+	require.False(t, SyncGUCReleased(w), "not while it is being promoted: the value it set must stay")
+	w = v
+	w.Cluster = &dcs.Cluster{Leader: &dcs.Leader{Name: "b"}}
+	require.False(t, SyncGUCReleased(w), "not while it holds the leader key (a promotion under way)")
+	w = v
+	w.Local.Primary = true
+	require.False(t, SyncGUCReleased(w), "a primary keeps it")
+	w = v
+	w.Local.Ready = false
+	require.False(t, SyncGUCReleased(w), "not from a postgres that did not answer")
+}
+
+func TestRuleSyncGUCAdopted(t *testing.T) {
+	v := leaderView("a", runningPrimary(100))
+	require.False(t, SyncGUCAdopted(v), "asynchronous, no sync key: the configured value, nothing to manage")
+	v.Settings.SyncMode = "on"
+	require.True(t, SyncGUCAdopted(v), "synchronous mode on")
+	v.Settings.SyncMode = "quorum"
+	require.True(t, SyncGUCAdopted(v), "quorum mode")
+	v.Settings.SyncMode = "off"
+	v.Cluster.Sync = &dcs.Sync{Leader: "A"}
+	require.True(t, SyncGUCAdopted(v), "a sync key of its own (names compare case-insensitively), left from a mode just turned off")
+	v.Cluster.Sync = &dcs.Sync{Leader: "b"}
+	require.False(t, SyncGUCAdopted(v), "another leader's sync key")
+	v.Settings.SyncMode = "on"
+	v.Local.Primary = false
+	require.False(t, SyncGUCAdopted(v), "only a running primary")
+}
+
+func TestRuleRenewRefused(t *testing.T) {
+	takeBack, fence := RenewRefused(true, true, true, false)
+	require.True(t, takeBack, "a running primary takes a vanished key back")
+	require.True(t, fence, "and fences if that fails")
+	takeBack, fence = RenewRefused(true, true, false, false)
+	require.False(t, takeBack, "a standby has nothing to take back")
+	require.True(t, fence)
+	takeBack, _ = RenewRefused(true, false, true, false)
+	require.False(t, takeBack, "a postgres that did not answer is not known to be primary")
+	_, fence = RenewRefused(true, true, true, true)
+	require.False(t, fence, "paused: postgres is left alone")
+	takeBack, fence = RenewRefused(false, false, false, false)
+	require.False(t, takeBack)
+	require.False(t, fence, "nothing runs: nothing to fence")
 }

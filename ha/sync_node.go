@@ -30,15 +30,13 @@ func (n *Node) observeSync(v *View) {
 	if !l.Running || !l.Ready {
 		return
 	}
-	leader := v.Cluster.LeaderName()
 	if !l.Primary {
-		if n.syncGUC != nil && v.Job == NoJob && leader != n.cfg.Name {
+		if n.syncGUC != nil && SyncGUCReleased(*v) {
 			n.syncGUC, n.syncConfirm = nil, 0
 		}
 		return
 	}
-	ownKey := v.Cluster.Sync != nil && strings.EqualFold(v.Cluster.Sync.Leader, n.cfg.Name)
-	if n.syncGUC == nil && !syncOn(v.Settings) && !ownKey {
+	if n.syncGUC == nil && !SyncGUCAdopted(*v) {
 		return // the configured value, nothing to manage: Decide does not look at it
 	}
 	g, err := postgres.ParseSyncNames(n.lastPG.SyncStandbyNames)
