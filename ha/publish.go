@@ -42,7 +42,7 @@ func (n *Node) publish(v View, p Plan) {
 		TTL: ttl, MaximumLagOnFailover: n.dyn.MaximumLagOnFailover, LastLoop: n.now(),
 		FailsafeEnabled: n.dyn.FailsafeMode, FailsafeActive: (failsafeOn || failsafeReplica) && !v.DCSOK,
 		WatchdogFailed: n.wd.Failed() || !n.watchdogUsable(), ScheduledRestart: restartAt,
-		lastLeader: n.lastLeader, dyn: n.dyn, job: job, cfg: n.cfg,
+		lastLeader: n.lastLeader, dyn: n.dyn,
 	}
 	if isLeader {
 		st.LeaderUntil = leaseExpiry.Add(-FenceMargin(n.settings()))

@@ -184,7 +184,7 @@ func (s *sim) flow() {
 			u := s.pgs[up]
 			follow := s.canFollow(r, u)
 			u.mu.Lock()
-			urun, tl, wal, hist := u.running, u.tl, u.wal, maps2(u.history)
+			urun, tl, wal, hist := u.running, u.tl, u.wal, maps.Clone(u.history)
 			u.mu.Unlock()
 			r.mu.Lock()
 			r.stream = urun && follow

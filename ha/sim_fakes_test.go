@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -244,10 +245,7 @@ func (d *fakeDCS) Cluster(context.Context) (*dcs.Cluster, error) {
 		c.Failover = &f
 	}
 	if s.failsafe != nil {
-		c.Failsafe = make(map[string]string, len(s.failsafe))
-		for k, v := range s.failsafe {
-			c.Failsafe[k] = v
-		}
+		c.Failsafe = maps.Clone(s.failsafe)
 	}
 	if s.sync != nil {
 		y := *s.sync
@@ -469,13 +467,7 @@ func (d *fakeDCS) SetFailsafe(_ context.Context, members map[string]string) erro
 		return err
 	}
 	defer d.s.mu.Unlock()
-	d.s.failsafe = nil
-	if members != nil {
-		d.s.failsafe = map[string]string{}
-		for k, v := range members {
-			d.s.failsafe[k] = v
-		}
-	}
+	d.s.failsafe = maps.Clone(members)
 	d.s.bump()
 	return nil
 }
@@ -767,7 +759,7 @@ func (p *fakePG) Rewind(_ context.Context, up postgres.Upstream) error {
 		return err
 	}
 	u.mu.Lock()
-	tl, hist := u.tl, maps2(u.history)
+	tl, hist := u.tl, maps.Clone(u.history)
 	u.mu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -811,7 +803,7 @@ func (p *fakePG) Basebackup(_ context.Context, up postgres.Upstream) error {
 		u.mu.Unlock()
 		return fmt.Errorf("fake postgres: %q is not running", up.Name)
 	}
-	sysID, tl, wal, hist := u.sysID, u.tl, u.wal, maps2(u.history)
+	sysID, tl, wal, hist := u.sysID, u.tl, u.wal, maps.Clone(u.history)
 	u.mu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -833,14 +825,6 @@ func (p *fakePG) CreateRoles(context.Context) error { return nil }
 func (p *fakePG) WritePassfile() error              { return nil }
 
 var _ PG = (*fakePG)(nil)
-
-func maps2(m map[int]int64) map[int]int64 {
-	out := make(map[int]int64, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}
 
 func lsn(v int64) string { return fmt.Sprintf("%X/%X", uint64(v)>>32, uint32(v)) }
 

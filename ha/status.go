@@ -71,11 +71,9 @@ type Status struct {
 	LastLoop time.Time // when the HA loop last completed a cycle
 
 	// For the management calls, which read the loop's state only through this snapshot: the
-	// leader key's holder last seen, the dynamic configuration applied, the long action running.
+	// leader key's holder last seen and the dynamic configuration applied.
 	lastLeader string
 	dyn        config.Dynamic
-	cfg        *config.Config
-	job        Job
 }
 
 // Leading says whether the member counts as the leader at now: it holds the key and its lease
