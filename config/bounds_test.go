@@ -198,6 +198,51 @@ func TestPgCtlTimeoutBounds(t *testing.T) {
 	}
 }
 
+// TestIntegerKeyBounds: the integer keys bounded by their intKey rows, beyond the dynamic
+// durations and pg_ctl_timeout above.
+func TestIntegerKeyBounds(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"watchdog:\n  safety_margin: -1\n", ""},
+		{"watchdog:\n  safety_margin: 5\n", ""},
+		{"watchdog:\n  safety_margin: -2\n", ""},
+		{"watchdog:\n  safety_margin: 86401\n", "watchdog.safety_margin: must be at most 86400 seconds (1 day), got 86401"},
+		{"watchdog:\n  safety_margin: 4611686018427387904\n", "watchdog.safety_margin: must be at most 86400 seconds (1 day)"},
+		{"tags:\n  sync_priority: -3\n", "tags.sync_priority: must be an integer >= 0, got -3"},
+		{"tags:\n  failover_priority: 4294967296\n", "tags.failover_priority: must be below 2^31, got 4294967296"},
+		{"bootstrap:\n  dcs:\n    master_start_timeout: 86401\n", "bootstrap.dcs.primary_start_timeout: must be at most 86400 seconds"},
+		{"bootstrap:\n  dcs:\n    synchronous_node_count: 0\n", "bootstrap.dcs.synchronous_node_count: must be at least 1, got 0"},
+		{"bootstrap:\n  dcs:\n    maximum_lag_on_failover: -1\n", "bootstrap.dcs.maximum_lag_on_failover: must be >= 0 bytes, got -1"},
+	} {
+		t.Run(tc.yaml, func(t *testing.T) {
+			_, err := loadYAML(t, tc.yaml)
+			if tc.want == "" {
+				require.NoError(t, err)
+				return
+			}
+			checkProblems(t, problemsOf(t, err), "", tc.want)
+		})
+	}
+}
+
+// TestAliasYieldsToNewName: master_start_timeout applies only when primary_start_timeout is
+// absent, wherever either stands in the document.
+func TestAliasYieldsToNewName(t *testing.T) {
+	for _, doc := range []string{
+		`{"master_start_timeout": 7, "primary_start_timeout": 9}`,
+		`{"primary_start_timeout": 9, "master_start_timeout": 7}`,
+	} {
+		d, err := ParseDynamic([]byte(doc))
+		require.NoError(t, err)
+		assert.Equal(t, 9, d.PrimaryStartTimeout, doc)
+	}
+	d, err := ParseDynamic([]byte(`{"master_start_timeout": 7}`))
+	require.NoError(t, err)
+	assert.Equal(t, 7, d.PrimaryStartTimeout)
+	d, err = ParseDynamic([]byte(`{"master_start_timeout": "x"}`))
+	require.Error(t, err)
+	assert.Equal(t, DefaultPrimaryStartTimeout, d.PrimaryStartTimeout, "a bad alias keeps the default")
+}
+
 // TestSettingDurationBounds: durations of the DCS sections (consul.service_check_interval), in
 // the file and from PATRONI_CONSUL_SERVICE_CHECK_INTERVAL.
 func TestSettingDurationBounds(t *testing.T) {

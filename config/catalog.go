@@ -18,6 +18,8 @@ type catalog struct {
 	keys     []string        // paths whose handler reads a value (a leaf, a list or a free-form map)
 	sections map[string]bool // paths whose handler walks a section of keys of its own
 	unimpl   []string        // paths whose handler reports the key as not implemented (recovery_conf)
+	integers []string        // paths whose handler reads an integer
+	checked  map[string]bool // paths whose handler is an intKey's, whose range Validate checks
 }
 
 // enumerate calls every handler of the section at path with a null value, in key order, and
@@ -45,7 +47,7 @@ func (c *catalog) enumerate(d *decoder, path string, handlers map[string]func(st
 
 // keyCatalog is built once: the decoder's handlers do not change at run time.
 var keyCatalog = sync.OnceValue(func() *catalog {
-	c := &catalog{sections: map[string]bool{}}
+	c := &catalog{sections: map[string]bool{}, checked: map[string]bool{}}
 	d := newDecoder()
 	d.cat = c
 	decodeConfig(d, &node{kind: nullNode})

@@ -106,10 +106,9 @@ type KubePort struct {
 
 func (d *decoder) consul(path string, n *node) *Consul {
 	c := &Consul{}
-	d.fields(path, n, map[string]func(string, *node){
+	d.fields(path, n, intHandlers(d, map[string]func(string, *node){
 		"host": d.setStr(&c.Host, wantHostPort),
 		"url":  d.setStr(&c.URL, `a string "http(s)://host:port"`),
-		"port": d.setInt(&c.Port, "a port number"),
 		"scheme": func(p string, v *node) {
 			if s, ok := d.str(p, v, "http or https"); ok {
 				c.Scheme = strings.ToLower(strings.TrimSpace(s))
@@ -135,7 +134,7 @@ func (d *decoder) consul(path string, n *node) *Consul {
 			}
 		},
 		"service_check_tls_server_name": d.setStr(&c.ServiceCheckTLSServerName, "a string"),
-	})
+	}, consulInts, c))
 	return c
 }
 
@@ -236,11 +235,10 @@ func (d *decoder) kubePorts(path string, n *node) []KubePort {
 			d.problem(p, it, `expected a map {name: postgresql, port: 5432}, got %s`, describe(it))
 			continue
 		}
-		d.fields(p, it, map[string]func(string, *node){
+		d.fields(p, it, intHandlers(d, map[string]func(string, *node){
 			"name":     d.setStr(&kp.Name, "a string"),
-			"port":     d.setInt(&kp.Port, "a port number"),
 			"protocol": d.setStr(&kp.Protocol, "TCP, UDP or SCTP"),
-		})
+		}, kubePortInts, &kp))
 		out = append(out, kp)
 	}
 	return out
@@ -311,7 +309,9 @@ func (c *Config) validateOtherDCS(add func(string, string, ...any)) {
 			}
 		}
 	}
+	addKey := func(key, msg string) { add(key, "%s", msg) }
 	if k := c.Consul; k != nil {
+		checkInts(consulInts, k, "consul.", addKey)
 		if _, scheme, err := k.Address(); err != nil {
 			add("consul.url", "%v", err)
 		} else if scheme != "http" && scheme != "https" {
@@ -336,10 +336,8 @@ func (c *Config) validateOtherDCS(add func(string, string, ...any)) {
 		if k.UseEndpoints && k.PodIP == "" {
 			add("kubernetes.pod_ip", "required with use_endpoints: the leader Endpoints point at this IP (set PATRONI_KUBERNETES_POD_IP from status.podIP)")
 		}
-		for i, p := range k.Ports {
-			if p.Port <= 0 || p.Port > 65535 {
-				add(indexPath("kubernetes.ports", i)+".port", "expected a port number 1-65535, got %d", p.Port)
-			}
+		for i := range k.Ports {
+			checkInts(kubePortInts, &k.Ports[i], indexPath("kubernetes.ports", i)+".", addKey)
 		}
 		for i, code := range k.RetriableHTTPCodes {
 			if code < 100 || code > 599 {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"net/url"
 	"slices"
@@ -122,6 +123,9 @@ func (d *decoder) setStr(dst *string, want string) func(string, *node) {
 // integer reads an integer: a YAML/JSON integer, an integral float or a string holding one.
 func (d *decoder) integer(path string, n *node, want string) (int64, bool) {
 	d.track(path, n)
+	if d.cat != nil {
+		d.cat.integers = append(d.cat.integers, path)
+	}
 	if n.kind == nullNode {
 		return 0, false
 	}
@@ -158,14 +162,6 @@ func scalarInt(v any) (int64, bool) {
 		}
 	}
 	return 0, false
-}
-
-func (d *decoder) setInt(dst *int, want string) func(string, *node) {
-	return func(p string, v *node) {
-		if i, ok := d.integer(p, v, want); ok {
-			*dst = int(i)
-		}
-	}
 }
 
 // boolean reads a boolean the way Patroni's parse_bool does: true/false, yes/no, on/off, 1/0.
@@ -644,7 +640,7 @@ func (d *decoder) initdb(path string, n *node) []string {
 }
 
 func (d *decoder) postgresql(path string, n *node, pg *PostgreSQL) {
-	d.fields(path, n, map[string]func(string, *node){
+	d.fields(path, n, intHandlers(d, map[string]func(string, *node){
 		"listen":          d.setStr(&pg.Listen, `a string "host[,host...]:port"`),
 		"connect_address": d.setStr(&pg.ConnectAddress, wantHostPort),
 		"data_dir":        d.setStr(&pg.DataDir, "a string (a directory)"),
@@ -658,11 +654,10 @@ func (d *decoder) postgresql(path string, n *node, pg *PostgreSQL) {
 				"rewind":      func(p string, v *node) { pg.Authentication.Rewind = d.auth(p, v) },
 			})
 		},
-		"parameters":     func(p string, v *node) { pg.Parameters = d.parameters(p, v) },
-		"pg_hba":         func(p string, v *node) { pg.PgHBA = d.stringList(p, v, "a list of pg_hba.conf lines") },
-		"pg_ident":       func(p string, v *node) { pg.PgIdent = d.stringList(p, v, "a list of pg_ident.conf lines") },
-		"recovery_conf":  d.unimplementedSettings,
-		"pg_ctl_timeout": d.setInt(&pg.PgCtlTimeout, "an integer number of seconds"),
+		"parameters":    func(p string, v *node) { pg.Parameters = d.parameters(p, v) },
+		"pg_hba":        func(p string, v *node) { pg.PgHBA = d.stringList(p, v, "a list of pg_hba.conf lines") },
+		"pg_ident":      func(p string, v *node) { pg.PgIdent = d.stringList(p, v, "a list of pg_ident.conf lines") },
+		"recovery_conf": d.unimplementedSettings,
 		"use_pg_rewind": func(p string, v *node) {
 			if b, ok := d.boolean(p, v); ok {
 				pg.UsePgRewind = &b
@@ -683,13 +678,13 @@ func (d *decoder) postgresql(path string, n *node, pg *PostgreSQL) {
 				"on_role_change": d.setStr(&cb.OnRoleChange, cmd),
 			})
 		},
-	})
+	}, postgresqlInts, pg))
 }
 
 // watchdog reads the "watchdog" section. mode accepts Patroni's spellings, YAML booleans
 // included (false is off, true is automatic).
 func (d *decoder) watchdog(path string, n *node, w *Watchdog) {
-	d.fields(path, n, map[string]func(string, *node){
+	d.fields(path, n, intHandlers(d, map[string]func(string, *node){
 		"mode": func(p string, v *node) {
 			s, ok := d.str(p, v, "off, automatic or required")
 			if !ok {
@@ -707,13 +702,7 @@ func (d *decoder) watchdog(path string, n *node, w *Watchdog) {
 			}
 		},
 		"device": d.setStr(&w.Device, "a string (a device path)"),
-		"safety_margin": func(p string, v *node) {
-			if i, ok := d.integer(p, v, "an integer number of seconds (-1 for ttl/2)"); ok {
-				x := int(i)
-				w.SafetyMargin = &x
-			}
-		},
-	})
+	}, watchdogInts, w))
 }
 
 // patroniTagsNotImplemented are tags Patroni acts on and tusker does not yet; they are still
@@ -723,17 +712,6 @@ var patroniTagsNotImplemented = []string{"nostream", "replicatefrom"}
 func (d *decoder) tags(path string, n *node) Tags {
 	var t Tags
 	var nofailoverNode, priorityNode *node
-	priority := func(dst **int) func(string, *node) {
-		return func(p string, v *node) {
-			if i, ok := d.integer(p, v, "an integer >= 0"); ok {
-				if i < 0 {
-					d.problem(p, v, "must be an integer >= 0, got %d", i)
-				}
-				prio := int(i)
-				*dst = &prio
-			}
-		}
-	}
 	// Any other tag is the user's: published as it is, never reported (but the Patroni tags
 	// tusker does not act on).
 	other := func(p, k string, v *node) {
@@ -745,20 +723,21 @@ func (d *decoder) tags(path string, n *node) Tags {
 		}
 		t.Extra[k] = v.toAny()
 	}
-	if !d.section(path, n, "a map of tags", map[string]func(string, *node){
-		"nofailover": func(p string, v *node) {
-			nofailoverNode = v
-			d.setBool(&t.NoFailover)(p, v)
-		},
+	handlers := intHandlers(d, map[string]func(string, *node){
 		"noloadbalance": d.setBool(&t.NoLoadBalance),
 		"clonefrom":     d.setBool(&t.CloneFrom),
 		"nosync":        d.setBool(&t.NoSync),
-		"sync_priority": priority(&t.SyncPriority),
-		"failover_priority": func(p string, v *node) {
-			priorityNode = v
-			priority(&t.FailoverPriority)(p, v)
-		},
-	}, other) {
+	}, tagsInts, &t)
+	priority := handlers["failover_priority"]
+	handlers["failover_priority"] = func(p string, v *node) {
+		priorityNode = v
+		priority(p, v)
+	}
+	handlers["nofailover"] = func(p string, v *node) {
+		nofailoverNode = v
+		d.setBool(&t.NoFailover)(p, v)
+	}
+	if !d.section(path, n, "a map of tags", handlers, other) {
 		return t
 	}
 	if nofailoverNode != nil && nofailoverNode.kind != nullNode &&
@@ -776,31 +755,21 @@ func decodeDynamic(d *decoder, path string, n *node) Dynamic {
 	if n.kind == mapNode {
 		dyn.Raw = n.toAny().(map[string]any)
 	}
-	const secs = "an integer number of seconds"
-	var primaryStart, masterStart *int
-	optInt := func(dst **int) func(string, *node) {
-		return func(p string, v *node) {
-			if i, ok := d.integer(p, v, secs); ok {
-				x := int(i)
-				*dst = &x
-			}
-		}
+	// master_start_timeout is Patroni's old name of primary_start_timeout: it is read into a
+	// scratch value and applies only when the new name is absent.
+	alias := Dynamic{PrimaryStartTimeout: dyn.PrimaryStartTimeout}
+	primaryStartSet := false
+	handlers := intHandlers(d, intHandlers(d, map[string]func(string, *node){}, dynamicSeconds, &dyn), dynamicBytes, &dyn)
+	primaryStart := handlers["primary_start_timeout"]
+	handlers["primary_start_timeout"] = func(p string, v *node) {
+		primaryStartSet = primaryStartSet || v.kind != nullNode
+		primaryStart(p, v)
 	}
-	d.fields(path, n, map[string]func(string, *node){
-		"ttl":           d.setInt(&dyn.TTL, secs),
-		"loop_wait":     d.setInt(&dyn.LoopWait, secs),
-		"retry_timeout": d.setInt(&dyn.RetryTimeout, secs),
-		"maximum_lag_on_failover": func(p string, v *node) {
-			if i, ok := d.integer(p, v, "an integer number of bytes"); ok {
-				dyn.MaximumLagOnFailover = i
-			}
-		},
-		"check_timeline":        d.setBool(&dyn.CheckTimeline),
-		"primary_start_timeout": optInt(&primaryStart),
-		"master_start_timeout":  optInt(&masterStart), // Patroni's old name
-		"pause":                 d.setBool(&dyn.Pause),
-		"failsafe_mode":         d.setBool(&dyn.FailsafeMode),
-		"primary_race_backoff":  d.setInt(&dyn.PrimaryRaceBackoff, secs),
+	handlers["master_start_timeout"] = masterStartKey.handler(d, &alias)
+	maps.Copy(handlers, map[string]func(string, *node){
+		"check_timeline": d.setBool(&dyn.CheckTimeline),
+		"pause":          d.setBool(&dyn.Pause),
+		"failsafe_mode":  d.setBool(&dyn.FailsafeMode),
 		"synchronous_mode": func(p string, v *node) {
 			// Patroni takes a boolean (true = on) or, since 4.0, on/off/quorum.
 			if v.kind == scalarNode {
@@ -820,12 +789,6 @@ func decodeDynamic(d *decoder, path string, n *node) Dynamic {
 			d.problem(p, v, "expected off, on or quorum (or a boolean), got %s", describe(v))
 		},
 		"synchronous_mode_strict": d.setBool(&dyn.SynchronousModeStrict),
-		"synchronous_node_count":  d.setInt(&dyn.SynchronousNodeCount, "an integer >= 1"),
-		"maximum_lag_on_syncnode": func(p string, v *node) {
-			if i, ok := d.integer(p, v, "an integer number of bytes (-1 for off)"); ok {
-				dyn.MaximumLagOnSyncnode = i
-			}
-		},
 		"postgresql": func(p string, v *node) {
 			d.fields(p, v, map[string]func(string, *node){
 				"use_pg_rewind": d.setBool(&dyn.PostgreSQL.UsePgRewind),
@@ -838,11 +801,9 @@ func decodeDynamic(d *decoder, path string, n *node) Dynamic {
 			})
 		},
 	})
-	switch {
-	case primaryStart != nil:
-		dyn.PrimaryStartTimeout = *primaryStart
-	case masterStart != nil:
-		dyn.PrimaryStartTimeout = *masterStart
+	d.fields(path, n, handlers)
+	if !primaryStartSet {
+		dyn.PrimaryStartTimeout = alias.PrimaryStartTimeout
 	}
 	return dyn
 }

@@ -163,47 +163,19 @@ func (d Dynamic) Validate() []string {
 	add := func(key, format string, args ...any) {
 		p = append(p, key+": "+fmt.Sprintf(format, args...))
 	}
-	// Each duration is checked against its bounds (bounds.go) before the timing rule, so that the
-	// rule's sum is computed on bounded values only and cannot overflow.
-	timing := true
-	for _, s := range []struct {
-		key    string
-		v      int
-		lo, hi int
-	}{
-		{"ttl", d.TTL, 2, MaxTTL},
-		{"loop_wait", d.LoopWait, 1, MaxLoopWait},
-		{"retry_timeout", d.RetryTimeout, 1, MaxRetryTimeout},
-	} {
-		if msg := secondsProblem(s.v, s.lo, s.hi); msg != "" {
-			add(s.key, "%s", msg)
-			timing = false
-		}
-	}
-	if timing && d.LoopWait+2*d.RetryTimeout > d.TTL {
+	// The integer keys are checked against their rows (intkeys.go) before the timing rule, so
+	// that the rule's sum is computed on bounded values only and cannot overflow.
+	failed := checkInts(dynamicSeconds, &d, "", func(key, msg string) { add(key, "%s", msg) })
+	checkInts(dynamicBytes, &d, "", func(key, msg string) { add(key, "%s", msg) })
+	if !failed["ttl"] && !failed["loop_wait"] && !failed["retry_timeout"] && d.LoopWait+2*d.RetryTimeout > d.TTL {
 		add("loop_wait", "loop_wait + 2*retry_timeout must be <= ttl, got %d + 2*%d = %d > ttl %d "+
 			"(lower loop_wait or retry_timeout, or raise ttl)",
 			d.LoopWait, d.RetryTimeout, d.LoopWait+2*d.RetryTimeout, d.TTL)
-	}
-	if d.MaximumLagOnFailover < 0 {
-		add("maximum_lag_on_failover", "must be >= 0 bytes, got %d", d.MaximumLagOnFailover)
-	}
-	if msg := secondsProblem(d.PrimaryRaceBackoff, 0, MaxPrimaryRaceBackoff); msg != "" {
-		add("primary_race_backoff", "%s", msg)
-	}
-	if msg := secondsProblem(d.PrimaryStartTimeout, 0, MaxPrimaryStartTimeout); msg != "" {
-		add("primary_start_timeout", "%s", msg)
 	}
 	switch d.SynchronousMode {
 	case "off", "on", "quorum":
 	default:
 		add("synchronous_mode", "must be off, on or quorum (or a boolean), got %q", d.SynchronousMode)
-	}
-	if d.SynchronousNodeCount < 1 {
-		add("synchronous_node_count", "must be at least 1, got %d", d.SynchronousNodeCount)
-	}
-	if d.MaximumLagOnSyncnode < -1 {
-		add("maximum_lag_on_syncnode", "must be -1 (off) or >= 0 bytes, got %d", d.MaximumLagOnSyncnode)
 	}
 	for _, k := range slices.Sorted(maps.Keys(d.PostgreSQL.Parameters)) {
 		switch d.PostgreSQL.Parameters[k].(type) {

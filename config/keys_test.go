@@ -134,6 +134,20 @@ func TestKnownKeysCatalog(t *testing.T) {
 	assert.Empty(t, d.problems)
 }
 
+// TestEveryIntegerKeyIsBounded: an integer key whose handler is not an intKey row would reach a
+// duration, a port or a count with no range check in Validate.
+func TestEveryIntegerKeyIsBounded(t *testing.T) {
+	c := keyCatalog()
+	require.NotEmpty(t, c.integers)
+	for _, k := range c.integers {
+		assert.True(t, c.checked[k], "%s is decoded as an integer without an intKey row (intkeys.go): its range is never checked", k)
+	}
+	for _, k := range []string{"bootstrap.dcs.ttl", "bootstrap.dcs.master_start_timeout", "postgresql.pg_ctl_timeout",
+		"watchdog.safety_margin", "tags.failover_priority", "consul.port", "bootstrap.dcs.maximum_lag_on_syncnode"} {
+		assert.True(t, c.checked[k], k)
+	}
+}
+
 // TestDocumentedKeysMatchCatalog holds the documentation's key tables to the decoder: every key
 // it documents is one tusker implements, and every key tusker implements is documented.
 func TestDocumentedKeysMatchCatalog(t *testing.T) {

@@ -59,6 +59,7 @@ func (c *Config) Validate() error {
 	c.validateBootstrap(add)
 	c.validatePostgreSQL(add)
 	c.validateTags(add)
+	c.validateWatchdog(add)
 
 	if len(problems) == 0 {
 		return nil
@@ -156,10 +157,8 @@ func (c *Config) validatePostgreSQL(add func(path, format string, args ...any)) 
 	if pg.Authentication.Rewind.Password != "" && pg.Authentication.Rewind.Username == "" {
 		add("postgresql.authentication.rewind.username", "required when rewind.password is set")
 	}
-	if msg := secondsProblem(pg.PgCtlTimeout, 1, MaxPgCtlTimeout); msg != "" {
-		add("postgresql.pg_ctl_timeout", "%s", msg)
-	}
 	addKey := func(key, msg string) { add(key, "%s", msg) }
+	checkInts(postgresqlInts, &pg, "postgresql.", addKey)
 	parameterProblems("postgresql.parameters", pg.Parameters, addKey)
 	linesProblems("postgresql.pg_hba", pg.PgHBA, addKey)
 	linesProblems("bootstrap.pg_hba", c.Bootstrap.PgHBA, addKey)
@@ -169,14 +168,15 @@ func (c *Config) validatePostgreSQL(add func(path, format string, args ...any)) 
 
 // validateTags checks the tags that decide whether and how eagerly this member may be promoted.
 func (c *Config) validateTags(add func(path, format string, args ...any)) {
-	if p := c.Tags.FailoverPriority; p != nil {
-		if *p < 0 {
-			add("tags.failover_priority", "must be an integer >= 0, got %d", *p)
-		}
-		if c.Tags.NoFailover {
-			add("tags.failover_priority", "cannot be combined with tags.nofailover (set at most one of the two)")
-		}
+	checkInts(tagsInts, &c.Tags, "tags.", func(key, msg string) { add(key, "%s", msg) })
+	if c.Tags.FailoverPriority != nil && c.Tags.NoFailover {
+		add("tags.failover_priority", "cannot be combined with tags.nofailover (set at most one of the two)")
 	}
+}
+
+// validateWatchdog checks the watchdog's safety margin, which is subtracted from the lease.
+func (c *Config) validateWatchdog(add func(path, format string, args ...any)) {
+	checkInts(watchdogInts, &c.Watchdog, "watchdog.", func(key, msg string) { add(key, "%s", msg) })
 }
 
 // validateTexts checks the values tusker writes into a line of a generated file, or into a DCS
