@@ -3,6 +3,8 @@ package ha
 import (
 	"strings"
 	"time"
+
+	"github.com/tusker-ha/tusker/config"
 )
 
 // The loop's decisions that are not Decide's plan but are still policy: pure functions of what
@@ -70,4 +72,25 @@ func SyncGUCAdopted(v View) bool {
 // (fence).
 func RenewRefused(running, ready, primary, paused bool) (takeBack, fence bool) {
 	return running && ready && primary, running && !paused
+}
+
+// ConfigChange is what adopting a new dynamic configuration asks of the loop beyond keeping it.
+type ConfigChange struct {
+	SetTTL, SetRetryTimeout bool // hand the new value to the DCS client
+	// PauseOn: maintenance mode starts; the watchdog is disabled (nothing may reset the machine
+	// while the cluster is left alone).
+	PauseOn bool
+	// PauseOff: maintenance mode ends; the rejoin checks made while paused are forgotten, as
+	// Patroni's sanity checks on resume, since they may no longer hold.
+	PauseOff bool
+}
+
+// DynamicConfigChange compares the adopted dynamic configuration with the new, valid one.
+func DynamicConfigChange(old, cur config.Dynamic) ConfigChange {
+	return ConfigChange{
+		SetTTL:          cur.TTL != old.TTL,
+		SetRetryTimeout: cur.RetryTimeout != old.RetryTimeout,
+		PauseOn:         cur.Pause && !old.Pause,
+		PauseOff:        !cur.Pause && old.Pause,
+	}
 }

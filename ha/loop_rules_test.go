@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tusker-ha/tusker/config"
 	"github.com/tusker-ha/tusker/dcs"
 )
 
@@ -104,4 +105,20 @@ func TestRuleRenewRefused(t *testing.T) {
 	takeBack, fence = RenewRefused(false, false, false, false)
 	require.False(t, takeBack)
 	require.False(t, fence, "nothing runs: nothing to fence")
+}
+
+func TestRuleDynamicConfigChange(t *testing.T) {
+	old := config.DefaultDynamic()
+	assert.Equal(t, ConfigChange{}, DynamicConfigChange(old, old), "the same configuration asks for nothing")
+	cur := old
+	cur.TTL, cur.LoopWait = 30, 10
+	assert.Equal(t, ConfigChange{SetTTL: true}, DynamicConfigChange(old, cur), "loop_wait is read each cycle")
+	cur = old
+	cur.RetryTimeout = 3
+	assert.Equal(t, ConfigChange{SetRetryTimeout: true}, DynamicConfigChange(old, cur))
+	cur = old
+	cur.Pause = true
+	assert.Equal(t, ConfigChange{PauseOn: true}, DynamicConfigChange(old, cur))
+	assert.Equal(t, ConfigChange{PauseOff: true}, DynamicConfigChange(cur, old))
+	assert.Equal(t, ConfigChange{}, DynamicConfigChange(cur, cur), "staying paused changes nothing")
 }

@@ -125,19 +125,19 @@ func (n *Node) applyDynamic(cl *dcs.Cluster) {
 		n.log.Warn("ignoring the config key: invalid", "problems", strings.Join(probs, "; "))
 		return
 	}
-	if d.TTL != n.dyn.TTL {
+	ch := DynamicConfigChange(n.dyn, d)
+	if ch.SetTTL {
 		n.dcs.SetTTL(time.Duration(d.TTL) * time.Second)
 	}
-	if d.RetryTimeout != n.dyn.RetryTimeout {
+	if ch.SetRetryTimeout {
 		n.dcs.SetRetryTimeout(time.Duration(d.RetryTimeout) * time.Second)
 	}
-	switch {
-	case d.Pause && !n.dyn.Pause:
+	if ch.PauseOn {
 		n.log.Warn("PAUSE: maintenance mode on: tusker will not change postgres automatically")
 		n.disableWatchdog()
-	case !d.Pause && n.dyn.Pause:
+	}
+	if ch.PauseOff {
 		n.log.Info("maintenance mode off: resuming automatic management")
-		// Checks made while paused may no longer hold (Patroni's sanity checks on resume).
 		n.forgetRejoin()
 	}
 	n.dyn = d
