@@ -118,6 +118,10 @@ type Bootstrap struct {
 	Initdb        []string // normalised to initdb arguments: "--encoding=UTF8", "--data-checksums"
 	PgHBA         []string
 	PostBootstrap string // also "post_init"
+	// Method is bootstrap.method ("" or "initdb": initdb); Custom is its section, nil for initdb
+	// or when the section is missing (which Validate refuses).
+	Method string
+	Custom *BootstrapMethod
 }
 
 // Dynamic is the dynamic (cluster-wide) configuration, the JSON value of the DCS "config" key and
@@ -157,6 +161,8 @@ type DynamicPostgreSQL struct {
 	UseSlots    bool           `json:"use_slots"`     // default true
 	Parameters  map[string]any `json:"parameters"`
 	PgHBA       []string       `json:"pg_hba"`
+	// RecoveryConf are recovery settings for every replica; the local ones win.
+	RecoveryConf map[string]any `json:"recovery_conf"`
 }
 
 // TimingDurations returns ttl, loop_wait and retry_timeout as durations.
@@ -178,6 +184,13 @@ type PostgreSQL struct {
 	PgHBA          []string
 	PgIdent        []string // pg_ident.conf lines after tusker's own map
 	PgCtlTimeout   int      // seconds, default 60
+	// RecoveryConf are recovery settings for a replica (restore_command, archive_cleanup_command,
+	// recovery_min_apply_delay...); they win over the dynamic configuration's.
+	RecoveryConf map[string]any
+	// CreateReplicaMethods are the methods a replica is created with, in order (none:
+	// basebackup alone); Basebackup the extra pg_basebackup options ("--max-rate=100M").
+	CreateReplicaMethods []ReplicaMethod
+	Basebackup           []string
 
 	// Local overrides of dynamic keys (Patroni accepts these in the local section too).
 	UsePgRewind                            *bool

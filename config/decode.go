@@ -301,25 +301,6 @@ func (d *decoder) parameters(path string, n *node) map[string]any {
 	return out
 }
 
-// unimplementedSettings reads a map of settings tusker does not act on yet (recovery_conf) and
-// still refuses a string value holding a line break: Patroni writes these into postgresql.conf,
-// and a configuration that would break it there is refused here already.
-func (d *decoder) unimplementedSettings(path string, n *node) {
-	d.unimplemented(path)
-	d.track(path, n)
-	if n.kind != mapNode {
-		return
-	}
-	for _, k := range n.keys {
-		v := n.m[k]
-		if s, ok := v.val.(string); ok && v.kind == scalarNode {
-			if msg := textProblem(s); msg != "" {
-				d.problem(joinPath(path, k), v, "%s", msg)
-			}
-		}
-	}
-}
-
 func (d *decoder) auth(path string, n *node) Auth {
 	var a Auth
 	d.fields(path, n, map[string]func(string, *node){
@@ -556,14 +537,12 @@ func foldEtcd(e3, e *Etcd) *Etcd {
 	return &out
 }
 
-// disallowedInitdb are the initdb options tusker (like Patroni) sets itself.
-var disallowedInitdb = []string{"pgdata", "nosync", "pwfile", "sync-only", "version"}
-
 func (d *decoder) bootstrap(path string, n *node) (Bootstrap, bool) {
 	b := Bootstrap{DCS: DefaultDynamic()}
 	seen := false
 	postInit := ""
-	d.fields(path, n, map[string]func(string, *node){
+	sections := map[string]*node{} // keys without a handler: the method's section is one
+	d.section(path, n, "a map of settings", map[string]func(string, *node){
 		"dcs": func(p string, v *node) {
 			b.DCS, seen = decodeDynamic(d, p, v), true
 		},
@@ -572,29 +551,46 @@ func (d *decoder) bootstrap(path string, n *node) (Bootstrap, bool) {
 		"post_bootstrap": d.setStr(&b.PostBootstrap, "a string (a command)"),
 		"post_init":      d.setStr(&postInit, "a string (a command)"),
 		"method": func(p string, v *node) {
-			if s, ok := d.str(p, v, "a string"); ok && s != "initdb" {
-				d.unimplemented(p)
+			if s, ok := d.str(p, v, "a string (initdb or the name of a section of bootstrap)"); ok {
+				b.Method = strings.TrimSpace(s)
 			}
 		},
-	})
+	}, func(_, k string, v *node) { sections[k] = v })
 	if b.PostBootstrap == "" {
 		b.PostBootstrap = postInit
+	}
+	if m := b.Method; m != "" && m != "initdb" && sections[m] != nil {
+		b.Custom = d.bootstrapMethod(joinPath(path, m), m, sections[m])
+		delete(sections, m)
+	}
+	for _, k := range slices.Sorted(maps.Keys(sections)) {
+		d.unimplemented(joinPath(path, k))
 	}
 	return b, seen
 }
 
+// disallowedInitdb are the initdb options tusker (like Patroni) sets itself.
+var disallowedInitdb = []string{"pgdata", "nosync", "pwfile", "sync-only", "version"}
+
 func (d *decoder) initdb(path string, n *node) []string {
+	return d.toolOptions(path, n, "initdb", disallowedInitdb)
+}
+
+// toolOptions reads the options of a PostgreSQL tool (initdb, pg_basebackup) in Patroni's two
+// forms: a list of "name" or "name: value" items, or a map of name: value. They come back as
+// "--name" and "--name=value" (a boolean true is "--name", false leaves the option out).
+func (d *decoder) toolOptions(path string, n *node, tool string, disallowed []string) []string {
 	d.track(path, n)
 	var args []string
 	add := func(p string, name string, v *node, at *node) {
 		name = strings.TrimLeft(strings.TrimSpace(name), "-")
 		if name == "" {
-			d.problem(p, at, "empty initdb option")
+			d.problem(p, at, "empty %s option", tool)
 			return
 		}
-		if slices.Contains(disallowedInitdb, name) {
-			d.problem(p, at, "initdb option %q is not allowed (tusker sets it itself; not allowed: %s)",
-				name, strings.Join(disallowedInitdb, ", "))
+		if slices.Contains(disallowed, name) {
+			d.problem(p, at, "%s option %q is not allowed (tusker sets it itself; not allowed: %s)",
+				tool, name, strings.Join(disallowed, ", "))
 			return
 		}
 		switch {
@@ -634,13 +630,16 @@ func (d *decoder) initdb(path string, n *node) []string {
 			add(joinPath(path, k), k, n.m[k], n.m[k])
 		}
 	default:
-		d.problem(path, n, "expected a list of initdb options, got %s", describe(n))
+		d.problem(path, n, "expected a list of %s options, got %s", tool, describe(n))
 	}
 	return args
 }
 
 func (d *decoder) postgresql(path string, n *node, pg *PostgreSQL) {
-	d.fields(path, n, intHandlers(d, map[string]func(string, *node){
+	var methods []string
+	var methodsNode *node
+	sections := map[string]*node{} // keys without a handler: the replica methods' sections
+	d.section(path, n, "a map of settings", intHandlers(d, map[string]func(string, *node){
 		"listen":          d.setStr(&pg.Listen, `a string "host[,host...]:port"`),
 		"connect_address": d.setStr(&pg.ConnectAddress, wantHostPort),
 		"data_dir":        d.setStr(&pg.DataDir, "a string (a directory)"),
@@ -657,7 +656,13 @@ func (d *decoder) postgresql(path string, n *node, pg *PostgreSQL) {
 		"parameters":    func(p string, v *node) { pg.Parameters = d.parameters(p, v) },
 		"pg_hba":        func(p string, v *node) { pg.PgHBA = d.stringList(p, v, "a list of pg_hba.conf lines") },
 		"pg_ident":      func(p string, v *node) { pg.PgIdent = d.stringList(p, v, "a list of pg_ident.conf lines") },
-		"recovery_conf": d.unimplementedSettings,
+		"recovery_conf": func(p string, v *node) { pg.RecoveryConf = d.recoveryConf(p, v) },
+		"basebackup": func(p string, v *node) {
+			pg.Basebackup = d.toolOptions(p, v, "pg_basebackup", disallowedBasebackup)
+		},
+		"create_replica_methods": func(p string, v *node) {
+			methods, methodsNode = d.commaList(p, v, "a list of method names"), v
+		},
 		"use_pg_rewind": func(p string, v *node) {
 			if b, ok := d.boolean(p, v); ok {
 				pg.UsePgRewind = &b
@@ -678,7 +683,35 @@ func (d *decoder) postgresql(path string, n *node, pg *PostgreSQL) {
 				"on_role_change": d.setStr(&cb.OnRoleChange, cmd),
 			})
 		},
-	}, postgresqlInts, pg))
+	}, postgresqlInts, pg), func(_, k string, v *node) { sections[k] = v })
+	pg.CreateReplicaMethods = d.replicaMethods(joinPath(path, "create_replica_methods"), methodsNode, methods, path, sections)
+	for _, k := range slices.Sorted(maps.Keys(sections)) {
+		d.unimplemented(joinPath(path, k))
+	}
+}
+
+// replicaMethods resolves the names of create_replica_methods to their sections of postgresql
+// (taken out of sections); a name without a section is a command of that name, as in Patroni.
+func (d *decoder) replicaMethods(path string, at *node, names []string, section string, sections map[string]*node) []ReplicaMethod {
+	var out []ReplicaMethod
+	for i, name := range names {
+		name = strings.TrimSpace(name)
+		if msg := methodName(name); msg != "" {
+			d.problem(indexPath(path, i), at, "%s", msg)
+			continue
+		}
+		if name == BasebackupMethod {
+			out = append(out, ReplicaMethod{Name: name})
+			continue
+		}
+		v := sections[name]
+		if v == nil {
+			v = &node{kind: nullNode}
+		}
+		delete(sections, name)
+		out = append(out, d.replicaMethod(joinPath(section, name), name, v))
+	}
+	return out
 }
 
 // watchdog reads the "watchdog" section. mode accepts Patroni's spellings, YAML booleans
@@ -797,7 +830,7 @@ func decodeDynamic(d *decoder, path string, n *node) Dynamic {
 				"pg_hba": func(p string, v *node) {
 					dyn.PostgreSQL.PgHBA = d.stringList(p, v, "a list of pg_hba.conf lines")
 				},
-				"recovery_conf": d.unimplementedSettings,
+				"recovery_conf": func(p string, v *node) { dyn.PostgreSQL.RecoveryConf = d.recoveryConf(p, v) },
 			})
 		},
 	})

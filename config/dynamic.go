@@ -186,6 +186,7 @@ func (d Dynamic) Validate() []string {
 	addKey := func(key, msg string) { add(key, "%s", msg) }
 	parameterProblems("postgresql.parameters", d.PostgreSQL.Parameters, addKey)
 	linesProblems("postgresql.pg_hba", d.PostgreSQL.PgHBA, addKey)
+	parameterProblems("postgresql.recovery_conf", d.PostgreSQL.RecoveryConf, addKey)
 	return p
 }
 

@@ -41,14 +41,15 @@ func TestParseDynamic(t *testing.T) {
 	assert.True(t, d.CheckTimeline)
 	assert.False(t, d.Pause)
 	assert.Equal(t, DynamicPostgreSQL{
-		UsePgRewind: true,
-		UseSlots:    false,
-		Parameters:  map[string]any{"max_connections": 200, "hot_standby": "on", "wal_log_hints": true, "random_page_cost": 1.5},
-		PgHBA:       []string{"local all all trust"},
+		UsePgRewind:  true,
+		UseSlots:     false,
+		Parameters:   map[string]any{"max_connections": 200, "hot_standby": "on", "wal_log_hints": true, "random_page_cost": 1.5},
+		PgHBA:        []string{"local all all trust"},
+		RecoveryConf: map[string]any{"restore_command": "cp /a/%f %p"},
 	}, d.PostgreSQL)
 	assert.Equal(t, "quorum", d.Raw["synchronous_mode"])
 	assert.Equal(t, "quorum", d.SyncMode())
-	assert.Equal(t, []string{"postgresql.recovery_conf", "slots", "standby_cluster"}, d.Unimplemented())
+	assert.Equal(t, []string{"slots", "standby_cluster"}, d.Unimplemented())
 	assert.Empty(t, d.Validate(), "5 + 2*7 <= 20")
 }
 

@@ -146,7 +146,6 @@ func TestLoadPatroniFile(t *testing.T) {
 	assert.True(t, c.Tags.Eligible())
 
 	assert.Equal(t, []string{
-		"bootstrap.dcs.postgresql.recovery_conf",
 		"bootstrap.dcs.slots",
 		"log.dir",
 		"log.file_num",
@@ -154,12 +153,10 @@ func TestLoadPatroniFile(t *testing.T) {
 		"log.format",
 		"log.traceback_level",
 		"postgresql.authentication.superuser.sslmode",
-		"postgresql.basebackup",
-		"postgresql.create_replica_methods",
 		"postgresql.proxy_address",
 		"tags.nostream",
 	}, c.Unimplemented)
-	assert.Equal(t, c.Unimplemented[:2], prefixAll("bootstrap.dcs.", dcs.Unimplemented()))
+	assert.Equal(t, c.Unimplemented[:1], prefixAll("bootstrap.dcs.", dcs.Unimplemented()))
 }
 
 func prefixAll(prefix string, l []string) []string {
@@ -743,7 +740,9 @@ func TestBootstrapKeys(t *testing.T) {
 	c, err := loadYAML(t, "bootstrap:\n  method: wal_e\n  wal_e:\n    command: x\n  users:\n    admin: {}\n  post_init: /bin/init.sh\n")
 	require.NoError(t, err)
 	assert.Equal(t, "/bin/init.sh", c.Bootstrap.PostBootstrap, "post_init is the old name of post_bootstrap")
-	assert.Equal(t, []string{"bootstrap.method", "bootstrap.users", "bootstrap.wal_e"}, c.Unimplemented)
+	assert.Equal(t, []string{"bootstrap.users"}, c.Unimplemented, "bootstrap.wal_e is the method's section")
+	require.NotNil(t, c.Bootstrap.Custom)
+	assert.Equal(t, BootstrapMethod{Name: "wal_e", Command: "x"}, *c.Bootstrap.Custom)
 	assert.Equal(t, DefaultDynamic(), c.Bootstrap.DCS, "no bootstrap.dcs: the defaults")
 }
 

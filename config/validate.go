@@ -123,6 +123,7 @@ func (c *Config) validateBootstrap(add func(path, format string, args ...any)) {
 		path, msg, _ := strings.Cut(p, ": ")
 		add("bootstrap.dcs."+path, "%s", msg)
 	}
+	c.validateBootstrapMethod(add)
 	for i, a := range c.Bootstrap.Initdb {
 		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		if !strings.HasPrefix(a, "-") {
@@ -163,6 +164,14 @@ func (c *Config) validatePostgreSQL(add func(path, format string, args ...any)) 
 	linesProblems("postgresql.pg_hba", pg.PgHBA, addKey)
 	linesProblems("bootstrap.pg_hba", c.Bootstrap.PgHBA, addKey)
 	linesProblems("postgresql.pg_ident", pg.PgIdent, addKey)
+	parameterProblems("postgresql.recovery_conf", pg.RecoveryConf, addKey)
+	for i, o := range pg.Basebackup {
+		// pg_basebackup compresses on the client unless told "server-": a compressed tar is no
+		// data directory. Patroni refuses the same on PostgreSQL 15.
+		if v, ok := strings.CutPrefix(o, "--compress="); ok && !strings.HasPrefix(v, "server") {
+			add(indexPath("postgresql.basebackup", i), "%q: only server-side compression (server-gzip, server-lz4, server-zstd) can make a data directory", o)
+		}
+	}
 	c.validateTexts(add)
 }
 
@@ -347,5 +356,28 @@ func (c *Config) validateRestAPITLS(add func(path, format string, args ...any)) 
 				add("restapi."+h.key+"."+k, "not a valid HTTP header")
 			}
 		}
+	}
+}
+
+// validateBootstrapMethod checks bootstrap.method: a method other than initdb needs its section
+// with a command. Patroni falls back to initdb without a word in that case, which creates an
+// empty cluster where a restore from a backup was asked for; tusker refuses to start instead.
+func (c *Config) validateBootstrapMethod(add func(path, format string, args ...any)) {
+	b := c.Bootstrap
+	if b.Method == "" || b.Method == "initdb" {
+		return
+	}
+	if msg := methodName(b.Method); msg != "" {
+		add("bootstrap.method", "%s", msg)
+		return
+	}
+	path := "bootstrap." + b.Method
+	switch {
+	case b.Custom == nil:
+		add("bootstrap.method", "%q names no section %s (with its command)", b.Method, path)
+	case strings.TrimSpace(b.Custom.Command) == "":
+		add(path+".command", "required: the command that creates the data directory for bootstrap.method %q", b.Method)
+	default:
+		parameterProblems(path+".recovery_conf", b.Custom.RecoveryConf, func(key, msg string) { add(key, "%s", msg) })
 	}
 }

@@ -36,11 +36,17 @@ func (n *Node) doBootstrap(ctx context.Context) error {
 	if err := n.activateWatchdog(n.env.dyn); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
-	if err := n.pg.Initdb(ctx, n.cfg.Bootstrap.Initdb); err != nil {
-		return err
-	}
-	if err := n.pg.Start(ctx, postgres.StartOptions{Role: postgres.Primary}); err != nil {
-		return err
+	if m := n.cfg.Bootstrap.Custom; m != nil {
+		if err := n.customBootstrap(ctx, m); err != nil {
+			return err
+		}
+	} else {
+		if err := n.pg.Initdb(ctx, n.cfg.Bootstrap.Initdb); err != nil {
+			return err
+		}
+		if err := n.pg.Start(ctx, postgres.StartOptions{Role: postgres.Primary}); err != nil {
+			return err
+		}
 	}
 	if err := n.pg.CreateRoles(ctx); err != nil {
 		return err
@@ -86,4 +92,63 @@ func (n *Node) doBootstrap(ctx context.Context) error {
 	n.setRole("primary")
 	n.fire("on_start")
 	return nil
+}
+
+// customBootstrap runs bootstrap.method's command, which creates the data directory (a restore
+// from a backup, for example to a point in time), starts it with the method's recovery settings
+// and waits for the end of its recovery: the new cluster is then a primary like one initdb made.
+func (n *Node) customBootstrap(ctx context.Context, m *config.BootstrapMethod) error {
+	if err := callbacks.Hook(ctx, n.log, "bootstrap method "+m.Name, m.Command, nil,
+		m.Args(n.cfg.Scope, n.cfg.PostgreSQL.DataDir)...); err != nil {
+		return fmt.Errorf("bootstrap method %s: %w", m.Name, err)
+	}
+	if st := n.pg.DataDirState(); st != postgres.DataDirValid {
+		return fmt.Errorf("bootstrap method %s exited 0 but left no valid data directory (%v)", m.Name, st)
+	}
+	rec := &postgres.Recovery{KeepExisting: m.KeepExistingRecoveryConf}
+	if len(m.RecoveryConf) > 0 {
+		rec.Params = map[string]string{}
+		for k, v := range m.RecoveryConf {
+			rec.Params[k] = config.ParameterString(v)
+		}
+	}
+	err := n.pg.Start(ctx, postgres.StartOptions{Role: postgres.Primary, Recovery: rec})
+	if err != nil && !errors.Is(err, postgres.ErrStartTimeout) { // a long recovery outlasts pg_ctl_timeout
+		return fmt.Errorf("bootstrap method %s: %w", m.Name, err)
+	}
+	if err := n.awaitEndOfRecovery(ctx); err != nil {
+		return fmt.Errorf("bootstrap method %s: %w", m.Name, err)
+	}
+	return n.pg.EndRecovery(ctx)
+}
+
+// awaitEndOfRecovery waits until the restored server leaves recovery (Patroni: "waiting for end
+// of recovery after bootstrap"). A server that exits (a recovery target never reached) fails the
+// bootstrap; one paused at its target is waited for, with a warning on how to go on.
+func (n *Node) awaitEndOfRecovery(ctx context.Context) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var warned time.Time
+	for {
+		if !n.pg.Running() {
+			return errors.New("postgres exited during the recovery of the restored data directory (see its log: was the recovery target reached?)")
+		}
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		st, err := n.pg.State(qctx)
+		cancel()
+		switch {
+		case err == nil && !st.InRecovery:
+			n.log.Info("the restored data directory finished its recovery")
+			return nil
+		case err == nil && st.ReplayPaused && time.Since(warned) > time.Minute:
+			warned = time.Now()
+			n.log.Warn("recovery of the restored data directory is paused (at its recovery target?): " +
+				"set recovery_target_action: promote in the bootstrap method's recovery_conf, or end it with SELECT pg_promote()")
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the end of recovery: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
 }

@@ -102,6 +102,9 @@ type Settings struct {
 	SyncStrict       bool
 	SyncNodeCount    int
 	MaxLagOnSyncnode int64
+	// CloneWithoutLeader: one of create_replica_methods works without a running leader
+	// (no_leader: it restores from a backup repository).
+	CloneWithoutLeader bool
 }
 
 // View is everything Decide may look at: one immutable observation.
@@ -492,6 +495,11 @@ func decideEmpty(v View) Plan {
 			return plan("no data and no cluster, but the required watchdog is not usable: waiting for another member to bootstrap")
 		}
 		return plan("no data and no cluster: racing to bootstrap a new one", act(Bootstrap))
+	case c.Initialize != nil && *c.Initialize != "" && v.Settings.CloneWithoutLeader:
+		// Patroni's "bootstrap (without leader)": the cluster exists but nobody leads it; a
+		// method that restores from a backup needs no leader. The new replica may then win the
+		// race like any other.
+		return plan("no data and no leader: creating a replica with a method that needs no leader", actOn(Clone, ""))
 	default:
 		return plan("no data: waiting for the leader to bootstrap the cluster")
 	}

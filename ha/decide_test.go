@@ -196,6 +196,19 @@ func TestRuleCloneFromLeaderOrClonefromReplica(t *testing.T) {
 	require.Equal(t, []Action{{Kind: Clone, Upstream: "b"}}, Decide(v).Actions)
 }
 
+func TestRuleCloneWithoutLeader(t *testing.T) {
+	empty := Local{DataDir: DataDirEmpty}
+	v := view("c", &dcs.Cluster{Initialize: str("7301")}, empty)
+	require.Empty(t, Decide(v).Actions, "no leader and no method that needs none: wait")
+	v.Settings.CloneWithoutLeader = true
+	require.Equal(t, []Action{{Kind: Clone}}, Decide(v).Actions, "a no_leader method restores from the backup")
+	v.Cluster.Initialize = str("")
+	require.Empty(t, Decide(v).Actions, "a bootstrap is in progress: its leader will come")
+	v.Cluster = cluster("a", member("a", "primary"))
+	v.Cluster.Initialize = str("7301")
+	require.Equal(t, []Action{{Kind: Clone, Upstream: "a"}}, Decide(v).Actions, "with a leader, clone as usual")
+}
+
 func TestRuleInvalidDataDirectoryIsNeverTouched(t *testing.T) {
 	v := view("a", &dcs.Cluster{}, Local{DataDir: DataDirInvalid})
 	require.Empty(t, Decide(v).Actions)

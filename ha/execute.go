@@ -124,9 +124,13 @@ func (n *Node) executeLong(ctx context.Context, a Action, v View) error {
 func (n *Node) executeRejoin(ctx context.Context, a Action, v View) error {
 	switch a.Kind {
 	case Clone, Reclone:
-		up, err := n.upstreamOf(v.Cluster, a.Upstream)
-		if err != nil {
-			return err
+		var up *postgres.Upstream // none: no leader runs, a no_leader method restores from a backup
+		if a.Upstream != "" || a.Kind == Reclone {
+			u, err := n.upstreamOf(v.Cluster, a.Upstream)
+			if err != nil {
+				return err
+			}
+			up = &u
 		}
 		job := JobClone
 		if a.Kind == Reclone {
@@ -187,19 +191,20 @@ func (n *Node) executeRejoin(ctx context.Context, a Action, v View) error {
 	return fmt.Errorf("unknown action %v", a.Kind)
 }
 
-// clone (a long action) takes a base backup from up, after removing the data directory when
-// remove, and starts the replica.
-func (n *Node) clone(ctx context.Context, up postgres.Upstream, remove bool) error {
+// clone (a long action) creates the data directory of a replica of up (nil: no leader runs)
+// with create_replica_methods, after removing the data directory when remove, and starts the
+// replica.
+func (n *Node) clone(ctx context.Context, up *postgres.Upstream, remove bool) error {
 	if remove {
 		n.log.Warn("removing the data directory to clone it again", "from", up.Name)
 		if err := n.pg.RemoveDataDir(); err != nil {
 			return err
 		}
 	}
-	if err := n.pg.Basebackup(ctx, up); err != nil {
+	if err := n.createReplica(ctx, up); err != nil {
 		return err
 	}
-	return n.startReplica(ctx, &up)
+	return n.startReplica(ctx, up)
 }
 
 // forgetRejoin drops rewind-check results: after a role change they no longer describe the

@@ -93,7 +93,7 @@ func (n *Node) applyPostgresConfig(ctx context.Context) error {
 }
 
 func pgConfEqual(a, b postgres.Config) bool {
-	return maps.Equal(a.Parameters, b.Parameters) && slices.Equal(a.PgHBA, b.PgHBA) &&
+	return maps.Equal(a.Parameters, b.Parameters) && maps.Equal(a.RecoveryConf, b.RecoveryConf) && slices.Equal(a.PgHBA, b.PgHBA) &&
 		slices.Equal(a.PgIdent, b.PgIdent) && a.UseSlots == b.UseSlots &&
 		a.Superuser == b.Superuser && a.Replication == b.Replication && a.Rewind == b.Rewind
 }

@@ -122,3 +122,17 @@ func TestRuleDynamicConfigChange(t *testing.T) {
 	assert.Equal(t, ConfigChange{PauseOff: true}, DynamicConfigChange(cur, old))
 	assert.Equal(t, ConfigChange{}, DynamicConfigChange(cur, cur), "staying paused changes nothing")
 }
+
+func TestRuleReplicaMethods(t *testing.T) {
+	names := func(ms []config.ReplicaMethod) (out []string) {
+		for _, m := range ms {
+			out = append(out, m.Name)
+		}
+		return out
+	}
+	assert.Equal(t, []string{"basebackup"}, names(ReplicaMethods(nil, true)), "none configured: basebackup")
+	assert.Empty(t, ReplicaMethods(nil, false), "basebackup needs a leader")
+	configured := []config.ReplicaMethod{{Name: "pgbackrest", NoLeader: true}, {Name: "walg"}, {Name: "basebackup", NoLeader: true}}
+	assert.Equal(t, []string{"pgbackrest", "walg", "basebackup"}, names(ReplicaMethods(configured, true)), "in order")
+	assert.Equal(t, []string{"pgbackrest"}, names(ReplicaMethods(configured, false)), "no leader: only no_leader methods")
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -268,6 +269,7 @@ func (n *Node) settings() Settings {
 		RemoveOnDivergedTimelines: pgc.RemoveDataDirectoryOnDivergedTimelines,
 		NoFailover:                !n.cfg.Tags.Eligible(),
 		Priority:                  n.cfg.Tags.Priority(),
+		CloneWithoutLeader:        slices.ContainsFunc(pgc.CreateReplicaMethods, config.ReplicaMethod.WorksWithoutLeader),
 	}
 }
 

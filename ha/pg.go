@@ -40,6 +40,8 @@ type PG interface {
 	// Creating a data directory
 	Initdb(ctx context.Context, args []string) error
 	Basebackup(ctx context.Context, up postgres.Upstream) error
+	MarkStandby() error
+	EndRecovery(ctx context.Context) error
 	RemoveDataDir() error
 	CreateRoles(ctx context.Context) error
 	WritePassfile() error

@@ -19,6 +19,12 @@ func PostgresConfig(c *config.Config, d config.Dynamic, log *slog.Logger) postgr
 	for k, v := range c.PostgreSQL.Parameters {
 		params[k] = config.ParameterString(v)
 	}
+	recovery := map[string]string{}
+	for _, m := range []map[string]any{d.PostgreSQL.RecoveryConf, c.PostgreSQL.RecoveryConf} {
+		for k, v := range m {
+			recovery[k] = config.ParameterString(v)
+		}
+	}
 	hba := c.PostgreSQL.PgHBA
 	if len(hba) == 0 {
 		hba = d.PostgreSQL.PgHBA
@@ -36,6 +42,7 @@ func PostgresConfig(c *config.Config, d config.Dynamic, log *slog.Logger) postgr
 		Rewind:      postgres.Auth{Username: a.Rewind.Username, Password: a.Rewind.Password},
 		Parameters:  params, PgHBA: hba, PgIdent: c.PostgreSQL.PgIdent, Pgpass: c.PostgreSQL.Pgpass,
 		UseSlots:     d.PostgreSQL.UseSlots,
+		RecoveryConf: recovery, BasebackupOptions: c.PostgreSQL.Basebackup,
 		PgCtlTimeout: time.Duration(c.PostgreSQL.PgCtlTimeout) * time.Second,
 		Logger:       log,
 	}

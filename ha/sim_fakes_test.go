@@ -813,6 +813,15 @@ func (p *fakePG) Basebackup(_ context.Context, up postgres.Upstream) error {
 	return nil
 }
 
+func (p *fakePG) EndRecovery(context.Context) error { return nil }
+
+func (p *fakePG) MarkStandby() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.replica = true
+	return nil
+}
+
 func (p *fakePG) RemoveDataDir() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -152,9 +152,9 @@ func (p *Postgres) Basebackup(ctx context.Context, up Upstream) error {
 	}
 	cfg.Logger.Info("cloning data directory with pg_basebackup", "from", up.String(), "data_dir", cfg.DataDir)
 	start := time.Now()
-	out, err := p.runTool(ctx, cfg, nil, toolEnv(cfg, "PGAPPNAME=tusker-basebackup"), "pg_basebackup",
-		"-D", cfg.DataDir, "-X", "stream", "-c", "fast", "--no-password",
-		"-h", up.Host, "-p", strconv.Itoa(up.Port), "-U", user)
+	args := append([]string{"-D", cfg.DataDir, "-X", "stream", "-c", "fast", "--no-password",
+		"-h", up.Host, "-p", strconv.Itoa(up.Port), "-U", user}, cfg.BasebackupOptions...)
+	out, err := p.runTool(ctx, cfg, nil, toolEnv(cfg, "PGAPPNAME=tusker-basebackup"), "pg_basebackup", args...)
 	if err != nil {
 		if rerr := removeContents(cfg.DataDir); rerr != nil {
 			cfg.Logger.Error("removing the partial clone failed", "err", rerr)
@@ -170,6 +170,22 @@ func (p *Postgres) Basebackup(ctx context.Context, up Upstream) error {
 		return fmt.Errorf("cloning %s from %s: %w", cfg.DataDir, up.Name, err)
 	}
 	cfg.Logger.Info("clone finished", "from", up.Name, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// MarkStandby marks a data directory a replica creation method made as a standby's, before it is
+// first started (as Basebackup does): standby.signal, and no recovery.signal.
+func (p *Postgres) MarkStandby() error {
+	cfg, _ := p.config()
+	if st := p.DataDirState(); st != DataDirValid {
+		return fmt.Errorf("marking %s as a standby's: data directory is %v", cfg.DataDir, st)
+	}
+	if err := os.WriteFile(filepath.Join(cfg.DataDir, "standby.signal"), nil, 0o600); err != nil {
+		return fmt.Errorf("marking %s as a standby's: %w", cfg.DataDir, err)
+	}
+	if err := os.Remove(filepath.Join(cfg.DataDir, "recovery.signal")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("marking %s as a standby's: %w", cfg.DataDir, err)
+	}
 	return nil
 }
 

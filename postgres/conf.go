@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -316,9 +318,41 @@ func serverParams(cfg Config, l listenAddr, opts StartOptions, cd *ControlData, 
 				out = append(out, param{"primary_slot_name", SlotName(cfg.Name)})
 			}
 		}
+		for _, k := range slices.Sorted(maps.Keys(cfg.RecoveryConf)) {
+			if !tuskersRecoveryParam(k) && paramNameRE.MatchString(k) {
+				out = append(out, param{k, cfg.RecoveryConf[k]})
+			}
+		}
 		out = append(out, param{"recovery_target_timeline", "latest"})
+		// A target left in an included file or the restore's settings would stop, pause or
+		// promote a standby (Patroni clears them the same way).
+		for _, k := range []string{"recovery_target", "recovery_target_lsn", "recovery_target_name", "recovery_target_time", "recovery_target_xid"} {
+			out = append(out, param{k, ""})
+		}
+	}
+	if r := opts.Recovery; opts.Role == Primary && r != nil {
+		for _, k := range slices.Sorted(maps.Keys(r.Params)) {
+			if managedParams[k] || !paramNameRE.MatchString(k) {
+				logf("ignoring recovery setting managed by tusker", "parameter", k)
+				continue
+			}
+			out = append(out, param{k, r.Params[k]})
+		}
 	}
 	return out
+}
+
+// recoveryParams are PostgreSQL's recovery settings: the ones a restore tool writes into
+// postgresql.auto.conf (and Patroni removes from there).
+var recoveryParams = []string{"archive_cleanup_command", "restore_command", "recovery_end_command",
+	"recovery_target", "recovery_target_name", "recovery_target_time", "recovery_target_xid", "recovery_target_lsn",
+	"recovery_target_inclusive", "recovery_target_timeline", "recovery_target_action", "recovery_min_apply_delay",
+	"primary_conninfo", "primary_slot_name", "promote_trigger_file", "trigger_file", "standby_mode"}
+
+// tuskersRecoveryParam: the recovery settings of a replica that tusker sets itself, never from
+// recovery_conf: where it streams from and that it follows the newest timeline without a target.
+func tuskersRecoveryParam(k string) bool {
+	return managedParams[k] || strings.HasPrefix(k, "recovery_target") || k == "standby_mode"
 }
 
 func renderConf(params []param) string {
@@ -548,18 +582,81 @@ func (p *Postgres) WriteConfig(opts StartOptions) error {
 	if err := p.writePassfile(cfg); err != nil {
 		return err
 	}
-	signal := filepath.Join(cfg.DataDir, "standby.signal")
-	if opts.Role == Replica {
-		if err := os.WriteFile(signal, nil, 0o600); err != nil {
-			return fmt.Errorf("creating %s: %w", signal, err)
-		}
-	} else if err := os.Remove(signal); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("removing %s: %w", signal, err)
+	if err := writeSignals(cfg, opts, logf); err != nil {
+		return err
 	}
 	p.mu.Lock()
 	p.opts = opts.clone()
 	p.mu.Unlock()
 	return nil
+}
+
+// writeSignals leaves the signal files and postgresql.auto.conf as opts asks: a replica has
+// standby.signal; a primary has neither signal, unless it recovers to a target (recovery.signal);
+// and the recovery settings a restore wrote into postgresql.auto.conf are removed (they would win
+// over postgresql.conf), unless opts keeps what the restore left.
+func writeSignals(cfg Config, opts StartOptions, logf func(string, ...any)) error {
+	standby := filepath.Join(cfg.DataDir, "standby.signal")
+	recovery := filepath.Join(cfg.DataDir, "recovery.signal")
+	r := opts.Recovery
+	if r != nil && r.KeepExisting && len(r.Params) == 0 {
+		return nil // the restore's own settings and signals are used as they are
+	}
+	if err := sanitizeAutoConf(cfg, r != nil && r.KeepExisting, logf); err != nil {
+		return err
+	}
+	create, remove := []string{}, []string{standby, recovery}
+	switch {
+	case opts.Role == Replica:
+		create, remove = []string{standby}, []string{recovery}
+	case r != nil && len(r.Params) > 0:
+		create, remove = []string{recovery}, []string{standby}
+	}
+	for _, f := range create {
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			return fmt.Errorf("creating %s: %w", f, err)
+		}
+	}
+	for _, f := range remove {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("removing %s: %w", f, err)
+		}
+	}
+	return nil
+}
+
+// confNameRE reads the parameter name of a postgresql.conf line ("name = value", "name value").
+var confNameRE = regexp.MustCompile(`^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(=|\s)`)
+
+// sanitizeAutoConf removes the recovery settings from postgresql.auto.conf (unless keep), where a
+// restore tool (pgbackrest restore, barman) writes restore_command and the recovery target: left
+// there they would override postgresql.conf, stop a replica at the target of an old restore or
+// point it at an archive it should no longer read.
+func sanitizeAutoConf(cfg Config, keep bool, logf func(string, ...any)) error {
+	if keep {
+		return nil
+	}
+	path := filepath.Join(cfg.DataDir, "postgresql.auto.conf")
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	var kept, removed []string
+	for _, line := range strings.SplitAfter(string(b), "\n") {
+		if m := confNameRE.FindStringSubmatch(line); m != nil && slices.Contains(recoveryParams, strings.ToLower(m[1])) {
+			removed = append(removed, m[1])
+			continue
+		}
+		kept = append(kept, line)
+	}
+	if len(removed) == 0 {
+		return nil
+	}
+	logf("removing recovery settings from postgresql.auto.conf (set them in recovery_conf)", "file", path, "settings", strings.Join(removed, ","))
+	return writeFileAtomic(path, []byte(strings.Join(kept, "")), 0o600)
 }
 
 // WritePassfile writes the passfile (superuser, replication and rewind passwords) for commands

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -64,6 +65,12 @@ type Config struct {
 	PgIdent    []string          // pg_ident.conf lines after tusker's own map (IdentMap)
 	Pgpass     string            // passfile tusker writes (0600) for libpq tools; "" = $TMPDIR/tusker-<uid>/pgpass-<slot>
 	UseSlots   bool              // replicas stream through the physical slot SlotName(Name)
+	// RecoveryConf are a replica's recovery settings (restore_command, archive_cleanup_command,
+	// recovery_min_apply_delay...), already rendered; recovery targets, primary_conninfo and
+	// primary_slot_name among them are ignored (tusker sets those).
+	RecoveryConf map[string]string
+	// BasebackupOptions are extra pg_basebackup options ("--max-rate=100M").
+	BasebackupOptions []string
 
 	PgCtlTimeout time.Duration // default 60s
 	Logger       *slog.Logger  // default slog.Default()
@@ -108,6 +115,20 @@ func (u Upstream) String() string {
 type StartOptions struct {
 	Role     Role
 	Upstream *Upstream
+	// Recovery (primary only) starts a restored data directory in targeted recovery: the start
+	// of a cluster bootstrapped from a backup, which becomes a primary at the end of recovery.
+	Recovery *Recovery
+}
+
+// Recovery is how a restored data directory recovers before it becomes a primary.
+type Recovery struct {
+	// Params are recovery settings (restore_command, recovery_target_time,
+	// recovery_target_action...): written into postgresql.conf with recovery.signal. None: the
+	// settings and signal files the restore left are used, when KeepExisting.
+	Params map[string]string
+	// KeepExisting keeps the recovery settings the restore wrote into postgresql.auto.conf and
+	// its signal files; without it they are removed, as for any start.
+	KeepExisting bool
 }
 
 func (o StartOptions) validate() error {
@@ -115,6 +136,9 @@ func (o StartOptions) validate() error {
 	case Primary, Replica:
 	default:
 		return fmt.Errorf("invalid role %v in start options", o.Role)
+	}
+	if o.Recovery != nil && o.Role != Primary {
+		return fmt.Errorf("recovery settings in start options for role %v: only a primary recovers to a target", o.Role)
 	}
 	if o.Role == Replica && o.Upstream != nil {
 		if o.Upstream.Host == "" || o.Upstream.Port <= 0 || o.Upstream.Port > 65535 {
@@ -128,6 +152,10 @@ func (o StartOptions) clone() StartOptions {
 	if o.Upstream != nil {
 		u := *o.Upstream
 		o.Upstream = &u
+	}
+	if o.Recovery != nil {
+		r := Recovery{Params: maps.Clone(o.Recovery.Params), KeepExisting: o.Recovery.KeepExisting}
+		o.Recovery = &r
 	}
 	return o
 }

@@ -361,6 +361,13 @@ func (p *Postgres) CreateRoles(ctx context.Context) error {
 			return nil
 		}
 		su := cfg.Superuser.Username
+		// The superuser's password: initdb set it, but a cluster restored from a backup has the
+		// one of the cluster it was taken from (Patroni sets it after either bootstrap).
+		if cfg.Superuser.Password != "" {
+			if _, err := conn.Exec(ctx, "ALTER ROLE "+quoteIdent(su)+" WITH PASSWORD "+quoteLiteral(cfg.Superuser.Password)); err != nil {
+				return fmt.Errorf("ALTER ROLE %s: %w", su, err)
+			}
+		}
 		if r := cfg.Replication; r.Username != "" && r.Username != su {
 			if err := ensure(r, true); err != nil {
 				return err
@@ -378,6 +385,18 @@ func (p *Postgres) CreateRoles(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// EndRecovery writes the configuration of a restored server that has finished its recovery as
+// a plain primary's (without the recovery settings and signal files of its start) and reloads it.
+func (p *Postgres) EndRecovery(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("ending recovery: %w", err)
+	}
+	if err := p.WriteConfig(StartOptions{Role: Primary}); err != nil {
+		return fmt.Errorf("ending recovery: %w", err)
+	}
+	return p.sighup()
 }
 
 // promoteNudge is how long a promotion may look stuck before the startup process is woken.

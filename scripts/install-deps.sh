@@ -133,6 +133,12 @@ if [ -n "$all" ] || [ "$mode" = "--nemesis" ]; then
 	fi
 fi
 
+# The backup tests (bootstrap and replica methods, standby clusters) run Debian's pgBackRest.
+if [ -n "$all" ] && ! command -v pgbackrest >/dev/null; then
+	log "installing for the backup tests: pgbackrest"
+	apt_install pgbackrest
+fi
+
 # make test also builds the image and runs it (podman, crun), runs a Kubernetes node (containerd,
 # runc, the CNI plugins, iptables for kube-proxy), and checks the systemd unit (systemd-analyze).
 if [ -n "$all" ]; then

@@ -1,0 +1,104 @@
+package ha
+
+// Creating a replica's data directory: postgresql.create_replica_methods in order (a long action).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/tusker-ha/tusker/callbacks"
+	"github.com/tusker-ha/tusker/config"
+	"github.com/tusker-ha/tusker/postgres"
+)
+
+// ReplicaMethods are the methods to try for a new replica, in order: the configured ones, or
+// basebackup alone; with no upstream (no leader running) only those that need none. Pure.
+func ReplicaMethods(configured []config.ReplicaMethod, haveUpstream bool) []config.ReplicaMethod {
+	methods := configured
+	if len(methods) == 0 {
+		methods = []config.ReplicaMethod{{Name: config.BasebackupMethod}}
+	}
+	if haveUpstream {
+		return methods
+	}
+	var out []config.ReplicaMethod
+	for _, m := range methods {
+		if m.WorksWithoutLeader() {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// createReplica makes the data directory of a new replica with the first method that succeeds;
+// up is the member to copy from (nil: no leader runs). A method that fails leaves the data
+// directory empty again (but with keep_data) before the next one is tried; when all fail, the
+// next cycle tries again from the first.
+func (n *Node) createReplica(ctx context.Context, up *postgres.Upstream) error {
+	methods := ReplicaMethods(n.cfg.PostgreSQL.CreateReplicaMethods, up != nil)
+	if len(methods) == 0 {
+		return errors.New("creating a replica: no leader to copy from, and no method of create_replica_methods works without one (no_leader)")
+	}
+	var errs []error
+	for _, m := range methods {
+		var err error
+		if m.Builtin() {
+			err = n.pg.Basebackup(ctx, *up)
+		} else {
+			err = n.runReplicaMethod(ctx, m, up)
+		}
+		if err == nil {
+			n.log.Info("replica created", "method", m.Name)
+			return nil
+		}
+		n.log.Error("replica creation method failed", "method", m.Name, "err", err)
+		errs = append(errs, fmt.Errorf("method %s: %w", m.Name, err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return fmt.Errorf("creating a replica: every method failed: %w", errors.Join(errs...))
+}
+
+// runReplicaMethod runs a custom method's command, as Patroni calls it: the section's options
+// and, unless no_params, --scope, --role=replica, --datadir and --connstring (a libpq
+// connection string for the replication role on the upstream, "" with no upstream; its password
+// is in PGPASSFILE).
+func (n *Node) runReplicaMethod(ctx context.Context, m config.ReplicaMethod, up *postgres.Upstream) error {
+	if n.pg.Running() {
+		return errors.New("postgres is running in the data directory")
+	}
+	if !m.KeepData && n.pg.DataDirState() != postgres.DataDirEmpty {
+		if err := n.pg.RemoveDataDir(); err != nil {
+			return err
+		}
+	}
+	if err := n.pg.WritePassfile(); err != nil {
+		return err
+	}
+	conn := ""
+	if up != nil {
+		a := n.cfg.PostgreSQL.Authentication
+		user := a.Replication.Username
+		if user == "" {
+			user = a.Superuser.Username
+		}
+		conn = fmt.Sprintf("dbname=postgres user=%s host=%s port=%d", user, up.Host, up.Port)
+	}
+	env := []string{"PGPASSFILE=" + n.cfg.PostgreSQL.Pgpass}
+	args := m.Args(n.cfg.Scope, n.cfg.PostgreSQL.DataDir, conn)
+	err := callbacks.Hook(ctx, n.log, "replica method "+m.Name, m.Command, env, args...)
+	if err == nil {
+		if err = n.pg.MarkStandby(); err == nil {
+			return nil
+		}
+		err = fmt.Errorf("the command exited 0 but: %w", err)
+	}
+	if !m.KeepData && n.pg.DataDirState() != postgres.DataDirEmpty {
+		if rerr := n.pg.RemoveDataDir(); rerr != nil {
+			n.log.Error("removing what the failed replica method left", "method", m.Name, "err", rerr)
+		}
+	}
+	return err
+}
