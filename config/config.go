@@ -122,6 +122,8 @@ type Bootstrap struct {
 	// or when the section is missing (which Validate refuses).
 	Method string
 	Custom *BootstrapMethod
+	// Users are created after the bootstrap (Patroni 3's bootstrap.users).
+	Users []BootstrapUser
 }
 
 // Dynamic is the dynamic (cluster-wide) configuration, the JSON value of the DCS "config" key and

@@ -550,6 +550,7 @@ func (d *decoder) bootstrap(path string, n *node) (Bootstrap, bool) {
 		"pg_hba":         func(p string, v *node) { b.PgHBA = d.stringList(p, v, "a list of pg_hba.conf lines") },
 		"post_bootstrap": d.setStr(&b.PostBootstrap, "a string (a command)"),
 		"post_init":      d.setStr(&postInit, "a string (a command)"),
+		"users":          func(p string, v *node) { b.Users = d.users(p, v) },
 		"method": func(p string, v *node) {
 			if s, ok := d.str(p, v, "a string (initdb or the name of a section of bootstrap)"); ok {
 				b.Method = strings.TrimSpace(s)

@@ -737,10 +737,15 @@ bootstrap:
 }
 
 func TestBootstrapKeys(t *testing.T) {
-	c, err := loadYAML(t, "bootstrap:\n  method: wal_e\n  wal_e:\n    command: x\n  users:\n    admin: {}\n  post_init: /bin/init.sh\n")
+	c, err := loadYAML(t, "bootstrap:\n  method: wal_e\n  wal_e:\n    command: x\n  users:\n    admin: {password: pw, options: [createrole, 'connection limit 5', \"valid until '2030-01-01'\"]}\n"+
+		"  post_init: /bin/init.sh\n")
 	require.NoError(t, err)
 	assert.Equal(t, "/bin/init.sh", c.Bootstrap.PostBootstrap, "post_init is the old name of post_bootstrap")
-	assert.Equal(t, []string{"bootstrap.users"}, c.Unimplemented, "bootstrap.wal_e is the method's section")
+	assert.Empty(t, c.Unimplemented, "bootstrap.wal_e is the method's section")
+	assert.Equal(t, []BootstrapUser{{Name: "admin", Password: "pw", Options: []string{"CREATEROLE", "CONNECTION LIMIT 5",
+		"VALID UNTIL '2030-01-01'"}}}, c.Bootstrap.Users)
+	_, err = loadYAML(t, "bootstrap:\n  users:\n    admin:\n      options: [\"createdb; DROP TABLE x\"]\n")
+	checkProblems(t, problemsOf(t, err), "", `bootstrap.users.admin.options[0]: "createdb; DROP TABLE x" is not a role option`)
 	require.NotNil(t, c.Bootstrap.Custom)
 	assert.Equal(t, BootstrapMethod{Name: "wal_e", Command: "x"}, *c.Bootstrap.Custom)
 	assert.Equal(t, DefaultDynamic(), c.Bootstrap.DCS, "no bootstrap.dcs: the defaults")

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -181,4 +182,69 @@ func methodName(name string) string {
 		return fmt.Sprintf("method name %q must not contain '.' or control characters", name)
 	}
 	return ""
+}
+
+// BootstrapUser is one entry of bootstrap.users (Patroni 3; removed in Patroni 4, which logs an
+// error instead): a role created after the bootstrap, with its password and role options.
+type BootstrapUser struct {
+	Name     string
+	Password string
+	Options  []string // upper case: "CREATEDB", "CONNECTION LIMIT 5", "VALID UNTIL '2027-01-01'"
+}
+
+// roleKeywords are the role options of CREATE ROLE that bootstrap.users may name.
+var roleKeywords = []string{"SUPERUSER", "NOSUPERUSER", "CREATEDB", "NOCREATEDB", "CREATEROLE", "NOCREATEROLE",
+	"INHERIT", "NOINHERIT", "LOGIN", "NOLOGIN", "REPLICATION", "NOREPLICATION", "BYPASSRLS", "NOBYPASSRLS"}
+
+// roleOption normalises one option of bootstrap.users; ok is false when it is none CREATE ROLE
+// takes as tusker writes it into SQL: a keyword, CONNECTION LIMIT n or VALID UNTIL 'timestamp'.
+func roleOption(o string) (string, bool) {
+	f := strings.Fields(strings.ToUpper(o))
+	switch {
+	case len(f) == 1 && slices.Contains(roleKeywords, f[0]):
+		return f[0], true
+	case len(f) == 3 && f[0] == "CONNECTION" && f[1] == "LIMIT":
+		if _, err := strconv.Atoi(f[2]); err == nil {
+			return strings.Join(f, " "), true
+		}
+	case len(f) >= 3 && f[0] == "VALID" && f[1] == "UNTIL":
+		ts := strings.TrimSpace(o[strings.Index(strings.ToUpper(o), "UNTIL")+len("UNTIL"):])
+		ts = strings.Trim(ts, "'")
+		if ts != "" && !strings.ContainsAny(ts, "'\\") && textProblem(ts) == "" {
+			return "VALID UNTIL '" + ts + "'", true
+		}
+	}
+	return "", false
+}
+
+// users reads bootstrap.users: a map of role names to {password, options}.
+func (d *decoder) users(path string, n *node) []BootstrapUser {
+	if !d.freeMap(path, n, "a map of role names to {password, options}") {
+		return nil
+	}
+	var out []BootstrapUser
+	for _, name := range n.keys {
+		p := joinPath(path, name)
+		u := BootstrapUser{Name: name}
+		d.fields(p, n.m[name], map[string]func(string, *node){
+			"password": d.setStr(&u.Password, "a string"),
+			"options": func(p string, v *node) {
+				for i, o := range d.stringList(p, v, "a list of role options (createdb, createrole, ...)") {
+					norm, ok := roleOption(o)
+					if !ok {
+						d.problem(indexPath(p, i), v, "%q is not a role option tusker passes to CREATE ROLE "+
+							"(%s, CONNECTION LIMIT n, VALID UNTIL 'timestamp')", o, strings.ToLower(strings.Join(roleKeywords, ", ")))
+						continue
+					}
+					u.Options = append(u.Options, norm)
+				}
+			},
+		})
+		if strings.TrimSpace(name) == "" || textProblem(name) != "" {
+			d.problem(p, n.m[name], "not a role name")
+			continue
+		}
+		out = append(out, u)
+	}
+	return out
 }

@@ -51,6 +51,13 @@ func (n *Node) doBootstrap(ctx context.Context) error {
 	if err := n.pg.CreateRoles(ctx); err != nil {
 		return err
 	}
+	var users []postgres.User
+	for _, u := range n.cfg.Bootstrap.Users {
+		users = append(users, postgres.User{Name: u.Name, Password: u.Password, Options: u.Options})
+	}
+	if err := n.pg.CreateUsers(ctx, users); err != nil {
+		return err
+	}
 	if cmd := n.cfg.Bootstrap.PostBootstrap; cmd != "" {
 		// Patroni's contract: one argument, a connection string for the superuser, with the
 		// password in PGPASSFILE.

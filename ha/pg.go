@@ -44,6 +44,7 @@ type PG interface {
 	EndRecovery(ctx context.Context) error
 	RemoveDataDir() error
 	CreateRoles(ctx context.Context) error
+	CreateUsers(ctx context.Context, users []postgres.User) error
 	WritePassfile() error
 }
 

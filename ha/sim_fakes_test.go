@@ -815,6 +815,8 @@ func (p *fakePG) Basebackup(_ context.Context, up postgres.Upstream) error {
 
 func (p *fakePG) EndRecovery(context.Context) error { return nil }
 
+func (p *fakePG) CreateUsers(context.Context, []postgres.User) error { return nil }
+
 func (p *fakePG) MarkStandby() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -382,6 +383,49 @@ func (p *Postgres) CreateRoles(ctx context.Context) error {
 					return fmt.Errorf("granting %s to %s: %w", f, r.Username, err)
 				}
 			}
+		}
+		return nil
+	})
+}
+
+// User is a role to create after the bootstrap (bootstrap.users), with options already checked
+// (CREATE ROLE keywords, CONNECTION LIMIT n, VALID UNTIL 'timestamp').
+type User struct {
+	Name, Password string
+	Options        []string
+}
+
+// CreateUsers creates or alters each user (LOGIN unless NOLOGIN is given). tusker's own roles
+// (superuser, replication, rewind) are skipped: CreateRoles manages them.
+func (p *Postgres) CreateUsers(ctx context.Context, users []User) error {
+	if len(users) == 0 {
+		return nil
+	}
+	cfg, _ := p.config()
+	return p.withConn(ctx, "creating bootstrap.users", func(conn *pgx.Conn) error {
+		if _, err := conn.Exec(ctx, "SET log_statement TO 'none'"); err != nil {
+			return err
+		}
+		for _, u := range users {
+			if u.Name == cfg.Superuser.Username || u.Name == cfg.Replication.Username || u.Name == cfg.Rewind.Username {
+				continue
+			}
+			opts := slices.Clone(u.Options)
+			if !slices.Contains(opts, "LOGIN") && !slices.Contains(opts, "NOLOGIN") {
+				opts = append(opts, "LOGIN")
+			}
+			if u.Password != "" {
+				opts = append(opts, "PASSWORD "+quoteLiteral(u.Password))
+			}
+			var exists bool
+			if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)", u.Name).Scan(&exists); err != nil {
+				return fmt.Errorf("looking up role %s: %w", u.Name, err)
+			}
+			verb := map[bool]string{true: "ALTER", false: "CREATE"}[exists]
+			if _, err := conn.Exec(ctx, verb+" ROLE "+quoteIdent(u.Name)+" WITH "+strings.Join(opts, " ")); err != nil {
+				return fmt.Errorf("%s ROLE %s: %w", verb, u.Name, err)
+			}
+			cfg.Logger.Info("bootstrap user ensured", "role", u.Name, "action", strings.ToLower(verb))
 		}
 		return nil
 	})

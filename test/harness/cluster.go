@@ -50,6 +50,11 @@ type ClusterOptions struct {
 	Wrap func(node string) []string
 	// Network, when set, is a CIDR that pg_hba lets in besides 127.0.0.1 (the nodes' addresses).
 	Network string
+	// DCSParams are set over the default bootstrap.dcs.postgresql.parameters.
+	DCSParams map[string]string
+	// DCSPostgreSQL and Bootstrap are YAML (not indented) added to bootstrap.dcs.postgresql and to
+	// bootstrap (a recovery_conf, a bootstrap method).
+	DCSPostgreSQL, Bootstrap string
 }
 
 // Cluster is a set of real tusker processes managing real PostgreSQL instances.
@@ -82,7 +87,7 @@ type Node struct {
 	done       chan struct{}
 }
 
-var nodeConfig = template.Must(template.New("node").Parse(`scope: {{.Scope}}
+var nodeConfig = template.Must(template.New("node").Funcs(template.FuncMap{"indent": indent}).Parse(`scope: {{.Scope}}
 namespace: /service
 name: {{.Name}}
 restapi:
@@ -94,10 +99,12 @@ bootstrap:
     postgresql:
       use_pg_rewind: true
       use_slots: true
+{{indent 6 .DCSPostgreSQL}}
       parameters:
-        max_connections: 40
-        shared_buffers: 16MB
-        wal_keep_size: 64MB
+{{- range $k, $v := .DCSParams}}
+        {{$k}}: {{printf "%q" $v}}
+{{- end}}
+{{indent 2 .Bootstrap}}
   initdb:
   - encoding: UTF8
   - data-checksums
@@ -132,6 +139,19 @@ postgresql:
 {{.PGExtra}}
 {{.Extra}}
 `))
+
+// indent indents every line of s by n spaces.
+func indent(n int, s string) string {
+	if strings.TrimSpace(s) == "" {
+		return ""
+	}
+	pad := strings.Repeat(" ", n)
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = pad + l
+	}
+	return strings.Join(lines, "\n")
+}
 
 // NewCluster writes the configuration of every node (n1, n2, ...) without starting anything.
 func NewCluster(o ClusterOptions) (*Cluster, error) {
@@ -193,7 +213,12 @@ func (c *Cluster) WriteConfig(n *Node, extra string) error {
 	if apiListen == "" {
 		apiListen = n.Host
 	}
+	params := map[string]string{"max_connections": "40", "shared_buffers": "16MB", "wal_keep_size": "64MB"}
+	for k, v := range c.Opts.DCSParams {
+		params[k] = v
+	}
 	err := nodeConfig.Execute(&b, map[string]any{
+		"DCSParams": params, "DCSPostgreSQL": c.Opts.DCSPostgreSQL, "Bootstrap": c.Opts.Bootstrap,
 		"Scope": c.Opts.Scope, "Name": n.Name, "APIPort": n.APIPort, "PGPort": n.PGPort, "APIListen": apiListen,
 		"Host": n.Host, "Network": c.Opts.Network,
 		"DCS": dcsYAML, "SocketDir": c.SocketDir, "DataDir": n.DataDir, "PGBinDir": c.Opts.PGBinDir, "Dir": n.Dir,
