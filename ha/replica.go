@@ -44,6 +44,13 @@ func (n *Node) createReplica(ctx context.Context, up *postgres.Upstream) error {
 	for _, m := range methods {
 		var err error
 		if m.Builtin() {
+			// pg_basebackup needs an empty directory: what an earlier keep_data method left goes
+			// (Patroni's basebackup empties it too).
+			if n.pg.DataDirState() != postgres.DataDirEmpty {
+				if err := n.pg.RemoveDataDir(); err != nil {
+					return err
+				}
+			}
 			err = n.pg.Basebackup(ctx, *up)
 		} else {
 			err = n.runReplicaMethod(ctx, m, up)
@@ -56,6 +63,14 @@ func (n *Node) createReplica(ctx context.Context, up *postgres.Upstream) error {
 		errs = append(errs, fmt.Errorf("method %s: %w", m.Name, err))
 		if ctx.Err() != nil {
 			break
+		}
+	}
+	// A directory that is neither empty nor valid (a keep_data method's remains) would block this
+	// member for good: Decide never touches an invalid data directory.
+	if n.pg.DataDirState() == postgres.DataDirInvalid {
+		n.log.Warn("emptying what the failed replica methods left: it is no valid data directory")
+		if err := n.pg.RemoveDataDir(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return fmt.Errorf("creating a replica: every method failed: %w", errors.Join(errs...))
