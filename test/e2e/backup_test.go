@@ -44,9 +44,13 @@ func newBackRest(t *testing.T, stanza string) *backRest {
 		"log-level-console=warn\nlog-level-file=info\nstart-fast=y\nrepo1-retention-full=2\n", dir, dir, dir, dir)
 	require.NoError(t, os.WriteFile(b.conf, []byte(conf), 0o600))
 	base := fmt.Sprintf("%s --config=%s --stanza=%s", bin, b.conf, stanza)
-	// archive-push and archive-get check the data directory; PostgreSQL runs both in it.
-	b.push = b.script("push.sh", base+` --pg1-path="$PWD" archive-push "$1"`)
-	b.get = b.script("get.sh", base+` --pg1-path="$PWD" archive-get "$1" "$2"`)
+	for _, d := range []string{"log", "lock", "spool", "repo"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, d), 0o700))
+	}
+	// archive-push and archive-get check the data directory; PostgreSQL runs both in it. The
+	// backup command checks that archive_command names pgbackrest.
+	b.push = b.script("pgbackrest-push.sh", base+` --pg1-path="$PWD" archive-push "$1"`)
+	b.get = b.script("pgbackrest-get.sh", base+` --pg1-path="$PWD" archive-get "$1" "$2"`)
 	// The methods get Patroni's --datadir (and, for pitr, --target).
 	parse := `datadir=; target=
 for a in "$@"; do case "$a" in --datadir=*) datadir="${a#--datadir=}";; --target=*) target="${a#--target=}";; esac; done
@@ -159,6 +163,21 @@ func waitNamedPrimary(t *testing.T, c *harness.Cluster, name string, timeout tim
 	return c.Node(name)
 }
 
+// requireLogLine fails unless one line of log holds every part.
+func requireLogLine(t *testing.T, log string, parts ...string) {
+	t.Helper()
+	for _, l := range strings.Split(log, "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(l, p)
+		}
+		if all {
+			return
+		}
+	}
+	t.Fatalf("no log line holds %q", parts)
+}
+
 func hasRow(t *testing.T, n *harness.Node, id int) bool {
 	t.Helper()
 	v, err := n.QueryString(context.Background(), "SELECT count(*)::text FROM t WHERE id = $1", id)
@@ -184,7 +203,7 @@ func TestReplicasFromBackup(t *testing.T) {
 
 	withPG(t, c, n2, "create_replica_methods: [pgbackrest, basebackup]\npgbackrest:\n  command: "+br.replica+"\n")
 	broken := br.script("broken.sh", `for a in "$@"; do case "$a" in --datadir=*) d="${a#--datadir=}";; esac; done
-mkdir -p "$d" && echo junk > "$d/junk" && exit 3`)
+echo "args: $*" >&2; mkdir -p "$d" && echo junk > "$d/junk" && exit 3`)
 	withPG(t, c, n3, "create_replica_methods:\n- broken\n- basebackup\nbroken:\n  command: "+broken+"\n  retries: 2\n")
 	require.NoError(t, n2.Start())
 	require.NoError(t, n3.Start())
@@ -204,11 +223,11 @@ mkdir -p "$d" && echo junk > "$d/junk" && exit 3`)
 		}
 	}
 	log2, log3 := n2.Log(), n3.Log()
-	require.Contains(t, log2, `msg="replica created" method=pgbackrest`)
+	requireLogLine(t, log2, `msg="replica created"`, "method=pgbackrest")
 	require.NotContains(t, log2, "cloning data directory with pg_basebackup", "n2 came from the backup")
-	require.Contains(t, log3, `msg="replica creation method failed" method=broken`)
+	requireLogLine(t, log3, `msg="replica creation method failed"`, "method=broken")
 	require.Contains(t, log3, "--retries=2", "the section's keys are passed as --key=value")
-	require.Contains(t, log3, `msg="replica created" method=basebackup`)
+	requireLogLine(t, log3, `msg="replica created"`, "method=basebackup")
 	_, err := os.Stat(filepath.Join(n3.DataDir, "junk"))
 	require.True(t, os.IsNotExist(err), "what the failed method left is removed before basebackup: %v", err)
 	// Both stream from n1 through their slots.
@@ -335,7 +354,7 @@ func TestReplicaWithoutLeaderFromBackup(t *testing.T) {
 	require.NoError(t, n.Start())
 	p := waitNamedPrimary(t, c, "n1", 120*time.Second)
 	require.Contains(t, p.Log(), "no data and no leader: creating a replica with a method that needs no leader")
-	require.Contains(t, p.Log(), `msg="replica created" method=pgbackrest`)
+	requireLogLine(t, p.Log(), `msg="replica created"`, "method=pgbackrest")
 	require.True(t, hasRow(t, p, 1))
 	require.True(t, hasRow(t, p, 2), "replayed from the archive")
 	insert(t, p, 3)
