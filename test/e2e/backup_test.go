@@ -117,23 +117,9 @@ func (b *backRest) archiving(o *harness.ClusterOptions) {
 
 func backupCluster(t *testing.T, nodes int, scope string, e *harness.Etcd, opts func(*harness.ClusterOptions)) *env {
 	t.Helper()
-	if e == nil {
-		e = harness.StartEtcd(t)
-	}
-	o := harness.ClusterOptions{Dir: t.TempDir(), Scope: scope, Nodes: nodes, TuskerBin: harness.Bin(t, "tusker"),
-		PGBinDir: harness.PGBinDir(t), EtcdHost: e.HostPort}
+	o := harness.ClusterOptions{Scope: scope, Nodes: nodes}
 	opts(&o)
-	c, err := harness.NewCluster(o)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, n := range c.Nodes {
-				t.Logf("==== log of %s ====\n%s", n.Name, tail(n.Log(), 100))
-			}
-		}
-		c.Stop(30 * time.Second)
-	})
-	return &env{t: t, etcd: e, c: c}
+	return newClusterWith(t, e, o)
 }
 
 // withPG sets a node's postgresql lines (unindented YAML) and rewrites its configuration.

@@ -51,11 +51,18 @@ type env struct {
 
 func newCluster(t *testing.T, nodes int, extra string) *env {
 	t.Helper()
-	e := harness.StartEtcd(t)
-	c, err := harness.NewCluster(harness.ClusterOptions{
-		Dir: t.TempDir(), Scope: "e2e", Nodes: nodes, TuskerBin: harness.Bin(t, "tusker"),
-		PGBinDir: harness.PGBinDir(t), EtcdHost: e.HostPort, ExtraLocal: extra,
-	})
+	return newClusterWith(t, nil, harness.ClusterOptions{Scope: "e2e", Nodes: nodes, ExtraLocal: extra})
+}
+
+// newClusterWith makes a cluster of o on etcd e (a new etcd when nil), with the defaults of every
+// e2e cluster filled in, and stops it when the test ends.
+func newClusterWith(t *testing.T, e *harness.Etcd, o harness.ClusterOptions) *env {
+	t.Helper()
+	if e == nil {
+		e = harness.StartEtcd(t)
+	}
+	o.Dir, o.TuskerBin, o.PGBinDir, o.EtcdHost = t.TempDir(), harness.Bin(t, "tusker"), harness.PGBinDir(t), e.HostPort
+	c, err := harness.NewCluster(o)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		// Runs after the cluster stopped (cleanups run last first): a daemon built with -race
