@@ -154,6 +154,9 @@ type Dynamic struct {
 
 	PostgreSQL DynamicPostgreSQL `json:"postgresql"`
 
+	// StandbyCluster, when Active, makes this cluster a standby of another (nil: none).
+	StandbyCluster *StandbyCluster `json:"standby_cluster"`
+
 	Raw map[string]any `json:"-"`
 }
 

@@ -801,9 +801,10 @@ func decodeDynamic(d *decoder, path string, n *node) Dynamic {
 	}
 	handlers["master_start_timeout"] = masterStartKey.handler(d, &alias)
 	maps.Copy(handlers, map[string]func(string, *node){
-		"check_timeline": d.setBool(&dyn.CheckTimeline),
-		"pause":          d.setBool(&dyn.Pause),
-		"failsafe_mode":  d.setBool(&dyn.FailsafeMode),
+		"check_timeline":  d.setBool(&dyn.CheckTimeline),
+		"standby_cluster": func(p string, v *node) { dyn.StandbyCluster = d.standbyCluster(p, v) },
+		"pause":           d.setBool(&dyn.Pause),
+		"failsafe_mode":   d.setBool(&dyn.FailsafeMode),
 		"synchronous_mode": func(p string, v *node) {
 			// Patroni takes a boolean (true = on) or, since 4.0, on/off/quorum.
 			if v.kind == scalarNode {

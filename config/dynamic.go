@@ -20,6 +20,14 @@ const (
 	DefaultMaximumLagOnSyncnode = -1
 )
 
+// Standby is the standby_cluster section when it makes this a standby cluster, else nil.
+func (d Dynamic) Standby() *StandbyCluster {
+	if d.StandbyCluster.Active() {
+		return d.StandbyCluster
+	}
+	return nil
+}
+
 // DefaultDynamic returns tusker's default dynamic configuration (Raw is empty).
 func DefaultDynamic() Dynamic {
 	return Dynamic{
@@ -187,6 +195,7 @@ func (d Dynamic) Validate() []string {
 	parameterProblems("postgresql.parameters", d.PostgreSQL.Parameters, addKey)
 	linesProblems("postgresql.pg_hba", d.PostgreSQL.PgHBA, addKey)
 	parameterProblems("postgresql.recovery_conf", d.PostgreSQL.RecoveryConf, addKey)
+	d.StandbyCluster.problems(addKey)
 	return p
 }
 

@@ -49,7 +49,7 @@ func TestParseDynamic(t *testing.T) {
 	}, d.PostgreSQL)
 	assert.Equal(t, "quorum", d.Raw["synchronous_mode"])
 	assert.Equal(t, "quorum", d.SyncMode())
-	assert.Equal(t, []string{"slots", "standby_cluster"}, d.Unimplemented())
+	assert.Equal(t, []string{"slots"}, d.Unimplemented())
 	assert.Empty(t, d.Validate(), "5 + 2*7 <= 20")
 }
 

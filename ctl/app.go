@@ -463,6 +463,7 @@ Exit status: 0 success, 1 the operation failed, was refused or aborted, 2 usage 
 		a.pauseCommand(true), a.pauseCommand(false),
 		a.editConfigCommand(), a.showConfigCommand(), a.historyCommand(),
 		a.queryCommand(), a.removeCommand(), a.dsnCommand(), a.versionCommand(),
+		a.demoteClusterCommand(), a.promoteClusterCommand(),
 	)
 	return root
 }

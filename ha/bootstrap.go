@@ -36,11 +36,20 @@ func (n *Node) doBootstrap(ctx context.Context) error {
 	if err := n.activateWatchdog(n.env.dyn); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
-	if m := n.cfg.Bootstrap.Custom; m != nil {
-		if err := n.customBootstrap(ctx, m); err != nil {
+	role := "primary"
+	switch {
+	case n.env.dyn.Standby() != nil:
+		// A standby cluster's first member: a copy of the remote primary, started as its
+		// replica, is the standby leader. Nothing is written to it: no roles, no post_bootstrap.
+		if err := n.bootstrapStandby(ctx); err != nil {
 			return err
 		}
-	} else {
+		role = "standby_leader"
+	case n.cfg.Bootstrap.Custom != nil:
+		if err := n.customBootstrap(ctx, n.cfg.Bootstrap.Custom); err != nil {
+			return err
+		}
+	default:
 		if err := n.pg.Initdb(ctx, n.cfg.Bootstrap.Initdb); err != nil {
 			return err
 		}
@@ -48,6 +57,16 @@ func (n *Node) doBootstrap(ctx context.Context) error {
 			return err
 		}
 	}
+	if role == "primary" {
+		if err := n.setUpNewCluster(ctx); err != nil {
+			return err
+		}
+	}
+	return n.claimCluster(ctx, role)
+}
+
+// setUpNewCluster creates tusker's roles and bootstrap.users and runs post_bootstrap.
+func (n *Node) setUpNewCluster(ctx context.Context) error {
 	if err := n.pg.CreateRoles(ctx); err != nil {
 		return err
 	}
@@ -58,20 +77,28 @@ func (n *Node) doBootstrap(ctx context.Context) error {
 	if err := n.pg.CreateUsers(ctx, users); err != nil {
 		return err
 	}
-	if cmd := n.cfg.Bootstrap.PostBootstrap; cmd != "" {
-		// Patroni's contract: one argument, a connection string for the superuser, with the
-		// password in PGPASSFILE.
-		host, port, _ := config.SplitHostPort(n.cfg.PostgreSQL.ConnectAddress)
-		dsn := fmt.Sprintf("dbname=postgres user=%s host=%s port=%d",
-			n.cfg.PostgreSQL.Authentication.Superuser.Username, host, port)
-		env := []string{"PGPASSFILE=" + n.cfg.PostgreSQL.Pgpass}
-		if err := n.pg.WritePassfile(); err != nil {
-			return fmt.Errorf("bootstrap: post_bootstrap: %w", err)
-		}
-		if err := callbacks.Hook(ctx, n.log, "post_bootstrap", cmd, env, dsn); err != nil {
-			return fmt.Errorf("bootstrap: post_bootstrap: %w", err)
-		}
+	cmd := n.cfg.Bootstrap.PostBootstrap
+	if cmd == "" {
+		return nil
 	}
+	// Patroni's contract: one argument, a connection string for the superuser, with the
+	// password in PGPASSFILE.
+	host, port, _ := config.SplitHostPort(n.cfg.PostgreSQL.ConnectAddress)
+	dsn := fmt.Sprintf("dbname=postgres user=%s host=%s port=%d",
+		n.cfg.PostgreSQL.Authentication.Superuser.Username, host, port)
+	env := []string{"PGPASSFILE=" + n.cfg.PostgreSQL.Pgpass}
+	if err := n.pg.WritePassfile(); err != nil {
+		return fmt.Errorf("bootstrap: post_bootstrap: %w", err)
+	}
+	if err := callbacks.Hook(ctx, n.log, "post_bootstrap", cmd, env, dsn); err != nil {
+		return fmt.Errorf("bootstrap: post_bootstrap: %w", err)
+	}
+	return nil
+}
+
+// claimCluster takes the leader lock for the new cluster, writes its system identifier into the
+// initialize key and bootstrap.dcs into the config key, and fires on_start as role.
+func (n *Node) claimCluster(ctx context.Context, role string) error {
 	cd, err := n.pg.ControlData(ctx)
 	if err != nil {
 		return err
@@ -94,11 +121,29 @@ func (n *Node) doBootstrap(ctx context.Context) error {
 		return fmt.Errorf("writing the config key: %w", err)
 	}
 	n.post(func() { n.sysID = "" })
-	n.log.Info("bootstrapped a new cluster", "system_identifier", cd.SystemIdentifier)
+	n.log.Info("bootstrapped a new cluster", "system_identifier", cd.SystemIdentifier, "role", role)
 	// As Patroni: on_start once the new cluster's leader holds the lock.
-	n.setRole("primary")
+	n.setRole(role)
 	n.fire("on_start")
 	return nil
+}
+
+// bootstrapStandby creates the standby leader's data directory from the remote primary (with
+// standby_cluster.create_replica_methods) and starts it as the remote's replica.
+func (n *Node) bootstrapStandby(ctx context.Context) error {
+	up, err := remoteOf(n.env.dyn)
+	if err != nil {
+		return err
+	}
+	methods := StandbyMethods(n.env.dyn.Standby().CreateReplicaMethods, n.cfg.PostgreSQL.CreateReplicaMethods)
+	var from *postgres.Upstream
+	if up.Host != "" {
+		from = &up
+	}
+	if err := n.createReplicaWith(ctx, from, methods); err != nil {
+		return fmt.Errorf("bootstrapping the standby cluster: %w", err)
+	}
+	return n.startReplica(ctx, &up)
 }
 
 // customBootstrap runs bootstrap.method's command, which creates the data directory (a restore

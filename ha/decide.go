@@ -105,7 +105,14 @@ type Settings struct {
 	// CloneWithoutLeader: one of create_replica_methods works without a running leader
 	// (no_leader: it restores from a backup repository).
 	CloneWithoutLeader bool
+	// StandbyCluster: this cluster follows another (standby_cluster). Its leader is a standby
+	// leader replicating from RemoteUpstream, and nobody is promoted.
+	StandbyCluster bool
 }
+
+// RemoteUpstream names the remote primary of a standby cluster as an Action's Upstream (no
+// member name holds a "/").
+const RemoteUpstream = "/remote"
 
 // View is everything Decide may look at: one immutable observation.
 type View struct {
@@ -177,6 +184,7 @@ const (
 	RestoreSyncGUC                    // give synchronous_standby_names back to the configuration
 	StopReplica                       // stop the running replica (fast), so that the rejoin rules check it
 	ExtendLease                       // failsafe: count the lease from the confirmation round's start
+	DemoteCluster                     // standby cluster: stop the primary cleanly, start it as the standby leader
 )
 
 var kindNames = map[Kind]string{
@@ -187,7 +195,7 @@ var kindNames = map[Kind]string{
 	Handover: "handover", ClearFailover: "clear failover", CancelAction: "cancel action",
 	WriteSyncKey: "write sync key", DeleteSyncKey: "delete sync key", SetSyncGUC: "set synchronous_standby_names",
 	RestoreSyncGUC: "restore synchronous_standby_names", StopReplica: "stop replica",
-	ExtendLease: "extend lease",
+	ExtendLease: "extend lease", DemoteCluster: "demote cluster",
 }
 
 func (k Kind) String() string { return kindNames[k] }
@@ -540,6 +548,10 @@ func decideStopped(v View, leader string, iAmLeader bool) Plan {
 			// Our previous incarnation's key: take it back through the lease before acting.
 			return plan("leader key carries my name from before a restart: taking it back", act(AcquireLeader))
 		}
+		if s.StandbyCluster {
+			return plan("standby leader with postgres stopped: starting it as a replica of the remote primary",
+				act(RenewLeader), actOn(StartReplica, RemoteUpstream))
+		}
 		if !l.WasPrimary {
 			return plan("leader, but the stopped data directory is a standby's: releasing the lock", act(ReleaseLeader))
 		}
@@ -614,6 +626,8 @@ func decideRunning(v View, leader string, iAmLeader bool) Plan {
 	s := v.Settings
 	f := v.Cluster.Failover
 	switch {
+	case iAmLeader && s.StandbyCluster:
+		return decideStandbyLeader(v)
 	case iAmLeader:
 		if !l.Primary {
 			if s.Pause && !(f != nil && f.Member == v.Me) {
@@ -753,6 +767,14 @@ func fastForward(v View) (Plan, bool) {
 // promotePlan takes the lock and starts the promotion in the same cycle; a pending failover key
 // is cleared once the lock is ours.
 func promotePlan(v View, reason string) Plan {
+	if v.Settings.StandbyCluster {
+		// The race of a standby cluster: the winner becomes the standby leader.
+		acts := []Action{act(AcquireLeader), actOn(Follow, RemoteUpstream)}
+		if v.Cluster.Failover != nil {
+			acts = append(acts, act(ClearFailover))
+		}
+		return plan(strings.Replace(reason, "and promoting", "as the standby leader", 1), acts...)
+	}
 	acts := append(append([]Action{act(AcquireLeader)}, syncPrepare(v)...), act(Promote))
 	if v.Cluster.Failover != nil {
 		acts = append(acts, act(ClearFailover))
@@ -1015,4 +1037,25 @@ func syncVoter(v View, name string) bool {
 		return true
 	}
 	return strings.EqualFold(k.Leader, name) || k.Has(name)
+}
+
+// decideStandbyLeader is the lock holder of a standby cluster: it runs as a replica of the
+// remote primary and is never promoted; a primary (the cluster was just made a standby cluster:
+// demote-cluster) is stopped cleanly and started as the standby leader. Switchover and failover
+// requests are not carried out in a standby cluster yet: they are cleared, so that none lingers
+// until the cluster is promoted.
+func decideStandbyLeader(v View) Plan {
+	l := v.Local
+	switch {
+	case v.Cluster.Failover != nil:
+		return plan("a switchover or failover request in a standby cluster: not supported, clearing it",
+			act(RenewLeader), act(ClearFailover))
+	case l.Primary && v.Settings.Pause:
+		return plan("pause: standby_cluster is set but this leader runs as primary; not demoting", act(RenewLeader))
+	case l.Primary:
+		return plan("standby_cluster is set: demoting the primary to a standby leader", act(RenewLeader), act(DemoteCluster))
+	case l.Upstream != RemoteUpstream:
+		return plan("standby leader: following the remote primary", act(RenewLeader), actOn(Follow, RemoteUpstream))
+	}
+	return plan("I am the standby leader with the lock", act(RenewLeader))
 }

@@ -849,3 +849,55 @@ func TestRuleFailsafeExtend(t *testing.T) {
 		require.NotContains(t, kinds(Decide(w)), ExtendLease, name)
 	}
 }
+
+// TestRuleStandbyLeader: the lock holder of a standby cluster replicates from the remote primary
+// and is never promoted; a primary there is demoted to a standby leader; removing
+// standby_cluster (promote-cluster) promotes it.
+func TestRuleStandbyLeader(t *testing.T) {
+	l := runningReplica(100)
+	v := leaderView("a", l)
+	v.Settings.StandbyCluster = true
+	require.Equal(t, []Action{{Kind: RenewLeader}, {Kind: Follow, Upstream: RemoteUpstream}}, Decide(v).Actions,
+		"a standby leader not yet pointed at the remote follows it")
+	v.Local.Upstream = RemoteUpstream
+	require.Equal(t, []Kind{RenewLeader}, kinds(Decide(v)), "and then only renews")
+
+	v.Local = runningPrimary(100)
+	require.Equal(t, []Kind{RenewLeader, DemoteCluster}, kinds(Decide(v)), "demote-cluster")
+	v.Settings.Pause = true
+	require.Equal(t, []Kind{RenewLeader}, kinds(Decide(v)), "paused: not demoted")
+	v.Settings.Pause = false
+
+	v.Local = Local{DataDir: DataDirValid, SysID: l.SysID, Timeline: 1}
+	require.Equal(t, []Action{{Kind: RenewLeader}, {Kind: StartReplica, Upstream: RemoteUpstream}}, Decide(v).Actions,
+		"a stopped standby leader starts as the remote's replica (its data directory is a standby's)")
+
+	v.Local = l
+	v.Local.Upstream = RemoteUpstream
+	v.Settings.StandbyCluster = false
+	require.Contains(t, kinds(Decide(v)), Promote, "promote-cluster: standby_cluster removed")
+}
+
+// TestRuleStandbyClusterRace: with no standby leader, the healthiest member takes the lock and
+// follows the remote primary instead of promoting; the others follow the standby leader.
+func TestRuleStandbyClusterRace(t *testing.T) {
+	v := view("b", cluster("", member("b", "replica")), runningReplica(100))
+	v.Settings.StandbyCluster = true
+	v.Cluster.Status.Optime = 100
+	v.PeersProbed = true
+	p := Decide(v)
+	require.Equal(t, []Action{{Kind: AcquireLeader}, {Kind: Follow, Upstream: RemoteUpstream}}, p.Actions, p.Reason)
+	require.NotContains(t, kinds(p), Promote)
+
+	v = view("c", cluster("b", member("b", "replica"), member("c", "replica")), runningReplica(100))
+	v.Settings.StandbyCluster = true
+	require.Equal(t, []Action{{Kind: Follow, Upstream: "b"}}, Decide(v).Actions, "members cascade from the standby leader")
+}
+
+func TestRuleStandbyLeaderClearsFailoverRequests(t *testing.T) {
+	v := leaderView("a", runningReplica(100))
+	v.Settings.StandbyCluster = true
+	v.Local.Upstream = RemoteUpstream
+	v.Cluster.Failover = &dcs.Failover{Leader: "a", Member: "b"}
+	require.Equal(t, []Kind{RenewLeader, ClearFailover}, kinds(Decide(v)))
+}

@@ -95,6 +95,20 @@ func (n *Node) executeLong(ctx context.Context, a Action, v View) error {
 		})
 	case Promote:
 		return n.startJob(ctx, JobPromote, n.promote)
+	case DemoteCluster:
+		up, err := n.upstreamOf(v.Cluster, RemoteUpstream)
+		if err != nil {
+			return err
+		}
+		n.forgetRejoin()
+		return n.startJob(ctx, JobDemoteCluster, func(ctx context.Context) error {
+			// A clean shutdown: the shutdown checkpoint is streamed to the standbys first, so
+			// that this cluster's members need no rewind to follow the new standby leader.
+			if err := n.pg.Stop(ctx, postgres.StopFast); err != nil {
+				return err
+			}
+			return n.startReplica(ctx, &up)
+		})
 	case Demote:
 		n.setUpstream("")
 		n.forgetRejoin()
@@ -232,7 +246,11 @@ func (n *Node) startReplica(ctx context.Context, up *postgres.Upstream) error {
 	}
 	n.post(func() { n.handedOver, n.upstream = false, name })
 	prev := n.callbackRole()
-	n.setRole("replica")
+	role := "replica"
+	if up != nil && up.Name == RemoteUpstream {
+		role = "standby_leader"
+	}
+	n.setRole(role)
 	if prev == "primary" || prev == "demoted" {
 		n.fire("on_role_change")
 	} else {
@@ -318,6 +336,9 @@ func (n *Node) cancelAction() {
 
 // upstreamOf resolves a member's PostgreSQL address from its conn_url.
 func (n *Node) upstreamOf(c *dcs.Cluster, name string) (postgres.Upstream, error) {
+	if name == RemoteUpstream {
+		return n.remoteUpstream()
+	}
 	m := c.Member(name)
 	if m == nil {
 		return postgres.Upstream{}, fmt.Errorf("member %q has no member key", name)
@@ -326,5 +347,42 @@ func (n *Node) upstreamOf(c *dcs.Cluster, name string) (postgres.Upstream, error
 	if err != nil {
 		return postgres.Upstream{}, fmt.Errorf("member %q: %w", name, err)
 	}
-	return postgres.Upstream{Name: name, Host: host, Port: port}, nil
+	up := postgres.Upstream{Name: name, Host: host, Port: port}
+	if sc := n.dyn.Standby(); sc != nil {
+		// The members of a standby cluster read the remote cluster's archive too (Patroni).
+		up.Recovery = map[string]string{}
+		if sc.RestoreCommand != "" {
+			up.Recovery["restore_command"] = sc.RestoreCommand
+		}
+		if sc.ArchiveCleanupCommand != "" {
+			up.Recovery["archive_cleanup_command"] = sc.ArchiveCleanupCommand
+		}
+	}
+	return up, nil
+}
+
+// remoteUpstream is the remote primary of a standby cluster: standby_cluster's host and port
+// (none: its archive alone), its slot there, and the recovery settings that come with it.
+func (n *Node) remoteUpstream() (postgres.Upstream, error) {
+	return remoteOf(n.dyn)
+}
+
+// remoteOf is the remote primary of the standby cluster d configures.
+func remoteOf(d config.Dynamic) (postgres.Upstream, error) {
+	sc := d.Standby()
+	if sc == nil {
+		return postgres.Upstream{}, errors.New("the remote primary: standby_cluster is not set")
+	}
+	up := postgres.Upstream{Name: RemoteUpstream, Slot: sc.PrimarySlotName, NoSlot: sc.PrimarySlotName == "",
+		Recovery: map[string]string{}}
+	if sc.Host != "" {
+		up.Host, up.Port = sc.Host, sc.RemotePort()
+	}
+	for k, v := range map[string]string{"restore_command": sc.RestoreCommand,
+		"archive_cleanup_command": sc.ArchiveCleanupCommand, "recovery_min_apply_delay": sc.RecoveryMinApplyDelay} {
+		if v != "" {
+			up.Recovery[k] = v
+		}
+	}
+	return up, nil
 }

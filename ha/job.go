@@ -19,13 +19,14 @@ const (
 	JobSwitchover
 	JobRestart
 	JobReinitialize
+	JobDemoteCluster
 )
 
 var jobNames = [...]string{
 	NoJob: "", JobBootstrap: "bootstrap", JobClone: "clone", JobReclone: "reclone", JobStart: "start",
 	JobFollow: "follow", JobPromote: "promote", JobDemote: "demote", JobStopReplica: "stop replica",
 	JobRewindCheck: "rewind check", JobRewind: "rewind", JobSwitchover: "switchover", JobRestart: "restart",
-	JobReinitialize: "reinitialize",
+	JobReinitialize: "reinitialize", JobDemoteCluster: "demote cluster",
 }
 
 // String is the job's name in logs and messages ("" for NoJob).

@@ -257,7 +257,7 @@ func (n *Node) settings() Settings {
 		PrimaryRaceBackoff:  time.Duration(n.dyn.PrimaryRaceBackoff) * time.Second,
 		FailsafeMode:        n.dyn.FailsafeMode,
 		WatchdogRequired:    n.wd.Mode() == watchdog.Required,
-		SyncMode:            n.dyn.SyncMode(),
+		SyncMode:            syncModeOf(n.dyn),
 		SyncStrict:          n.dyn.SynchronousModeStrict,
 		SyncNodeCount:       n.dyn.SynchronousNodeCount,
 		MaxLagOnSyncnode:    n.dyn.MaximumLagOnSyncnode,
@@ -270,7 +270,17 @@ func (n *Node) settings() Settings {
 		NoFailover:                !n.cfg.Tags.Eligible(),
 		Priority:                  n.cfg.Tags.Priority(),
 		CloneWithoutLeader:        slices.ContainsFunc(pgc.CreateReplicaMethods, config.ReplicaMethod.WorksWithoutLeader),
+		StandbyCluster:            n.dyn.Standby() != nil,
 	}
+}
+
+// syncModeOf is the synchronous mode in effect: off in a standby cluster, whose leader
+// replicates from the remote primary and has no commits of its own to wait for (as Patroni).
+func syncModeOf(d config.Dynamic) string {
+	if d.Standby() != nil {
+		return "off"
+	}
+	return d.SyncMode()
 }
 
 // prepare readies a Node for its first cycle.

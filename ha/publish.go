@@ -62,6 +62,10 @@ func (n *Node) publish(v View, p Plan) {
 			st.Role = "primary"
 		}
 	}
+	st.StandbyCluster = v.Settings.StandbyCluster
+	if st.Role == "replica" && isLeader && st.StandbyCluster {
+		st.Role = "standby_leader"
+	}
 	md := dcs.MemberData{
 		ConnURL: n.connURL(),
 		APIURL:  n.apiURL(),
@@ -93,7 +97,8 @@ func (n *Node) publish(v View, p Plan) {
 	if err := n.dcs.TouchMember(ctx, md); err != nil {
 		n.log.Warn("writing the member key failed", "err", err)
 	}
-	if isLeader && running && n.pgReady && !n.lastPG.InRecovery {
+	// A standby leader keeps the status key and its cascading replicas' slots too.
+	if isLeader && running && n.pgReady && (!n.lastPG.InRecovery || v.Settings.StandbyCluster) {
 		n.leaderHousekeeping(ctx, v)
 	}
 }
@@ -183,7 +188,7 @@ func pgState(job Job, running, ready bool) string {
 		return "creating replica"
 	case JobStart, JobRewind:
 		return "starting"
-	case JobDemote:
+	case JobDemote, JobDemoteCluster:
 		return "stopping"
 	}
 	switch {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/tusker-ha/tusker/callbacks"
 	"github.com/tusker-ha/tusker/config"
@@ -36,7 +37,32 @@ func ReplicaMethods(configured []config.ReplicaMethod, haveUpstream bool) []conf
 // directory empty again (but with keep_data) before the next one is tried; when all fail, the
 // next cycle tries again from the first.
 func (n *Node) createReplica(ctx context.Context, up *postgres.Upstream) error {
-	methods := ReplicaMethods(n.cfg.PostgreSQL.CreateReplicaMethods, up != nil)
+	return n.createReplicaWith(ctx, up, n.cfg.PostgreSQL.CreateReplicaMethods)
+}
+
+// StandbyMethods are the methods that create a standby leader's data directory: the names of
+// standby_cluster.create_replica_methods, each the method of postgresql.create_replica_methods
+// of that name (its section), or a command of that name; none: basebackup. Pure.
+func StandbyMethods(names []string, configured []config.ReplicaMethod) []config.ReplicaMethod {
+	var out []config.ReplicaMethod
+	for _, name := range names {
+		m := config.ReplicaMethod{Name: name, Command: name}
+		if i := slices.IndexFunc(configured, func(c config.ReplicaMethod) bool { return c.Name == name }); i >= 0 {
+			m = configured[i]
+		}
+		if name == config.BasebackupMethod {
+			m = config.ReplicaMethod{Name: name}
+		}
+		// The remote primary is not this cluster's leader: any method may run without one.
+		m.NoLeader = m.NoLeader || !m.Builtin()
+		out = append(out, m)
+	}
+	return out
+}
+
+// createReplicaWith is createReplica with the methods given (none configured: basebackup).
+func (n *Node) createReplicaWith(ctx context.Context, up *postgres.Upstream, configured []config.ReplicaMethod) error {
+	methods := ReplicaMethods(configured, up != nil)
 	if len(methods) == 0 {
 		return errors.New("creating a replica: no leader to copy from, and no method of create_replica_methods works without one (no_leader)")
 	}

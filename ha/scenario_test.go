@@ -97,7 +97,7 @@ type simNode struct {
 // jobTime is how long each long action takes in the simulation.
 var jobTime = map[Job]time.Duration{
 	JobBootstrap: 3 * time.Second, JobClone: 5 * time.Second, JobReclone: 5 * time.Second,
-	JobStart: time.Second, JobPromote: 100 * time.Millisecond, JobDemote: 500 * time.Millisecond,
+	JobStart: time.Second, JobPromote: 100 * time.Millisecond, JobDemote: 500 * time.Millisecond, JobDemoteCluster: time.Second,
 	JobFollow: 100 * time.Millisecond, JobStopReplica: 500 * time.Millisecond,
 	JobRewindCheck: 200 * time.Millisecond, JobRewind: 2 * time.Second, JobSwitchover: time.Second,
 	JobRestart: 2 * time.Second, JobReinitialize: 5 * time.Second,

@@ -18,7 +18,8 @@ type Status struct {
 
 	// PostgreSQL, as last observed.
 	State               string // Patroni's state names: running, starting, stopped, crashed, creating replica, ...
-	Role                string // primary, replica, uninitialized, demoted
+	Role                string // primary, replica, standby_leader, uninitialized, demoted
+	StandbyCluster      bool   // standby_cluster is set: the leader is a standby leader
 	PostmasterStartTime time.Time
 	ServerVersion       int // e.g. 150018
 	Timeline            int

@@ -306,29 +306,7 @@ func serverParams(cfg Config, l listenAddr, opts StartOptions, cd *ControlData, 
 		out = append(out, param{k, merged[k]})
 	}
 	if opts.Role == Replica {
-		if up := opts.Upstream; up != nil {
-			user := cfg.Replication.Username
-			if user == "" {
-				user = cfg.Superuser.Username
-			}
-			out = append(out, param{"primary_conninfo", conninfo(
-				"host", up.Host, "port", strconv.Itoa(up.Port), "user", user, "passfile", cfg.Pgpass,
-				"application_name", cfg.Name, "sslmode", "prefer")})
-			if cfg.UseSlots && !up.NoSlot {
-				out = append(out, param{"primary_slot_name", SlotName(cfg.Name)})
-			}
-		}
-		for _, k := range slices.Sorted(maps.Keys(cfg.RecoveryConf)) {
-			if !tuskersRecoveryParam(k) && paramNameRE.MatchString(k) {
-				out = append(out, param{k, cfg.RecoveryConf[k]})
-			}
-		}
-		out = append(out, param{"recovery_target_timeline", "latest"})
-		// A target left in an included file or the restore's settings would stop, pause or
-		// promote a standby (Patroni clears them the same way).
-		for _, k := range []string{"recovery_target", "recovery_target_lsn", "recovery_target_name", "recovery_target_time", "recovery_target_xid"} {
-			out = append(out, param{k, ""})
-		}
+		out = append(out, replicaParams(cfg, opts.Upstream)...)
 	}
 	if r := opts.Recovery; opts.Role == Primary && r != nil {
 		for _, k := range slices.Sorted(maps.Keys(r.Params)) {
@@ -338,6 +316,51 @@ func serverParams(cfg Config, l listenAddr, opts StartOptions, cd *ControlData, 
 			}
 			out = append(out, param{k, r.Params[k]})
 		}
+	}
+	return out
+}
+
+// replicaParams are a replica's recovery settings: where it streams from (up; nil or no host:
+// the archive alone), recovery_conf with up's own settings over it, the newest timeline and no
+// recovery target.
+func replicaParams(cfg Config, up *Upstream) []param {
+	var out []param
+	if up != nil && up.Host != "" {
+		user := cfg.Replication.Username
+		if user == "" {
+			user = cfg.Superuser.Username
+		}
+		kv := []string{"host", up.Host, "port", strconv.Itoa(up.Port), "user", user, "passfile", cfg.Pgpass,
+			"application_name", cfg.Name, "sslmode", "prefer"}
+		if strings.Contains(up.Host, ",") {
+			// Several hosts (a standby cluster following another): only the primary will do.
+			kv = append(kv, "target_session_attrs", "read-write")
+		}
+		out = append(out, param{"primary_conninfo", conninfo(kv...)})
+		switch {
+		case up.Slot != "" && !up.NoSlot:
+			out = append(out, param{"primary_slot_name", up.Slot})
+		case cfg.UseSlots && !up.NoSlot:
+			out = append(out, param{"primary_slot_name", SlotName(cfg.Name)})
+		}
+	}
+	recovery := maps.Clone(cfg.RecoveryConf)
+	if up != nil {
+		if recovery == nil {
+			recovery = map[string]string{}
+		}
+		maps.Copy(recovery, up.Recovery)
+	}
+	for _, k := range slices.Sorted(maps.Keys(recovery)) {
+		if !tuskersRecoveryParam(k) && paramNameRE.MatchString(k) {
+			out = append(out, param{k, recovery[k]})
+		}
+	}
+	out = append(out, param{"recovery_target_timeline", "latest"})
+	// A target left in an included file or the restore's settings would stop, pause or
+	// promote a standby (Patroni clears them the same way).
+	for _, k := range []string{"recovery_target", "recovery_target_lsn", "recovery_target_name", "recovery_target_time", "recovery_target_xid"} {
+		out = append(out, param{k, ""})
 	}
 	return out
 }

@@ -104,6 +104,13 @@ type Upstream struct {
 	// NoSlot streams without primary_slot_name: for a short catch-up from another replica, which
 	// has no slot for this member (fast-forward before a promotion).
 	NoSlot bool
+	// Slot, when set, is the slot to stream through instead of this member's own (a standby
+	// cluster's primary_slot_name on the remote primary).
+	Slot string
+	// Recovery are recovery settings that come with this upstream (a standby cluster's
+	// restore_command, archive_cleanup_command, recovery_min_apply_delay); they win over
+	// Config.RecoveryConf.
+	Recovery map[string]string
 }
 
 func (u Upstream) String() string {
@@ -140,7 +147,7 @@ func (o StartOptions) validate() error {
 	if o.Recovery != nil && o.Role != Primary {
 		return fmt.Errorf("recovery settings in start options for role %v: only a primary recovers to a target", o.Role)
 	}
-	if o.Role == Replica && o.Upstream != nil {
+	if o.Role == Replica && o.Upstream != nil && (o.Upstream.Host != "" || o.Upstream.Port != 0) {
 		if o.Upstream.Host == "" || o.Upstream.Port <= 0 || o.Upstream.Port > 65535 {
 			return fmt.Errorf("invalid upstream %q: host %q port %d", o.Upstream.Name, o.Upstream.Host, o.Upstream.Port)
 		}
@@ -151,6 +158,7 @@ func (o StartOptions) validate() error {
 func (o StartOptions) clone() StartOptions {
 	if o.Upstream != nil {
 		u := *o.Upstream
+		u.Recovery = maps.Clone(u.Recovery)
 		o.Upstream = &u
 	}
 	if o.Recovery != nil {

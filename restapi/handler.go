@@ -235,13 +235,17 @@ func healthCode(ep endpoint, st *ha.Status, query string, now time.Time) int {
 		return http.StatusServiceUnavailable
 	}
 	running := st.State == "running"
-	var leaderOK, primaryOK bool
-	const standbyLeaderOK = false // no standby clusters yet
+	var leaderOK, primaryOK, standbyLeaderOK bool
 	switch {
 	case !st.DCSReachable && st.Pause:
 		// In maintenance mode without a DCS, trust what Postgres says.
 		leaderOK = running && (st.Role == "primary" || st.Role == "standby_leader")
 		primaryOK = running && st.Role == "primary"
+		standbyLeaderOK = running && st.Role == "standby_leader"
+	case st.Leading(now) && st.StandbyCluster:
+		// Patroni: the lock holder of a standby cluster is no primary, whatever postgres says.
+		leaderOK = running
+		standbyLeaderOK = running && (st.Role == "replica" || st.Role == "standby_leader")
 	case st.Leading(now):
 		leaderOK = running
 		primaryOK = running && st.Role == "primary"

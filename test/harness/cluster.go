@@ -55,6 +55,8 @@ type ClusterOptions struct {
 	// DCSPostgreSQL and Bootstrap are YAML (not indented) added to bootstrap.dcs.postgresql and to
 	// bootstrap (a recovery_conf, a bootstrap method).
 	DCSPostgreSQL, Bootstrap string
+	// Dynamic is YAML (not indented) added to bootstrap.dcs (a standby_cluster section).
+	Dynamic string
 }
 
 // Cluster is a set of real tusker processes managing real PostgreSQL instances.
@@ -96,6 +98,7 @@ restapi:
 {{.DCS}}
 bootstrap:
   dcs:
+{{indent 4 .Dynamic}}
     postgresql:
       use_pg_rewind: true
       use_slots: true
@@ -218,7 +221,7 @@ func (c *Cluster) WriteConfig(n *Node, extra string) error {
 		params[k] = v
 	}
 	err := nodeConfig.Execute(&b, map[string]any{
-		"DCSParams": params, "DCSPostgreSQL": c.Opts.DCSPostgreSQL, "Bootstrap": c.Opts.Bootstrap,
+		"DCSParams": params, "DCSPostgreSQL": c.Opts.DCSPostgreSQL, "Bootstrap": c.Opts.Bootstrap, "Dynamic": c.Opts.Dynamic,
 		"Scope": c.Opts.Scope, "Name": n.Name, "APIPort": n.APIPort, "PGPort": n.PGPort, "APIListen": apiListen,
 		"Host": n.Host, "Network": c.Opts.Network,
 		"DCS": dcsYAML, "SocketDir": c.SocketDir, "DataDir": n.DataDir, "PGBinDir": c.Opts.PGBinDir, "Dir": n.Dir,
