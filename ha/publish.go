@@ -52,9 +52,13 @@ func (n *Node) publish(v View, p Plan) {
 		// pg_basebackup is still writing: its pg_control is the primary's, the data a replica's.
 		st.Role = "replica"
 	case job == JobBootstrap:
-		// initdb's cluster runs as the primary once it is there.
+		// initdb's cluster runs as the primary once it is there; a standby cluster's copy of the
+		// remote primary as a replica.
 		if v.Local.DataDir == DataDirValid {
 			st.Role = "primary"
+			if v.Settings.StandbyCluster {
+				st.Role = "replica"
+			}
 		}
 	case v.Local.DataDir == DataDirValid:
 		st.Role = "replica"
