@@ -89,7 +89,7 @@ type Node struct {
 	done       chan struct{}
 }
 
-var nodeConfig = template.Must(template.New("node").Funcs(template.FuncMap{"indent": indent}).Parse(`scope: {{.Scope}}
+var nodeConfig = template.Must(template.New("node").Funcs(template.FuncMap{"indent": indent, "scalar": yamlScalar}).Parse(`scope: {{.Scope}}
 namespace: /service
 name: {{.Name}}
 restapi:
@@ -105,7 +105,7 @@ bootstrap:
 {{indent 6 .DCSPostgreSQL}}
       parameters:
 {{- range $k, $v := .DCSParams}}
-        {{$k}}: {{printf "%q" $v}}
+        {{$k}}: {{scalar $v}}
 {{- end}}
 {{indent 2 .Bootstrap}}
   initdb:
@@ -142,6 +142,20 @@ postgresql:
 {{.PGExtra}}
 {{.Extra}}
 `))
+
+// yamlScalar writes a parameter value as YAML: plain when it is a word or a number (so that
+// integers stay integers in the dynamic configuration), double-quoted otherwise.
+func yamlScalar(v string) string {
+	for _, r := range v {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.') {
+			return strconv.Quote(v)
+		}
+	}
+	if v == "" {
+		return `""`
+	}
+	return v
+}
 
 // indent indents every line of s by n spaces.
 func indent(n int, s string) string {
