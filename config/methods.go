@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -196,6 +197,8 @@ type BootstrapUser struct {
 var roleKeywords = []string{"SUPERUSER", "NOSUPERUSER", "CREATEDB", "NOCREATEDB", "CREATEROLE", "NOCREATEROLE",
 	"INHERIT", "NOINHERIT", "LOGIN", "NOLOGIN", "REPLICATION", "NOREPLICATION", "BYPASSRLS", "NOBYPASSRLS"}
 
+var validUntilRE = regexp.MustCompile(`(?is)^\s*valid\s+until\s+(.*)$`)
+
 // roleOption normalises one option of bootstrap.users; ok is false when it is none CREATE ROLE
 // takes as tusker writes it into SQL: a keyword, CONNECTION LIMIT n or VALID UNTIL 'timestamp'.
 func roleOption(o string) (string, bool) {
@@ -208,8 +211,13 @@ func roleOption(o string) (string, bool) {
 			return strings.Join(f, " "), true
 		}
 	case len(f) >= 3 && f[0] == "VALID" && f[1] == "UNTIL":
-		ts := strings.TrimSpace(o[strings.Index(strings.ToUpper(o), "UNTIL")+len("UNTIL"):])
-		ts = strings.Trim(ts, "'")
+		// The timestamp as written (an index into the upper-cased text would not fit the
+		// original: upper case can change a character's length in bytes).
+		m := validUntilRE.FindStringSubmatch(o)
+		if m == nil {
+			return "", false
+		}
+		ts := strings.Trim(strings.TrimSpace(m[1]), "'")
 		if ts != "" && !strings.ContainsAny(ts, "'\\") && textProblem(ts) == "" {
 			return "VALID UNTIL '" + ts + "'", true
 		}

@@ -111,3 +111,14 @@ func TestBadMethods(t *testing.T) {
 	require.NoError(t, err)
 	assert.Nil(t, c.Bootstrap.Custom)
 }
+
+// TestRoleOptionNeverPanics: text whose upper case has another length in bytes used to be cut
+// at the wrong index.
+func TestRoleOptionNeverPanics(t *testing.T) {
+	for _, o := range []string{"valid until ȿȿȿȿȿȿ", "VALID UNTIL 'ıııı'", "valid\tuntil '2030-01-01'", "valid until"} {
+		assert.NotPanics(t, func() { roleOption(o) }, o)
+	}
+	got, ok := roleOption("valid\tuntil '2030-01-01'")
+	assert.True(t, ok)
+	assert.Equal(t, "VALID UNTIL '2030-01-01'", got)
+}

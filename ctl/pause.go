@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -66,22 +65,9 @@ func (a *app) togglePause(args []string, pause, wait bool) error {
 	if pause {
 		body["pause"] = true
 	}
-	cl, err := a.client()
+	sent, err := a.patchConfigViaMembers(c, body, word+" cluster management")
 	if err != nil {
 		return err
-	}
-	sent := false
-	for _, m := range leaderFirst(c) {
-		res, err := cl.do(a.ctx, &m, http.MethodPatch, "/config", body, timeoutAction)
-		if err != nil {
-			fmt.Fprintf(a.errOut, "tuskerctl: member %s is not accessible: %v\n", m.Name, err)
-			continue
-		}
-		if res.Status != http.StatusOK {
-			return fmt.Errorf("Failed: %s cluster management on member %s, %s", word, m.Name, res.Detail())
-		}
-		sent = true
-		break
 	}
 	if !sent {
 		// Nobody answered: write the key directly, so that the members find it when they are

@@ -97,12 +97,13 @@ func (a *app) setStandbyCluster(args []string, sc map[string]any, force bool) er
 	if err := a.confirmUnless(force, fmt.Sprintf("Are you sure you want to %s cluster %s?", word, name)); err != nil {
 		return err
 	}
-	body := map[string]any{"standby_cluster": sc}
-	if sc == nil {
-		body["standby_cluster"] = nil
-	}
-	if err := a.patchConfigViaMembers(c, body, word); err != nil {
+	// A nil map is JSON null: PATCH /config then removes the section.
+	sent, err := a.patchConfigViaMembers(c, map[string]any{"standby_cluster": sc}, word+" cluster")
+	if err != nil {
 		return err
+	}
+	if !sent {
+		return fmt.Errorf("Failed: %s cluster: no member's REST API answered", word)
 	}
 	fmt.Fprintf(a.out, "%s request sent, waiting until the leader runs as %s\n", word, want)
 	if err := a.waitLeaderRole(name, want, 5*time.Minute); err != nil {
@@ -112,11 +113,12 @@ func (a *app) setStandbyCluster(args []string, sc map[string]any, force bool) er
 	return nil
 }
 
-// patchConfigViaMembers sends PATCH /config to the first member that answers, leader first.
-func (a *app) patchConfigViaMembers(c *dcs.Cluster, body map[string]any, word string) error {
+// patchConfigViaMembers sends PATCH /config to the first member that answers, leader first;
+// sent is false when none answered. what names the change in the error of a refusal.
+func (a *app) patchConfigViaMembers(c *dcs.Cluster, body map[string]any, what string) (sent bool, err error) {
 	cl, err := a.client()
 	if err != nil {
-		return err
+		return false, err
 	}
 	for _, m := range leaderFirst(c) {
 		res, err := cl.do(a.ctx, &m, http.MethodPatch, "/config", body, timeoutAction)
@@ -125,11 +127,11 @@ func (a *app) patchConfigViaMembers(c *dcs.Cluster, body map[string]any, word st
 			continue
 		}
 		if res.Status != http.StatusOK {
-			return fmt.Errorf("Failed: %s cluster on member %s, %s", word, m.Name, res.Detail())
+			return false, fmt.Errorf("Failed: %s on member %s, %s", what, m.Name, res.Detail())
 		}
-		return nil
+		return true, nil
 	}
-	return fmt.Errorf("Failed: %s cluster: no member's REST API answered", word)
+	return false, nil
 }
 
 // waitLeaderRole waits until the lock holder's member key says role.

@@ -192,8 +192,8 @@ func (n *Node) awaitEndOfRecovery(ctx context.Context) error {
 		case err == nil && !st.InRecovery:
 			n.log.Info("the restored data directory finished its recovery")
 			return nil
-		case err == nil && st.ReplayPaused && time.Since(warned) > time.Minute:
-			warned = time.Now()
+		case err == nil && st.ReplayPaused && n.now().Sub(warned) > time.Minute:
+			warned = n.now()
 			n.log.Warn("recovery of the restored data directory is paused (at its recovery target?): " +
 				"set recovery_target_action: promote in the bootstrap method's recovery_conf, or end it with SELECT pg_promote()")
 		}

@@ -209,9 +209,7 @@ func (n *Node) executeRejoin(ctx context.Context, a Action, v View) error {
 // with create_replica_methods, after removing the data directory when remove, and starts the
 // replica.
 func (n *Node) clone(ctx context.Context, up *postgres.Upstream, remove bool) error {
-	// A first method with keep_data gets the old data directory (pgbackrest --delta restores
-	// only what differs); every other method empties it itself.
-	if m := ReplicaMethods(n.cfg.PostgreSQL.CreateReplicaMethods, up != nil); remove && (len(m) == 0 || !m[0].KeepData) {
+	if RemoveBeforeClone(ReplicaMethods(n.cfg.PostgreSQL.CreateReplicaMethods, up != nil), remove) {
 		n.log.Warn("removing the data directory to clone it again", "from", up.Name)
 		if err := n.pg.RemoveDataDir(); err != nil {
 			return err

@@ -136,3 +136,11 @@ func TestRuleReplicaMethods(t *testing.T) {
 	assert.Equal(t, []string{"pgbackrest", "walg", "basebackup"}, names(ReplicaMethods(configured, true)), "in order")
 	assert.Equal(t, []string{"pgbackrest"}, names(ReplicaMethods(configured, false)), "no leader: only no_leader methods")
 }
+
+func TestRuleRemoveBeforeClone(t *testing.T) {
+	keep := []config.ReplicaMethod{{Name: "pgbackrest", KeepData: true}, {Name: "basebackup"}}
+	assert.False(t, RemoveBeforeClone(keep, true), "a keep_data first method gets the old directory")
+	assert.True(t, RemoveBeforeClone(keep[1:], true))
+	assert.True(t, RemoveBeforeClone(nil, true))
+	assert.False(t, RemoveBeforeClone(nil, false), "a new replica's directory is empty already")
+}

@@ -32,6 +32,13 @@ func ReplicaMethods(configured []config.ReplicaMethod, haveUpstream bool) []conf
 	return out
 }
 
+// RemoveBeforeClone: a clone that replaces the data directory (remove) empties it first, unless
+// the first method keeps data (pgbackrest --delta restores only what differs). Every other
+// method empties it itself. Pure.
+func RemoveBeforeClone(methods []config.ReplicaMethod, remove bool) bool {
+	return remove && (len(methods) == 0 || !methods[0].KeepData)
+}
+
 // createReplica makes the data directory of a new replica with the first method that succeeds;
 // up is the member to copy from (nil: no leader runs). A method that fails leaves the data
 // directory empty again (but with keep_data) before the next one is tried; when all fail, the

@@ -104,8 +104,14 @@ func (e *env) waitHealthy(timeout time.Duration) *harness.Node {
 // waitRow waits until node n can read the row with id.
 func waitRow(t *testing.T, n *harness.Node, id int) {
 	t.Helper()
+	waitRowWithin(t, n, id, 30*time.Second)
+}
+
+// waitRowWithin is waitRow with a deadline of its own (WAL that comes through the archive).
+func waitRowWithin(t *testing.T, n *harness.Node, id int, timeout time.Duration) {
+	t.Helper()
 	ctx := context.Background()
-	require.NoError(t, harness.WaitFor(ctx, 30*time.Second, 100*time.Millisecond, func() error {
+	require.NoError(t, harness.WaitFor(ctx, timeout, 100*time.Millisecond, func() error {
 		v, err := n.QueryString(ctx, "SELECT v FROM t WHERE id = $1", id)
 		if err != nil {
 			return err

@@ -100,19 +100,3 @@ func waitRole(t *testing.T, n *harness.Node, role string, timeout time.Duration)
 		return nil
 	}), "%s as %s", n.Name, role)
 }
-
-// waitRowWithin is waitRow with a deadline of its own (WAL that comes through the archive).
-func waitRowWithin(t *testing.T, n *harness.Node, id int, timeout time.Duration) {
-	t.Helper()
-	ctx := context.Background()
-	require.NoError(t, harness.WaitFor(ctx, timeout, 200*time.Millisecond, func() error {
-		v, err := n.QueryString(ctx, "SELECT v FROM t WHERE id = $1", id)
-		if err != nil {
-			return err
-		}
-		if v != fmt.Sprintf("row-%d", id) {
-			return fmt.Errorf("row %d has %q", id, v)
-		}
-		return nil
-	}), "row %d on %s", id, n.Name)
-}
