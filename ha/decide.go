@@ -733,11 +733,13 @@ func needPeers(v View, me string, now time.Time) bool {
 	leader := v.Cluster.LeaderName()
 	f := v.Cluster.Failover
 	due := f != nil && (f.ScheduledAt == nil || !f.ScheduledAt.After(now))
-	candidateReady := due && f.Member == me &&
-		(f.Leader == "" || v.Cluster.Status.Optime == 0 || v.Local.WALEnd >= v.Cluster.Status.Optime)
+	candidateReady := due && f.Member == me && (f.Leader == "" || v.Cluster.Status.Optime == 0 ||
+		v.Settings.StandbyCluster || v.Local.WALEnd >= v.Cluster.Status.Optime)
 	racing := leader == "" && v.Local.Running && !v.Local.Primary && !v.Settings.NoFailover &&
 		!candidateReady && (!v.Settings.Pause || due)
-	handing := leader == me && v.LeaseHeld && due && v.Local.Primary
+	// A standby leader hands over as a primary does (decideStandbyLeader), unless paused.
+	handing := leader == me && v.LeaseHeld && due &&
+		(v.Local.Primary || (v.Settings.StandbyCluster && v.Local.Running && !v.Settings.Pause))
 	return racing || handing
 }
 
@@ -861,7 +863,7 @@ func manualFailoverNoLeader(v View, f *dcs.Failover) (Plan, bool) {
 			return plan("named as the failover candidate, but tagged nofailover"), true
 		case s.WatchdogRequired && !l.WatchdogUsable:
 			return plan("named as the failover candidate, but the required watchdog is not usable"), true
-		case f.Leader != "" && opt > 0 && l.WALEnd < opt:
+		case f.Leader != "" && opt > 0 && l.WALEnd < opt && !s.StandbyCluster:
 			// A switchover: the old primary stopped cleanly at opt. Promoting short of it would
 			// lose committed transactions: catch up from a member that has more, or leave the
 			// decision to the normal race.
@@ -884,7 +886,7 @@ func manualFailoverNoLeader(v View, f *dcs.Failover) (Plan, bool) {
 			}
 			// A candidate short of the old primary's final position fast-forwards from a member
 			// that is ahead of it, if there is one.
-			if f.Leader == "" || opt == 0 || p.WALEnd >= opt || l.WALEnd > p.WALEnd || anyPeerAhead(v, p.WALEnd) {
+			if f.Leader == "" || opt == 0 || s.StandbyCluster || p.WALEnd >= opt || l.WALEnd > p.WALEnd || anyPeerAhead(v, p.WALEnd) {
 				return plan(fmt.Sprintf("waiting for the failover candidate %s to take over", f.Member)), true
 			}
 		}
@@ -1041,19 +1043,23 @@ func syncVoter(v View, name string) bool {
 
 // decideStandbyLeader is the lock holder of a standby cluster: it runs as a replica of the
 // remote primary and is never promoted; a primary (the cluster was just made a standby cluster:
-// demote-cluster) is stopped cleanly and started as the standby leader. Switchover and failover
-// requests are not carried out in a standby cluster yet: they are cleared, so that none lingers
-// until the cluster is promoted.
+// demote-cluster) is stopped cleanly and started as the standby leader. A switchover hands the
+// lock to another member as on a primary (Patroni does the same): the target becomes the
+// standby leader and this member cascades from it.
 func decideStandbyLeader(v View) Plan {
 	l := v.Local
+	f := v.Cluster.Failover
 	switch {
-	case v.Cluster.Failover != nil:
-		return plan("a switchover or failover request in a standby cluster: not supported, clearing it",
-			act(RenewLeader), act(ClearFailover))
 	case l.Primary && v.Settings.Pause:
 		return plan("pause: standby_cluster is set but this leader runs as primary; not demoting", act(RenewLeader))
 	case l.Primary:
 		return plan("standby_cluster is set: demoting the primary to a standby leader", act(RenewLeader), act(DemoteCluster))
+	case f != nil && v.Settings.Pause:
+		// Patroni's rule: in maintenance mode the lock holder of a standby cluster leaves the
+		// request alone (nothing is promoted in a standby cluster, paused or not).
+		return plan("pause: a switchover in a standby cluster waits until maintenance mode ends", act(RenewLeader))
+	case f != nil:
+		return leaderFailoverRequest(v, f)
 	case l.Upstream != RemoteUpstream:
 		return plan("standby leader: following the remote primary", act(RenewLeader), actOn(Follow, RemoteUpstream))
 	}

@@ -717,6 +717,13 @@ func TestNeedPeersSwitchoverCandidateBehind(t *testing.T) {
 	later := t0.Add(time.Minute)
 	l.Cluster.Failover = &dcs.Failover{Leader: "a", Member: "b", ScheduledAt: &later}
 	require.False(t, needPeers(l, "a", t0), "not due yet")
+	l = leaderView("a", runningReplica(1000))
+	l.Cluster.Failover = &dcs.Failover{Leader: "a", Member: "b"}
+	require.False(t, needPeers(l, "a", t0), "a leader that is no primary outside a standby cluster hands nothing over")
+	l.Settings.StandbyCluster = true
+	require.True(t, needPeers(l, "a", t0), "the standby leader checks the candidates of its switchover")
+	l.Settings.Pause = true
+	require.False(t, needPeers(l, "a", t0), "paused: the standby leader leaves the request alone")
 
 	// With its peers, the candidate that is behind fast-forwards from the one that is ahead.
 	p := Decide(probed(noLeader("b", sw, 900), Peer{Name: "c", Reachable: true, WALEnd: 1000}))
@@ -894,10 +901,32 @@ func TestRuleStandbyClusterRace(t *testing.T) {
 	require.Equal(t, []Action{{Kind: Follow, Upstream: "b"}}, Decide(v).Actions, "members cascade from the standby leader")
 }
 
-func TestRuleStandbyLeaderClearsFailoverRequests(t *testing.T) {
-	v := leaderView("a", runningReplica(100))
+// TestRuleStandbySwitchover: a switchover inside a standby cluster hands the lock over as on a
+// primary; the candidate becomes the standby leader (following the remote, never promoting)
+// without the lag gate, since every member fetches what it lacks from the remote cluster.
+func TestRuleStandbySwitchover(t *testing.T) {
+	v := probed(leaderView("a", runningReplica(100)), Peer{Name: "b", Reachable: true, WALEnd: 90})
 	v.Settings.StandbyCluster = true
 	v.Local.Upstream = RemoteUpstream
 	v.Cluster.Failover = &dcs.Failover{Leader: "a", Member: "b"}
-	require.Equal(t, []Kind{RenewLeader, ClearFailover}, kinds(Decide(v)))
+	require.Equal(t, []Action{act(RenewLeader), actOn(Handover, "b")}, Decide(v).Actions)
+
+	v.Settings.Pause = true
+	require.Equal(t, []Kind{RenewLeader}, kinds(Decide(v)), "pause: the request waits")
+	v.Settings.Pause = false
+
+	v.Cluster.Failover = &dcs.Failover{Leader: "a", Member: "zz"}
+	require.Equal(t, []Kind{RenewLeader, ClearFailover}, kinds(Decide(v)), "an unknown candidate: cleared")
+
+	c := cluster("", member("a", "replica"), member("b", "replica"))
+	c.Failover = &dcs.Failover{Leader: "a", Member: "b"}
+	c.Status.Optime = 100
+	w := probed(view("b", c, runningReplica(90)))
+	w.Settings.StandbyCluster = true
+	p := Decide(w)
+	require.Equal(t, []Action{act(AcquireLeader), actOn(Follow, RemoteUpstream), act(ClearFailover)}, p.Actions, p.Reason)
+
+	w = probed(view("c", c, runningReplica(100)), Peer{Name: "b", Reachable: true, WALEnd: 90})
+	w.Settings.StandbyCluster = true
+	require.Empty(t, kinds(Decide(w)), "the others wait for the candidate, even one that is behind")
 }

@@ -166,7 +166,9 @@ func (n *Node) executeRejoin(ctx context.Context, a Action, v View) error {
 		if err != nil {
 			return err
 		}
-		up.NoSlot = a.FastForward
+		// A fast-forward streams without a slot; so does a standby leader whose
+		// standby_cluster names no primary_slot_name (the remote cluster has none for it).
+		up.NoSlot = up.NoSlot || a.FastForward
 		return n.startJob(ctx, JobFollow, func(ctx context.Context) error {
 			if err := n.pg.Follow(ctx, up); err != nil {
 				return err

@@ -1,6 +1,7 @@
 package ha
 
 import (
+	"reflect"
 	"strings"
 	"time"
 
@@ -83,6 +84,10 @@ type ConfigChange struct {
 	// PauseOff: maintenance mode ends; the rejoin checks made while paused are forgotten, as
 	// Patroni's sanity checks on resume, since they may no longer hold.
 	PauseOff bool
+	// RemoteChanged: a standby cluster's remote primary moved (host, port, slot or the recovery
+	// settings that come with it): the standby leader follows it again, so that an operator
+	// who points the cluster at the primary region's new primary needs no restart.
+	RemoteChanged bool
 }
 
 // DynamicConfigChange compares the adopted dynamic configuration with the new, valid one.
@@ -92,5 +97,14 @@ func DynamicConfigChange(old, cur config.Dynamic) ConfigChange {
 		SetRetryTimeout: cur.RetryTimeout != old.RetryTimeout,
 		PauseOn:         cur.Pause && !old.Pause,
 		PauseOff:        !cur.Pause && old.Pause,
+		RemoteChanged:   remoteChanged(old, cur),
 	}
+}
+
+// remoteChanged: both configurations are standby clusters and their remote primaries differ
+// (becoming or ceasing to be a standby cluster is Decide's: demote-cluster, promote-cluster).
+func remoteChanged(old, cur config.Dynamic) bool {
+	a, errA := remoteOf(old)
+	b, errB := remoteOf(cur)
+	return errA == nil && errB == nil && !reflect.DeepEqual(a, b)
 }

@@ -121,6 +121,19 @@ func TestRuleDynamicConfigChange(t *testing.T) {
 	assert.Equal(t, ConfigChange{PauseOn: true}, DynamicConfigChange(old, cur))
 	assert.Equal(t, ConfigChange{PauseOff: true}, DynamicConfigChange(cur, old))
 	assert.Equal(t, ConfigChange{}, DynamicConfigChange(cur, cur), "staying paused changes nothing")
+
+	standby := func(host string, port int, restore string) config.Dynamic {
+		d := config.DefaultDynamic()
+		d.StandbyCluster = &config.StandbyCluster{Host: host, Port: port, RestoreCommand: restore}
+		return d
+	}
+	a := standby("10.0.0.1", 5432, "")
+	assert.Equal(t, ConfigChange{}, DynamicConfigChange(a, standby("10.0.0.1", 5432, "")))
+	assert.Equal(t, ConfigChange{RemoteChanged: true}, DynamicConfigChange(a, standby("10.0.0.2", 5432, "")), "the host moved")
+	assert.Equal(t, ConfigChange{RemoteChanged: true}, DynamicConfigChange(a, standby("10.0.0.1", 5433, "")), "the port")
+	assert.Equal(t, ConfigChange{RemoteChanged: true}, DynamicConfigChange(a, standby("10.0.0.1", 5432, "cp %f %p")), "restore_command")
+	assert.Equal(t, ConfigChange{}, DynamicConfigChange(old, a), "demote-cluster is Decide's")
+	assert.Equal(t, ConfigChange{}, DynamicConfigChange(a, old), "promote-cluster too")
 }
 
 func TestRuleReplicaMethods(t *testing.T) {

@@ -137,8 +137,10 @@ func (n *Node) waitSwitchover(ctx context.Context, action, oldLeader, candidate 
 		}
 		leader := cl.LeaderName()
 		if leader != "" && leader != oldLeader {
-			// The new leader holds the key; it is "in place" once it runs as primary.
-			if m := cl.Member(leader); m == nil || m.Data.Role != "primary" || m.Data.State != "running" {
+			// The new leader holds the key; it is "in place" once it runs as primary (as the
+			// standby leader in a standby cluster).
+			if m := cl.Member(leader); m == nil || (m.Data.Role != "primary" && m.Data.Role != "standby_leader") ||
+				m.Data.State != "running" {
 				continue
 			}
 			if candidate == "" || candidate == leader {

@@ -140,6 +140,10 @@ func (n *Node) applyDynamic(cl *dcs.Cluster) {
 		n.log.Info("maintenance mode off: resuming automatic management")
 		n.forgetRejoin()
 	}
+	if ch.RemoteChanged && n.upstream == RemoteUpstream {
+		n.log.Info("standby_cluster changed: following the remote primary again")
+		n.upstream = "" // Decide's standby-leader rule follows the remote again
+	}
 	n.dyn = d
 	n.log.Info("dynamic configuration applied", "version", cl.Config.Version,
 		"ttl", d.TTL, "loop_wait", d.LoopWait, "retry_timeout", d.RetryTimeout,
