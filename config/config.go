@@ -157,6 +157,12 @@ type Dynamic struct {
 	// StandbyCluster, when Active, makes this cluster a standby of another (nil: none).
 	StandbyCluster *StandbyCluster `json:"standby_cluster"`
 
+	// Slots are the permanent replication slots (slots.go), IgnoreSlots the slots tusker never
+	// touches, MemberSlotsTTL how long a member's slot outlives its member key (default 30 min).
+	Slots          map[string]PermanentSlot `json:"slots"`
+	IgnoreSlots    []SlotMatcher            `json:"ignore_slots"`
+	MemberSlotsTTL time.Duration            `json:"member_slots_ttl"`
+
 	Raw map[string]any `json:"-"`
 }
 

@@ -800,6 +800,17 @@ func decodeDynamic(d *decoder, path string, n *node) Dynamic {
 		primaryStart(p, v)
 	}
 	handlers["master_start_timeout"] = masterStartKey.handler(d, &alias)
+	// Patroni reads the first non-empty of permanent_replication_slots, permanent_slots, slots.
+	slotsUnder := map[string]map[string]PermanentSlot{}
+	for _, k := range permanentSlotKeys {
+		handlers[k] = func(p string, v *node) { slotsUnder[k] = d.permanentSlots(p, v) }
+	}
+	handlers["ignore_slots"] = func(p string, v *node) { dyn.IgnoreSlots = d.ignoreSlots(p, v) }
+	handlers["member_slots_ttl"] = func(p string, v *node) {
+		if ttl, ok := d.pgUnitDuration(p, v, maxMemberSlotsTTL); ok {
+			dyn.MemberSlotsTTL = ttl
+		}
+	}
 	maps.Copy(handlers, map[string]func(string, *node){
 		"check_timeline":  d.setBool(&dyn.CheckTimeline),
 		"standby_cluster": func(p string, v *node) { dyn.StandbyCluster = d.standbyCluster(p, v) },
@@ -837,6 +848,12 @@ func decodeDynamic(d *decoder, path string, n *node) Dynamic {
 		},
 	})
 	d.fields(path, n, handlers)
+	for _, k := range slices.Backward(permanentSlotKeys) {
+		if len(slotsUnder[k]) > 0 {
+			dyn.Slots = slotsUnder[k]
+			break
+		}
+	}
 	if !primaryStartSet {
 		dyn.PrimaryStartTimeout = alias.PrimaryStartTimeout
 	}

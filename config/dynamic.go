@@ -40,6 +40,7 @@ func DefaultDynamic() Dynamic {
 		SynchronousNodeCount: DefaultSynchronousNodeCount,
 		MaximumLagOnSyncnode: DefaultMaximumLagOnSyncnode,
 		PostgreSQL:           DynamicPostgreSQL{UseSlots: true, UsePgRewind: true},
+		MemberSlotsTTL:       DefaultMemberSlotsTTL,
 		Raw:                  map[string]any{},
 	}
 }
@@ -196,6 +197,7 @@ func (d Dynamic) Validate() []string {
 	linesProblems("postgresql.pg_hba", d.PostgreSQL.PgHBA, addKey)
 	parameterProblems("postgresql.recovery_conf", d.PostgreSQL.RecoveryConf, addKey)
 	d.StandbyCluster.problems(addKey)
+	d.slotProblems(addKey)
 	return p
 }
 
@@ -230,7 +232,8 @@ var dynamicKeys = map[string]bool{
 	"master_start_timeout": true, "primary_stop_timeout": true, "master_stop_timeout": true,
 	"synchronous_mode": true, "synchronous_mode_strict": true, "synchronous_node_count": true,
 	"failsafe_mode": true, "check_timeline": true, "postgresql": true, "standby_cluster": true,
-	"slots": true, "ignore_slots": true, "member_slots_ttl": true, "pause": true,
+	"slots": true, "permanent_slots": true, "permanent_replication_slots": true,
+	"ignore_slots": true, "member_slots_ttl": true, "pause": true,
 	"primary_race_backoff": true,
 }
 

@@ -49,7 +49,9 @@ func TestParseDynamic(t *testing.T) {
 	}, d.PostgreSQL)
 	assert.Equal(t, "quorum", d.Raw["synchronous_mode"])
 	assert.Equal(t, "quorum", d.SyncMode())
-	assert.Equal(t, []string{"slots"}, d.Unimplemented())
+	assert.Empty(t, d.Unimplemented())
+	assert.Equal(t, map[string]PermanentSlot{"logical_1": {Type: "logical", Database: "app", Plugin: "pgoutput"}}, d.Slots)
+	assert.Equal(t, DefaultMemberSlotsTTL, d.MemberSlotsTTL)
 	assert.Empty(t, d.Validate(), "5 + 2*7 <= 20")
 }
 

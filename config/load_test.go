@@ -146,7 +146,6 @@ func TestLoadPatroniFile(t *testing.T) {
 	assert.True(t, c.Tags.Eligible())
 
 	assert.Equal(t, []string{
-		"bootstrap.dcs.slots",
 		"log.dir",
 		"log.file_num",
 		"log.file_size",
@@ -156,7 +155,8 @@ func TestLoadPatroniFile(t *testing.T) {
 		"postgresql.proxy_address",
 		"tags.nostream",
 	}, c.Unimplemented)
-	assert.Equal(t, c.Unimplemented[:1], prefixAll("bootstrap.dcs.", dcs.Unimplemented()))
+	assert.Empty(t, dcs.Unimplemented())
+	assert.Equal(t, map[string]PermanentSlot{"permanent_logical_1": {Type: "logical", Database: "foo", Plugin: "pgoutput"}}, dcs.Slots)
 }
 
 func prefixAll(prefix string, l []string) []string {

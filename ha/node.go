@@ -125,6 +125,12 @@ type Node struct {
 	diverged     map[string]bool // leader name -> rewind check result
 	rewindFailed map[string]bool
 	checkpointed *bool // checkpoint_after_promote published in our member key
+	// Replication slots (slots.go): when the leader last saw each member slot (retain_slots),
+	// the slots this process knows are tusker's (the only ones it may drop), and the slots it
+	// already warned about.
+	retainSeen  map[string]time.Time
+	slotsOwned  map[string]bool
+	slotsWarned map[string]bool
 
 	// runJob, when set, runs a long action instead of a goroutine of its own, and awaitJob
 	// waits for a cancelled one: the scenario tests run jobs at a simulated time, which makes
@@ -158,7 +164,8 @@ func NewNode(o Options) *Node {
 		wake: make(chan struct{}, 1), dyn: c.Bootstrap.DCS, name: c.Name, scope: c.Scope,
 		cfgUpdates: make(chan *config.Config, 1), inbox: newMailbox(), loopDone: make(chan struct{}),
 		initialDyn: c.Bootstrap.DCS,
-		diverged:   map[string]bool{}, rewindFailed: map[string]bool{}}
+		diverged:   map[string]bool{}, rewindFailed: map[string]bool{},
+		slotsOwned: map[string]bool{}, slotsWarned: map[string]bool{}}
 	n.metrics = newMetrics(c.Scope, c.Name)
 	n.lease = &lease{clock: o.Clock, renewedAt: &n.metrics.renewedAt, fence: n.fenceNow}
 	if o.DCS != nil {

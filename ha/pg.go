@@ -32,7 +32,8 @@ type PG interface {
 	Promote(ctx context.Context) error
 	Follow(ctx context.Context, up postgres.Upstream) error
 	Checkpoint(ctx context.Context) error
-	EnsureSlots(ctx context.Context, want []string) error
+	Slots(ctx context.Context) ([]postgres.SlotInfo, error)
+	ApplySlots(ctx context.Context, ops []postgres.SlotOp) error
 	CanRewind(ctx context.Context) (bool, string)
 	NeedsRewind(ctx context.Context, up postgres.Upstream) (bool, error)
 	Rewind(ctx context.Context, up postgres.Upstream) error

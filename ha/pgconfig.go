@@ -19,6 +19,11 @@ func PostgresConfig(c *config.Config, d config.Dynamic, log *slog.Logger) postgr
 	for k, v := range c.PostgreSQL.Parameters {
 		params[k] = config.ParameterString(v)
 	}
+	if _, set := params["wal_level"]; !set && hasLogicalSlots(d) {
+		// A permanent logical slot needs wal_level logical; a user who set wal_level has
+		// chosen (and is told by the slot's creation error if it was wrong).
+		params["wal_level"] = "logical"
+	}
 	recovery := map[string]string{}
 	for _, m := range []map[string]any{d.PostgreSQL.RecoveryConf, c.PostgreSQL.RecoveryConf} {
 		for k, v := range m {
@@ -46,4 +51,17 @@ func PostgresConfig(c *config.Config, d config.Dynamic, log *slog.Logger) postgr
 		PgCtlTimeout: time.Duration(c.PostgreSQL.PgCtlTimeout) * time.Second,
 		Logger:       log,
 	}
+}
+
+// hasLogicalSlots: the dynamic configuration has a permanent logical slot (in a primary cluster).
+func hasLogicalSlots(d config.Dynamic) bool {
+	if !d.PostgreSQL.UseSlots || d.Standby() != nil {
+		return false
+	}
+	for _, s := range d.Slots {
+		if s.Logical() {
+			return true
+		}
+	}
+	return false
 }

@@ -41,9 +41,9 @@ func (n *Node) promote(ctx context.Context) error {
 	// The other members reconnect at once; their slots must be there when they do (otherwise
 	// each waits wal_retrieve_retry_interval before trying again).
 	if n.env.dyn.PostgreSQL.UseSlots && n.env.cluster != nil {
-		if err := n.pg.EnsureSlots(ctx, n.memberSlots(n.env.cluster)); err != nil {
-			n.log.Warn("creating replication slots after promotion failed", "err", err)
-		}
+		// Creations only: what to drop is the loop's to decide, with what it knows is tusker's.
+		n.applySlots(ctx, n.slotView(n.env.cluster, n.env.dyn, true, n.env.settings.NoFailover, n.env.cluster.Status.RetainSlots),
+			func(string) bool { return false })
 	}
 	if err := n.pg.Checkpoint(ctx); err != nil {
 		n.log.Warn("checkpoint after promote failed", "err", err)

@@ -5,9 +5,13 @@ package ha
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"time"
 
+	"github.com/tusker-ha/tusker/config"
 	"github.com/tusker-ha/tusker/dcs"
+	"github.com/tusker-ha/tusker/patroni"
 	"github.com/tusker-ha/tusker/postgres"
 )
 
@@ -102,8 +106,13 @@ func (n *Node) publish(v View, p Plan) {
 		n.log.Warn("writing the member key failed", "err", err)
 	}
 	// A standby leader keeps the status key and its cascading replicas' slots too.
-	if isLeader && running && n.pgReady && (!n.lastPG.InRecovery || v.Settings.StandbyCluster) {
+	switch {
+	case isLeader && running && n.pgReady && (!n.lastPG.InRecovery || v.Settings.StandbyCluster):
 		n.leaderHousekeeping(ctx, v)
+	case running && n.pgReady && n.lastPG.InRecovery && n.dyn.PostgreSQL.UseSlots && v.Job == NoJob:
+		// Replicas keep copies of the slots a new primary would need (member_slots_ttl,
+		// permanent slots) and the slots of the members that cascade from them.
+		n.syncSlots(ctx, v, false)
 	}
 }
 
@@ -156,32 +165,98 @@ func (n *Node) pendingRestartReason(rt time.Duration) map[string]PendingChange {
 	return out
 }
 
-// leaderHousekeeping keeps the status key and the replicas' slots in step.
+// leaderHousekeeping keeps the status key (optime, slots, retain_slots, as Patroni 4 writes
+// it) and the slots in step.
 func (n *Node) leaderHousekeeping(ctx context.Context, v View) {
 	pg := n.lastPG
 	n.maintainFailsafe(ctx, v.Cluster)
-	if v.Cluster.Status.Optime != pg.WALPosition {
-		if err := n.dcs.SetStatus(ctx, dcs.Status{Optime: pg.WALPosition}); err != nil {
+	st := dcs.Status{Optime: pg.WALPosition}
+	if n.dyn.PostgreSQL.UseSlots {
+		st.Slots, st.RetainSlots = n.syncSlots(ctx, v, true)
+	}
+	if old := v.Cluster.Status; old.Optime != st.Optime || !maps.Equal(old.Slots, st.Slots) ||
+		!slices.Equal(old.RetainSlots, st.RetainSlots) {
+		if err := n.dcs.SetStatus(ctx, st); err != nil {
 			n.log.Warn("writing the status key failed", "err", err)
 		}
 	}
-	if !n.dyn.PostgreSQL.UseSlots {
-		return
-	}
-	if err := n.pg.EnsureSlots(ctx, n.memberSlots(v.Cluster)); err != nil {
-		n.log.Warn("managing replication slots failed", "err", err)
-	}
 }
 
-// memberSlots names the replication slot of every other member.
-func (n *Node) memberSlots(c *dcs.Cluster) []string {
-	var want []string
-	for _, m := range c.Members {
-		if m.Name != n.cfg.Name {
-			want = append(want, postgres.SlotName(m.Name))
+// syncSlots keeps this member's replication slots as slots.go's rules say (loop goroutine
+// only). On the leader it returns the positions and the retain_slots list to publish.
+func (n *Node) syncSlots(ctx context.Context, v View, leader bool) (map[string]int64, []string) {
+	if !leader {
+		n.retainSeen = nil
+	}
+	have, err := n.pg.Slots(ctx)
+	if err != nil {
+		n.log.Warn("reading replication slots failed", "err", err)
+		return v.Cluster.Status.Slots, v.Cluster.Status.RetainSlots
+	}
+	retained := v.Cluster.Status.RetainSlots
+	if leader {
+		if n.retainSeen == nil {
+			// A new leader gives every slot the old one retained a full member_slots_ttl.
+			n.retainSeen = map[string]time.Time{}
+			for _, name := range v.Cluster.Status.RetainSlots {
+				n.retainSeen[name] = n.now()
+			}
+		}
+		var expired []string
+		retained, expired = RetainSlots(n.retainSeen, v.Cluster, n.cfg.Name, have, n.dyn, n.now())
+		for _, name := range expired {
+			n.log.Info("replication slot of an absent member expired", "slot", name, "member_slots_ttl", n.dyn.MemberSlotsTTL)
 		}
 	}
-	return want
+	sv := n.slotView(v.Cluster, n.dyn, leader, v.Settings.NoFailover, retained)
+	// In maintenance mode nothing is dropped (Patroni's rule).
+	want, problems := n.applySlotsTo(ctx, sv, have, func(name string) bool { return n.slotsOwned[name] && !v.Settings.Pause })
+	for name := range want {
+		n.slotsOwned[name] = true
+	}
+	for _, name := range slices.Sorted(maps.Keys(problems)) {
+		if why := problems[name]; !n.slotsWarned[name+": "+why] {
+			n.slotsWarned[name+": "+why] = true
+			n.log.Error("replication slot: "+why, "slot", name)
+		}
+	}
+	for _, s := range have {
+		if _, ok := want[s.Name]; !ok && !s.Active && !n.slotsOwned[s.Name] && !n.slotsWarned[s.Name] {
+			n.slotsWarned[s.Name] = true
+			n.log.Info("replication slot is not tusker's: left alone", "slot", s.Name, "logical", s.Logical,
+				"restart_lsn", patroni.FormatLSN(s.RestartLSN))
+		}
+	}
+	if !leader {
+		return nil, nil
+	}
+	return PublishedSlots(want, have, n.dyn), retained
+}
+
+func (n *Node) slotView(c *dcs.Cluster, d config.Dynamic, leader, noFailover bool, retained []string) SlotView {
+	return SlotView{Me: n.cfg.Name, Leader: leader, Standby: d.Standby() != nil, Cluster: c, Dyn: d,
+		NoFailover: noFailover, Retained: retained}
+}
+
+// applySlots reads the server's slots and applies the rules of sv (a long action may call it).
+func (n *Node) applySlots(ctx context.Context, sv SlotView, owned func(string) bool) {
+	have, err := n.pg.Slots(ctx)
+	if err != nil {
+		n.log.Warn("reading replication slots failed", "err", err)
+		return
+	}
+	n.applySlotsTo(ctx, sv, have, owned)
+}
+
+// applySlotsTo applies the rules of sv to the server's slots have; it returns the wanted slots
+// and SlotOps' problems.
+func (n *Node) applySlotsTo(ctx context.Context, sv SlotView, have []postgres.SlotInfo, owned func(string) bool) (map[string]Slot, map[string]string) {
+	want := WantedSlots(sv)
+	ops, problems := SlotOps(want, have, owned, sv.Dyn)
+	if err := n.pg.ApplySlots(ctx, ops); err != nil {
+		n.log.Warn("managing replication slots failed", "err", err)
+	}
+	return want, problems
 }
 
 func pgState(job Job, running, ready bool) string {

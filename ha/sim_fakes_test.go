@@ -513,7 +513,7 @@ type fakePG struct {
 	opts    postgres.StartOptions
 	params  map[string]string
 	ssn     string // synchronous_standby_names in effect
-	slots   []string
+	slots   []postgres.SlotInfo
 	// failures the scenario asked for: operation -> remaining count
 	fail map[string]int
 }
@@ -733,10 +733,33 @@ func (p *fakePG) Follow(_ context.Context, up postgres.Upstream) error {
 
 func (p *fakePG) Checkpoint(context.Context) error { return nil }
 
-func (p *fakePG) EnsureSlots(_ context.Context, want []string) error {
+func (p *fakePG) Slots(context.Context) ([]postgres.SlotInfo, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.slots = slices.Clone(want)
+	if !p.running {
+		return nil, postgres.ErrNotRunning
+	}
+	return slices.Clone(p.slots), nil
+}
+
+func (p *fakePG) ApplySlots(_ context.Context, ops []postgres.SlotOp) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, o := range ops {
+		switch o.Kind {
+		case postgres.CreateSlot:
+			p.slots = append(p.slots, postgres.SlotInfo{Name: o.Name, Logical: o.Logical, Database: o.Database,
+				Plugin: o.Plugin, RestartLSN: max(p.wal, 1)})
+		case postgres.DropSlot:
+			p.slots = slices.DeleteFunc(p.slots, func(s postgres.SlotInfo) bool { return s.Name == o.Name })
+		case postgres.AdvanceSlot:
+			for i := range p.slots {
+				if p.slots[i].Name == o.Name {
+					p.slots[i].RestartLSN = max(p.slots[i].RestartLSN, o.LSN)
+				}
+			}
+		}
+	}
 	return nil
 }
 

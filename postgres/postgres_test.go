@@ -9,13 +9,16 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/stretchr/testify/require"
 	"github.com/tusker-ha/tusker/patroni"
+
 	"github.com/tusker-ha/tusker/test/harness"
 )
 
@@ -58,7 +61,7 @@ func newNode(t *testing.T, root, name string) *node {
 			"shared_buffers": "16MB", "fsync": "off", "synchronous_commit": "off", "full_page_writes": "on",
 			"max_connections": "30", "max_wal_size": "64MB", "min_wal_size": "32MB",
 			"wal_receiver_status_interval": "1s", "wal_retrieve_retry_interval": "500ms",
-			"log_min_messages": "warning", "log_connections": "off",
+			"log_min_messages": "warning", "log_connections": "off", "wal_level": "logical",
 		},
 		Pgpass:       filepath.Join(root, name, "pgpass"),
 		UseSlots:     true,
@@ -196,6 +199,29 @@ func (n *node) slotActive(slot string) error {
 	return nil
 }
 
+// keepSlots makes the physical slots names exist and drops every other inactive physical slot.
+func (n *node) keepSlots(names ...string) {
+	n.t.Helper()
+	have, err := n.pg.Slots(ctxT(n.t, 5*time.Second))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	var ops []SlotOp
+	for _, name := range names {
+		if !slices.ContainsFunc(have, func(s SlotInfo) bool { return s.Name == name }) {
+			ops = append(ops, SlotOp{Kind: CreateSlot, Name: name})
+		}
+	}
+	for _, s := range have {
+		if !s.Active && !s.Logical && !slices.Contains(names, s.Name) {
+			ops = append(ops, SlotOp{Kind: DropSlot, Name: s.Name})
+		}
+	}
+	if err := n.pg.ApplySlots(ctxT(n.t, 10*time.Second), ops); err != nil {
+		n.t.Fatal(err)
+	}
+}
+
 func (n *node) slots() []string {
 	n.t.Helper()
 	ctx := ctxT(n.t, 5*time.Second)
@@ -311,15 +337,11 @@ func TestCluster(t *testing.T) {
 	n1.exec("INSERT INTO t (v) VALUES ('one')")
 
 	// --- slots on node-1 for its replicas; an extra one is dropped again
-	if err := n1.pg.EnsureSlots(ctxT(t, 10*time.Second), []string{SlotName("node-2"), SlotName("node-3"), "extra_slot"}); err != nil {
-		t.Fatal(err)
-	}
+	n1.keepSlots(SlotName("node-2"), SlotName("node-3"), "extra_slot")
 	if got := strings.Join(n1.slots(), ","); got != "extra_slot,node_2,node_3" {
 		t.Fatalf("slots %s", got)
 	}
-	if err := n1.pg.EnsureSlots(ctxT(t, 10*time.Second), []string{"node_2", "node_3"}); err != nil {
-		t.Fatal(err)
-	}
+	n1.keepSlots("node_2", "node_3")
 	if got := strings.Join(n1.slots(), ","); got != "node_2,node_3" {
 		t.Fatalf("slots after dropping extra: %s", got)
 	}
@@ -359,6 +381,7 @@ func TestCluster(t *testing.T) {
 	n1.exec("INSERT INTO t (v) VALUES ('two')")
 	n2.waitRows("one", "two")
 	n3.waitRows("one", "two")
+	testSlotOps(t, n1, n2)
 	eventually(t, "node-2 knows the upstream's position (latest_end_lsn)", 10*time.Second, func() error {
 		if st := n2.state(); st.LatestEndLSN <= 0 {
 			return fmt.Errorf("latest_end_lsn %d", st.LatestEndLSN)
@@ -430,9 +453,7 @@ func TestCluster(t *testing.T) {
 	if err != nil || need {
 		t.Fatalf("NeedsRewind of the replica that stopped before the promotion = %v, %v", need, err)
 	}
-	if err := n2.pg.EnsureSlots(ctxT(t, 10*time.Second), []string{"node_1", "node_3"}); err != nil {
-		t.Fatal(err)
-	}
+	n2.keepSlots("node_1", "node_3")
 	up2 := n2.upstream()
 	if err := n3.pg.Start(ctxT(t, 60*time.Second), StartOptions{Role: Replica, Upstream: &up2}); err != nil {
 		t.Fatal(err)
@@ -463,9 +484,7 @@ func TestCluster(t *testing.T) {
 
 	// --- Follow: node-3 re-points to node-1 (cascading) and back; Reload keeps the upstream
 	up1 := n1.upstream()
-	if err := n1.pg.EnsureSlots(ctxT(t, 10*time.Second), []string{"node_3"}); err != nil {
-		t.Fatal(err)
-	}
+	n1.keepSlots("node_3")
 	if err := n3.pg.Follow(ctxT(t, 10*time.Second), up1); err != nil {
 		t.Fatal(err)
 	}
@@ -699,4 +718,48 @@ func TestSeparateConfigDir(t *testing.T) {
 	if ok, why := n.pg.CanRewind(ctxT(t, 10*time.Second)); !ok {
 		t.Errorf("CanRewind with wal_log_hints: %s", why)
 	}
+}
+
+// testSlotOps: a logical slot is created in its database, listed with its plugin and position;
+// a physical copy on a replica is advanced (only forward) to the primary's position; an invalid
+// name never reaches SQL; drops remove only the named slot.
+func testSlotOps(t *testing.T, primary, replica *node) {
+	ctx := ctxT(t, 30*time.Second)
+	primary.exec("CREATE DATABASE app")
+	require.NoError(t, primary.pg.ApplySlots(ctx, []SlotOp{
+		{Kind: CreateSlot, Name: "cdc", Logical: true, Database: "app", Plugin: "test_decoding"},
+		{Kind: CreateSlot, Name: "perm"},
+	}))
+	require.NoError(t, primary.pg.ApplySlots(ctx, []SlotOp{{Kind: CreateSlot, Name: "perm"}}), "created already: no error")
+	have, err := primary.pg.Slots(ctx)
+	require.NoError(t, err)
+	i := slices.IndexFunc(have, func(s SlotInfo) bool { return s.Name == "cdc" })
+	require.GreaterOrEqual(t, i, 0, "%+v", have)
+	cdc := have[i]
+	require.True(t, cdc.Logical)
+	require.Equal(t, []string{"app", "test_decoding"}, []string{cdc.Database, cdc.Plugin})
+	require.Positive(t, cdc.ConfirmedFlushLSN)
+	require.Equal(t, cdc.ConfirmedFlushLSN, cdc.Position())
+
+	require.NoError(t, replica.pg.ApplySlots(ctx, []SlotOp{{Kind: CreateSlot, Name: "perm"}}), "a physical slot on a replica")
+	primary.exec("CREATE TABLE slot_test AS SELECT 1 AS x")
+	target := primary.state().WALPosition
+	eventually(t, "the replica replays past the target", 10*time.Second, func() error {
+		if st := replica.state(); st.ReplayLSN < target {
+			return fmt.Errorf("replay %d < %d", st.ReplayLSN, target)
+		}
+		return nil
+	})
+	require.NoError(t, replica.pg.ApplySlots(ctx, []SlotOp{{Kind: AdvanceSlot, Name: "perm", LSN: target}}))
+	have, err = replica.pg.Slots(ctx)
+	require.NoError(t, err)
+	i = slices.IndexFunc(have, func(s SlotInfo) bool { return s.Name == "perm" })
+	require.GreaterOrEqual(t, i, 0)
+	require.Equal(t, target, have[i].RestartLSN, "advanced to the primary's position")
+
+	require.ErrorContains(t, primary.pg.ApplySlots(ctx, []SlotOp{{Kind: DropSlot, Name: "x'); DROP TABLE t; --"}}), "invalid slot name")
+	require.ErrorContains(t, primary.pg.ApplySlots(ctx, []SlotOp{{Kind: CreateSlot, Name: "l", Logical: true, Database: "app", Plugin: "../x"}}), "invalid plugin")
+	require.NoError(t, primary.pg.ApplySlots(ctx, []SlotOp{{Kind: DropSlot, Name: "cdc"}, {Kind: DropSlot, Name: "perm"}}))
+	require.NoError(t, replica.pg.ApplySlots(ctx, []SlotOp{{Kind: DropSlot, Name: "perm"}}))
+	require.NotContains(t, primary.slots(), "cdc")
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // State is what the HA loop needs to know about the running instance.
@@ -568,75 +566,6 @@ func (p *Postgres) Checkpoint(ctx context.Context) error {
 	return p.withConn(ctx, "checkpoint", func(conn *pgx.Conn) error {
 		_, err := conn.Exec(ctx, "CHECKPOINT")
 		return err
-	})
-}
-
-var slotNameRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
-
-// EnsureSlots creates the physical replication slots in want that are missing (reserving WAL at
-// once) and drops inactive, non-temporary physical slots that are not in want. Logical slots are
-// never touched.
-func (p *Postgres) EnsureSlots(ctx context.Context, want []string) error {
-	for _, s := range want {
-		if !slotNameRE.MatchString(s) {
-			return fmt.Errorf("ensuring replication slots: invalid slot name %q", s)
-		}
-	}
-	logger := p.log()
-	return p.withConn(ctx, "ensuring replication slots", func(conn *pgx.Conn) error {
-		type slot struct {
-			typ    string
-			active bool
-		}
-		have := map[string]slot{}
-		rows, err := conn.Query(ctx, "SELECT slot_name::text, slot_type, active FROM pg_catalog.pg_replication_slots WHERE NOT temporary")
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var n string
-			var s slot
-			if err := rows.Scan(&n, &s.typ, &s.active); err != nil {
-				rows.Close()
-				return err
-			}
-			have[n] = s
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		wanted := map[string]bool{}
-		var errs []error
-		for _, n := range want {
-			wanted[n] = true
-			s, ok := have[n]
-			if ok {
-				if s.typ != "physical" {
-					errs = append(errs, fmt.Errorf("slot %s exists but is %s", n, s.typ))
-				}
-				continue
-			}
-			if _, err := conn.Exec(ctx, "SELECT pg_catalog.pg_create_physical_replication_slot($1, true)", n); err != nil {
-				var pgErr *pgconn.PgError
-				if errors.As(err, &pgErr) && pgErr.Code == "42710" { // created meanwhile
-					continue
-				}
-				errs = append(errs, fmt.Errorf("creating slot %s: %w", n, err))
-				continue
-			}
-			logger.Info("created physical replication slot", "slot", n)
-		}
-		for n, s := range have {
-			if wanted[n] || s.typ != "physical" || s.active {
-				continue
-			}
-			if _, err := conn.Exec(ctx, "SELECT pg_catalog.pg_drop_replication_slot($1)", n); err != nil {
-				errs = append(errs, fmt.Errorf("dropping slot %s: %w", n, err))
-				continue
-			}
-			logger.Info("dropped physical replication slot", "slot", n)
-		}
-		return errors.Join(errs...)
 	})
 }
 
