@@ -185,28 +185,27 @@ func (n *Node) leaderHousekeeping(ctx context.Context, v View) {
 // syncSlots keeps this member's replication slots as slots.go's rules say (loop goroutine
 // only). On the leader it returns the positions and the retain_slots list to publish.
 func (n *Node) syncSlots(ctx context.Context, v View, leader bool) (map[string]int64, []string) {
-	if !leader {
-		n.retainSeen = nil
-	}
 	have, err := n.pg.Slots(ctx)
 	if err != nil {
 		n.log.Warn("reading replication slots failed", "err", err)
 		return v.Cluster.Status.Slots, v.Cluster.Status.RetainSlots
 	}
-	retained := v.Cluster.Status.RetainSlots
-	if leader {
-		if n.retainSeen == nil {
-			// A new leader gives every slot the old one retained a full member_slots_ttl.
-			n.retainSeen = map[string]time.Time{}
-			for _, name := range v.Cluster.Status.RetainSlots {
-				n.retainSeen[name] = n.now()
-			}
+	if n.retainSeen == nil {
+		// Every slot the leader retained gets a full member_slots_ttl from now.
+		n.retainSeen = map[string]time.Time{}
+		for _, name := range v.Cluster.Status.RetainSlots {
+			n.retainSeen[name] = n.now()
 		}
-		var expired []string
-		retained, expired = RetainSlots(n.retainSeen, v.Cluster, n.cfg.Name, have, n.dyn, n.now())
-		for _, name := range expired {
-			n.log.Info("replication slot of an absent member expired", "slot", name, "member_slots_ttl", n.dyn.MemberSlotsTTL)
-		}
+	}
+	// Replicas keep the same bookkeeping for the copies they hold: promoted, a replica still
+	// retains the slot of the former leader, whose member key expired with its lease (the
+	// former leader's retain_slots never lists the leader itself).
+	retained, expired := RetainSlots(n.retainSeen, v.Cluster, n.cfg.Name, have, n.dyn, n.now())
+	for _, name := range expired {
+		n.log.Info("replication slot of an absent member expired", "slot", name, "member_slots_ttl", n.dyn.MemberSlotsTTL)
+	}
+	if !leader {
+		retained = slices.Compact(slices.Sorted(slices.Values(append(retained, v.Cluster.Status.RetainSlots...))))
 	}
 	sv := n.slotView(v.Cluster, n.dyn, leader, v.Settings.NoFailover, retained)
 	// In maintenance mode nothing is dropped (Patroni's rule).
