@@ -50,6 +50,8 @@ func TestRuleWantedSlotsOnTheLeader(t *testing.T) {
 	assert.Equal(t, int64(400), w["c"].Advance, "c cascades from b: its slot here is moved by the published position")
 	assert.Equal(t, Slot{Name: "cdc", Logical: true, Database: "app", Plugin: "pgoutput", Permanent: true}, w["cdc"])
 	assert.Equal(t, Slot{Name: "perm", Permanent: true}, w["perm"])
+	c.Status.Slots["cdc"] = 250
+	assert.Equal(t, int64(250), WantedSlots(v)["cdc"].Published, "a former primary had the logical slot at 250")
 
 	v.Dyn = slotDyn(`{"member_slots_ttl": 0, "slots": {"perm": null}}`)
 	assert.Equal(t, []string{"b", "gone", "perm"}, wantedNames(v), "without member_slots_ttl: only members streaming from me")
