@@ -354,6 +354,9 @@ func TestRejoinFetchesWALFromArchive(t *testing.T) {
 		br.archiving(o)
 		o.DCSParams["wal_keep_size"] = "0"
 		o.DCSParams["max_wal_size"] = "32MB"
+		// The slot goes with the member key: the WAL the replica needs is then only in the
+		// archive (with member_slots_ttl the primary would keep it: TestSlotsSurviveFailover).
+		o.Dynamic += "member_slots_ttl: 0\n"
 	})
 	c := e.c
 	ctx := context.Background()
