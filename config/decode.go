@@ -740,8 +740,9 @@ func (d *decoder) watchdog(path string, n *node, w *Watchdog) {
 }
 
 // patroniTagsNotImplemented are tags Patroni acts on and tusker does not yet; they are still
-// published with the other tags.
-var patroniTagsNotImplemented = []string{"nostream", "replicatefrom"}
+// published with the other tags. (nostream: no slot is kept for the member, but it still
+// streams.)
+var patroniTagsNotImplemented = []string{"nostream"}
 
 func (d *decoder) tags(path string, n *node) Tags {
 	var t Tags
@@ -770,6 +771,19 @@ func (d *decoder) tags(path string, n *node) Tags {
 	handlers["nofailover"] = func(p string, v *node) {
 		nofailoverNode = v
 		d.setBool(&t.NoFailover)(p, v)
+	}
+	// replicatefrom names a member; it stays among the published tags (Extra), as Patroni's.
+	handlers["replicatefrom"] = func(p string, v *node) {
+		if name, ok := d.str(p, v, "a member name"); ok {
+			if msg := textProblem(name); msg != "" {
+				d.problem(p, v, "%s", msg)
+				return
+			}
+			if t.Extra == nil {
+				t.Extra = map[string]any{}
+			}
+			t.Extra["replicatefrom"] = name
+		}
 	}
 	if !d.section(path, n, "a map of tags", handlers, other) {
 		return t

@@ -92,11 +92,13 @@ type Settings struct {
 	RemoveOnDivergedTimelines   bool
 	NoFailover                  bool
 	Priority                    int
-	Pause                       bool
-	PrimaryStartTimeout         time.Duration
-	PrimaryRaceBackoff          time.Duration
-	FailsafeMode                bool
-	WatchdogRequired            bool
+	// ReplicateFrom is this member's replicatefrom tag: the member it cascades from.
+	ReplicateFrom       string
+	Pause               bool
+	PrimaryStartTimeout time.Duration
+	PrimaryRaceBackoff  time.Duration
+	FailsafeMode        bool
+	WatchdogRequired    bool
 	// Synchronous replication: SyncMode "off", "on" or "quorum".
 	SyncMode         string
 	SyncStrict       bool
@@ -572,7 +574,8 @@ func decideStopped(v View, leader string, iAmLeader bool) Plan {
 			return plan(fmt.Sprintf("checking whether the data directory diverged from %s", leader), actOn(ProbeRewind, leader))
 		}
 		if !*l.Diverged {
-			return plan(fmt.Sprintf("starting as a replica of %s", leader), actOn(StartReplica, leader))
+			up := UpstreamOf(v, leader)
+			return plan(fmt.Sprintf("starting as a replica of %s", up), actOn(StartReplica, up))
 		}
 		switch {
 		case l.RewindFailed && s.RemoveOnRewindFailure:
@@ -649,11 +652,17 @@ func decideRunning(v View, leader string, iAmLeader bool) Plan {
 			}
 			return plan(fmt.Sprintf("%s holds the leader key: demoting", leader), act(Demote))
 		}
-		if l.Upstream != leader {
+		if up := UpstreamOf(v, leader); l.Upstream != up {
+			if up != leader {
+				return plan(fmt.Sprintf("replicatefrom: streaming from %s", up), actOn(Follow, up))
+			}
 			return plan(fmt.Sprintf("following the new leader %s", leader), actOn(Follow, leader))
 		}
 		if p, ok := stalledOnOldTimeline(v, leader); ok {
 			return p
+		}
+		if l.Upstream != leader {
+			return plan(fmt.Sprintf("following %s (replicatefrom), leader %s", l.Upstream, leader))
 		}
 		return plan(fmt.Sprintf("following leader %s", leader))
 	}
@@ -1065,3 +1074,36 @@ func decideStandbyLeader(v View) Plan {
 	}
 	return plan("I am the standby leader with the lock", act(RenewLeader))
 }
+
+// UpstreamOf is the member a replica streams from: the member its replicatefrom tag names
+// (cascading replication, as Patroni), as long as that member's key says it is running and the
+// chain of replicatefrom tags from it reaches the leader without coming back to this member;
+// otherwise the leader. Unlike Patroni, a stopped or looping upstream is not followed: the
+// replica streams from the leader until its upstream runs again.
+func UpstreamOf(v View, leader string) string {
+	return cascadeSource(v.Cluster, v.Me, v.Settings.ReplicateFrom, leader)
+}
+
+// cascadeSource is UpstreamOf for member me whose replicatefrom tag is from.
+func cascadeSource(c *dcs.Cluster, me, from, leader string) string {
+	if from == "" || from == me || leader == "" {
+		return leader
+	}
+	seen := map[string]bool{me: true}
+	for cur := from; cur != leader; {
+		m := c.Member(cur)
+		if m == nil || seen[cur] || m.Data.State != "running" {
+			return leader
+		}
+		seen[cur] = true
+		next := patroni.ReplicateFrom(m.Data.Tags)
+		if next == "" || next == cur || c.Member(next) == nil {
+			break // cur streams from the leader
+		}
+		cur = next
+	}
+	return from
+}
+
+// replicateFromTag reads replicatefrom from the local tags (a string naming a member).
+func replicateFromTag(extra map[string]any) string { return patroni.ReplicateFrom(extra) }

@@ -930,3 +930,41 @@ func TestRuleStandbySwitchover(t *testing.T) {
 	w.Settings.StandbyCluster = true
 	require.Empty(t, kinds(Decide(w)), "the others wait for the candidate, even one that is behind")
 }
+
+// TestRuleReplicateFrom: a replica tagged replicatefrom streams from the member it names while
+// that member runs and its own chain reaches the leader; otherwise from the leader.
+func TestRuleReplicateFrom(t *testing.T) {
+	stopped := member("b", "replica")
+	stopped.Data.State = "stopped"
+	loopB := tagged(member("b", "replica"), map[string]any{"replicatefrom": "c"})
+	chainB := tagged(member("b", "replica"), map[string]any{"replicatefrom": "d"})
+	for name, tc := range map[string]struct {
+		members []dcs.Member
+		want    string
+	}{
+		"b runs":                    {[]dcs.Member{member("b", "replica")}, "b"},
+		"b is gone":                 {nil, "a"},
+		"b is stopped":              {[]dcs.Member{stopped}, "a"},
+		"b cascades from me: loop":  {[]dcs.Member{loopB}, "a"},
+		"b cascades from d, d runs": {[]dcs.Member{chainB, member("d", "replica")}, "b"},
+		"b names a member that is gone: b streams from the leader": {[]dcs.Member{chainB}, "b"},
+	} {
+		c := cluster("a", append([]dcs.Member{member("a", "primary"), member("c", "replica")}, tc.members...)...)
+		v := view("c", c, runningReplica(100))
+		v.Settings.ReplicateFrom = "b"
+		require.Equal(t, tc.want, UpstreamOf(v, "a"), name)
+	}
+
+	c := cluster("a", member("a", "primary"), member("b", "replica"), member("c", "replica"))
+	v := view("c", c, Local{DataDir: DataDirValid, SysID: "7300000000000000001", Timeline: 1, Diverged: boolp(false)})
+	v.Settings.ReplicateFrom = "b"
+	require.Equal(t, []Action{actOn(StartReplica, "b")}, Decide(v).Actions, "started as b's replica")
+	v = view("c", c, runningReplica(100))
+	v.Settings.ReplicateFrom = "b"
+	v.Local.Upstream = "a"
+	require.Equal(t, []Action{actOn(Follow, "b")}, Decide(v).Actions, "re-pointed at b")
+	v.Local.Upstream = "b"
+	require.Empty(t, Decide(v).Actions, "streaming from b")
+	v.Settings.ReplicateFrom = "a"
+	require.Equal(t, []Action{actOn(Follow, "a")}, Decide(v).Actions, "replicatefrom the leader: the leader")
+}

@@ -275,6 +275,7 @@ func (n *Node) settings() Settings {
 		RemoveOnRewindFailure:     pgc.RemoveDataDirectoryOnRewindFailure,
 		RemoveOnDivergedTimelines: pgc.RemoveDataDirectoryOnDivergedTimelines,
 		NoFailover:                !n.cfg.Tags.Eligible(),
+		ReplicateFrom:             replicateFromTag(n.cfg.Tags.Extra),
 		Priority:                  n.cfg.Tags.Priority(),
 		CloneWithoutLeader:        slices.ContainsFunc(pgc.CreateReplicaMethods, config.ReplicaMethod.WorksWithoutLeader),
 		StandbyCluster:            n.dyn.Standby() != nil,

@@ -58,12 +58,17 @@ func WantedSlots(v SlotView) map[string]Slot {
 	want := map[string]Slot{}
 	self := postgres.SlotName(v.Me)
 	published := v.Cluster.Status.Slots
+	leader := v.Cluster.LeaderName()
+	if v.Leader {
+		leader = v.Me
+	}
 	for _, m := range v.Cluster.Members {
 		if m.Name == v.Me || patroni.NoStream(m.Data.Tags) {
 			continue
 		}
 		from := patroni.ReplicateFrom(m.Data.Tags)
-		streamsFromMe := from == v.Me || (v.Leader && (from == "" || v.Cluster.Member(from) == nil))
+		// The member streams from where its own UpstreamOf sends it.
+		streamsFromMe := cascadeSource(v.Cluster, m.Name, from, leader) == v.Me
 		// With member_slots_ttl every member keeps every other member's slot (advanced from
 		// the positions the leader publishes), so that a new primary already has them; a member
 		// that can never be promoted keeps only its own cascading replicas'. Without it, a

@@ -163,3 +163,61 @@ func statusKey(t *testing.T, e *env) dcs.Status {
 func memberKeyExists(t *testing.T, e *env, name string) bool {
 	return etcdGet(t, e, "/service/e2e/members/"+name) != nil
 }
+
+// TestCascadingReplica: a replica tagged replicatefrom streams from the member it names
+// (pg_stat_replication of that member lists it, the leader's does not), through a slot that
+// member keeps for it; when that member dies it streams from the leader; when the member runs
+// again it cascades from it again.
+func TestCascadingReplica(t *testing.T) {
+	e := newCluster(t, 3, "")
+	c := e.c
+	ctx := context.Background()
+	n1, n2, n3 := c.Nodes[0], c.Nodes[1], c.Nodes[2]
+	require.NoError(t, c.WriteConfig(n3, c.Opts.ExtraLocal+"tags:\n  replicatefrom: "+n2.Name+"\n"))
+	require.NoError(t, n1.Start())
+	waitRole(t, n1, "primary", 90*time.Second)
+	require.NoError(t, n2.Start())
+	waitRole(t, n2, "replica", 90*time.Second)
+	require.NoError(t, n3.Start())
+	p := e.waitHealthy(90 * time.Second)
+	require.Equal(t, n1.Name, p.Name)
+	seed(t, c, p)
+
+	waitStreamingFrom(t, n3, n2)
+	waitReplicaOf(t, n2, n3.Name)
+	s, err := n1.QueryString(ctx, "SELECT COALESCE(string_agg(application_name, ',' ORDER BY application_name), '') FROM pg_stat_replication")
+	require.NoError(t, err)
+	require.Equal(t, n2.Name, s, "the leader streams to n2 only")
+	active, err := n2.QueryString(ctx, "SELECT active::text FROM pg_replication_slots WHERE slot_name = $1", n3.Name)
+	require.NoError(t, err)
+	require.Equal(t, "true", active, "n2 keeps the slot n3 streams through")
+
+	// The upstream dies: n3 streams from the leader.
+	n2.KillNode()
+	waitStreamingFrom(t, n3, n1)
+	waitReplicaOf(t, n1, n3.Name)
+	insert(t, n1, 2)
+	waitRow(t, n3, 2)
+
+	// It runs again: n3 cascades from it again.
+	require.NoError(t, n2.Start())
+	waitRole(t, n2, "replica", 60*time.Second)
+	waitStreamingFrom(t, n3, n2)
+	insert(t, n1, 3)
+	waitRow(t, n3, 3)
+}
+
+// waitReplicaOf waits until up's pg_stat_replication lists name as streaming.
+func waitReplicaOf(t *testing.T, up *harness.Node, name string) {
+	t.Helper()
+	require.NoError(t, harness.WaitFor(context.Background(), 60*time.Second, 200*time.Millisecond, func() error {
+		s, err := up.QueryString(context.Background(), "SELECT count(*)::text FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming'", name)
+		if err != nil {
+			return err
+		}
+		if s != "1" {
+			return fmt.Errorf("%s does not stream to %s", up.Name, name)
+		}
+		return nil
+	}), "%s streaming to %s", up.Name, name)
+}
