@@ -86,15 +86,7 @@ func TestSlotsSurviveFailover(t *testing.T) {
 
 	// SIGKILL failover.
 	p.KillNode()
-	var np *harness.Node
-	require.NoError(t, harness.WaitFor(ctx, 60*time.Second, 200*time.Millisecond, func() error {
-		n, err := e.c.Primary(ctx)
-		if err == nil && n != p {
-			np = n
-			return nil
-		}
-		return fmt.Errorf("no new primary yet")
-	}))
+	np := waitNewPrimary(t, e.c, p, 60*time.Second)
 	var other *harness.Node
 	for _, n := range replicas {
 		if n != np {

@@ -67,15 +67,7 @@ func TestStandbyCluster(t *testing.T) {
 
 	// The primary cluster fails over; the standby cluster goes on through the archive.
 	p.KillNode()
-	var np *harness.Node
-	require.NoError(t, harness.WaitFor(ctx, 60*time.Second, 200*time.Millisecond, func() error {
-		n, err := src.c.Primary(ctx)
-		if err == nil && n != p {
-			np = n
-			return nil
-		}
-		return fmt.Errorf("no new primary yet")
-	}))
+	np := waitNewPrimary(t, src.c, p, 60*time.Second)
 	insert(t, np, 4)
 	archived(t, np)
 	for _, n := range c.Nodes {
