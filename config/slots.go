@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -140,8 +141,9 @@ func parsePGDuration(s string) (time.Duration, bool) {
 	}
 	unit := map[string]time.Duration{"": time.Second, "ms": time.Millisecond, "s": time.Second,
 		"min": time.Minute, "h": time.Hour, "d": 24 * time.Hour}[m[2]]
-	if v > int64(maxMemberSlotsTTL/unit)+1 || v < -int64(maxMemberSlotsTTL/unit)-1 {
-		return maxMemberSlotsTTL + time.Second, true // out of range whatever the bound: reported by the caller
+	if v > math.MaxInt64/int64(unit) || v < math.MinInt64/int64(unit) {
+		// Beyond what a Duration holds: out of any caller's range, which reports it.
+		return time.Duration(math.MaxInt64), true
 	}
 	return time.Duration(v) * unit, true
 }

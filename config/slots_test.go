@@ -48,6 +48,7 @@ func TestPermanentSlots(t *testing.T) {
 		`{"ignore_slots": [{"type": "both"}]}`:                "must be physical or logical",
 		`{"member_slots_ttl": "30 fortnights"}`:               "expected a duration",
 		`{"member_slots_ttl": "8d"}`:                          "must be between 0 and 168h0m0s",
+		`{"member_slots_ttl": "999999999999d"}`:               "must be between 0 and 168h0m0s",
 		`{"member_slots_ttl": -1}`:                            "must be between 0",
 		`{"member_slots_ttl": "99999999999999999999999999d"}`: "expected a duration",
 	} {

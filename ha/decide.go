@@ -1104,6 +1104,3 @@ func cascadeSource(c *dcs.Cluster, me, from, leader string) string {
 	}
 	return from
 }
-
-// replicateFromTag reads replicatefrom from the local tags (a string naming a member).
-func replicateFromTag(extra map[string]any) string { return patroni.ReplicateFrom(extra) }

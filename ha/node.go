@@ -13,6 +13,7 @@ import (
 	"github.com/tusker-ha/tusker/callbacks"
 	"github.com/tusker-ha/tusker/config"
 	"github.com/tusker-ha/tusker/dcs"
+	"github.com/tusker-ha/tusker/patroni"
 	"github.com/tusker-ha/tusker/postgres"
 	"github.com/tusker-ha/tusker/watchdog"
 )
@@ -275,7 +276,7 @@ func (n *Node) settings() Settings {
 		RemoveOnRewindFailure:     pgc.RemoveDataDirectoryOnRewindFailure,
 		RemoveOnDivergedTimelines: pgc.RemoveDataDirectoryOnDivergedTimelines,
 		NoFailover:                !n.cfg.Tags.Eligible(),
-		ReplicateFrom:             replicateFromTag(n.cfg.Tags.Extra),
+		ReplicateFrom:             patroni.ReplicateFrom(n.cfg.Tags.Extra),
 		Priority:                  n.cfg.Tags.Priority(),
 		CloneWithoutLeader:        slices.ContainsFunc(pgc.CreateReplicaMethods, config.ReplicaMethod.WorksWithoutLeader),
 		StandbyCluster:            n.dyn.Standby() != nil,

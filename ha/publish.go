@@ -194,7 +194,9 @@ func (n *Node) syncSlots(ctx context.Context, v View, leader bool) (map[string]i
 		// Every slot the leader retained gets a full member_slots_ttl from now.
 		n.retainSeen = map[string]time.Time{}
 		for _, name := range v.Cluster.Status.RetainSlots {
-			n.retainSeen[name] = n.now()
+			if config.SlotNameRE.MatchString(name) { // a DCS value: garbage is not carried on
+				n.retainSeen[name] = n.now()
+			}
 		}
 	}
 	// Replicas keep the same bookkeeping for the copies they hold: promoted, a replica still
@@ -208,8 +210,7 @@ func (n *Node) syncSlots(ctx context.Context, v View, leader bool) (map[string]i
 		retained = slices.Compact(slices.Sorted(slices.Values(append(retained, v.Cluster.Status.RetainSlots...))))
 	}
 	sv := n.slotView(v.Cluster, n.dyn, leader, v.Settings.NoFailover, retained)
-	// In maintenance mode nothing is dropped (Patroni's rule).
-	want, problems := n.applySlotsTo(ctx, sv, have, func(name string) bool { return n.slotsOwned[name] && !v.Settings.Pause })
+	want, problems := n.applySlotsTo(ctx, sv, have, func(name string) bool { return n.slotsOwned[name] })
 	for name := range want {
 		n.slotsOwned[name] = true
 	}

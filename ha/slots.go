@@ -89,18 +89,16 @@ func WantedSlots(v SlotView) map[string]Slot {
 	}
 	if !v.NoFailover {
 		for _, name := range v.Retained {
-			if _, ok := want[name]; !ok && name != self {
+			// retain_slots comes from the DCS: a name PostgreSQL would refuse is skipped here
+			// rather than failing the whole batch in ApplySlots.
+			if _, ok := want[name]; !ok && name != self && config.SlotNameRE.MatchString(name) {
 				want[name] = Slot{Name: name, Advance: published[name]}
 			}
 		}
 		permanentSlots(v, self, want)
 	}
 	for name, s := range want {
-		typ := "physical"
-		if s.Logical {
-			typ = "logical"
-		}
-		if d.Ignored(name, typ, s.Database, s.Plugin) {
+		if d.Ignored(name, postgres.SlotType(s.Logical), s.Database, s.Plugin) {
 			delete(want, name)
 		}
 	}
@@ -141,8 +139,8 @@ func permanentSlots(v SlotView, self string, want map[string]Slot) {
 
 // SlotOps turns the wanted slots and the server's into changes: create what is missing,
 // advance replicas' copies that are behind the published position, and drop what is tusker's
-// (owned) but no longer wanted, when inactive. Slots matched by ignore_slots are never in any
-// op. problems names the slots left alone and why: a slot of the same name but another kind, or
+// (owned) but no longer wanted, when inactive and not in maintenance mode. Slots matched by
+// ignore_slots are never in any op. problems names the slots left alone and why: a slot of the same name but another kind, or
 // a logical slot that existed on a former primary (Slot.Published) and is missing here.
 func SlotOps(want map[string]Slot, have []postgres.SlotInfo, owned func(string) bool, d config.Dynamic) (ops []postgres.SlotOp, problems map[string]string) {
 	existing := map[string]postgres.SlotInfo{}
@@ -172,12 +170,11 @@ func SlotOps(want map[string]Slot, have []postgres.SlotInfo, owned func(string) 
 			ops = append(ops, postgres.SlotOp{Kind: postgres.AdvanceSlot, Name: name, LSN: w.Advance})
 		}
 	}
+	if d.Pause {
+		return ops, problems // maintenance mode: nothing is dropped (Patroni's rule)
+	}
 	for _, s := range have {
-		typ := "physical"
-		if s.Logical {
-			typ = "logical"
-		}
-		if _, ok := want[s.Name]; ok || s.Active || !owned(s.Name) || d.Ignored(s.Name, typ, s.Database, s.Plugin) {
+		if _, ok := want[s.Name]; ok || s.Active || !owned(s.Name) || d.Ignored(s.Name, s.Type(), s.Database, s.Plugin) {
 			continue
 		}
 		ops = append(ops, postgres.SlotOp{Kind: postgres.DropSlot, Name: s.Name})

@@ -42,7 +42,7 @@ func TestRuleWantedSlotsOnTheLeader(t *testing.T) {
 	c := slotCluster(member("b", "replica"), tagged(member("c", "replica"), map[string]any{"replicatefrom": "b"}),
 		tagged(member("d", "replica"), map[string]any{"nostream": true}))
 	d := slotDyn(`{"slots": {"perm": null, "cdc": {"database": "app", "plugin": "pgoutput"}, "a": null}}`)
-	v := SlotView{Me: "a", Leader: true, Cluster: c, Dyn: d, Retained: []string{"gone", "a"}}
+	v := SlotView{Me: "a", Leader: true, Cluster: c, Dyn: d, Retained: []string{"gone", "a", "Bad Name'"}}
 	w := WantedSlots(v)
 	assert.Equal(t, []string{"b", "c", "cdc", "gone", "perm"}, slices.Sorted(maps.Keys(w)),
 		"members (not nostream d), retained gone (never my own name), permanent slots (a permanent slot named as me is not mine to keep)")
@@ -120,6 +120,8 @@ func TestRuleSlotOps(t *testing.T) {
 		{Kind: postgres.DropSlot, Name: "old_member"},
 	}, ops, "perm is ahead of its published position: never moved back")
 	require.Equal(t, []string{"kind", "lost"}, slices.Sorted(maps.Keys(problems)))
+	ops, _ = SlotOps(want, have, owned, slotDyn(`{"pause": true}`))
+	require.NotContains(t, ops, postgres.SlotOp{Kind: postgres.DropSlot, Name: "old_member"}, "maintenance mode: nothing is dropped")
 	require.Contains(t, problems["lost"], "would skip the changes", "a logical slot a former primary had is never created afresh")
 }
 

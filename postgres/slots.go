@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tusker-ha/tusker/patroni"
 )
 
 // Replication slots: what the server has (Slots) and the changes the HA loop decided
@@ -23,6 +25,17 @@ type SlotInfo struct {
 	Active   bool
 	// RestartLSN and ConfirmedFlushLSN (logical slots) as byte positions; 0 when null.
 	RestartLSN, ConfirmedFlushLSN int64
+}
+
+// Type is pg_replication_slots.slot_type: "physical" or "logical".
+func (s SlotInfo) Type() string { return SlotType(s.Logical) }
+
+// SlotType names a slot's kind as pg_replication_slots and ignore_slots do.
+func SlotType(logical bool) string {
+	if logical {
+		return "logical"
+	}
+	return "physical"
 }
 
 // Position is the slot's position as Patroni publishes it in the status key: confirmed_flush_lsn
@@ -60,7 +73,7 @@ type SlotOp struct {
 func (o SlotOp) String() string {
 	switch o.Kind {
 	case AdvanceSlot:
-		return fmt.Sprintf("advance %s to %X/%X", o.Name, uint64(o.LSN)>>32, uint32(o.LSN))
+		return fmt.Sprintf("advance %s to %s", o.Name, patroni.FormatLSN(o.LSN))
 	case CreateSlot:
 		if o.Logical {
 			return fmt.Sprintf("create logical %s (%s, %s)", o.Name, o.Database, o.Plugin)
