@@ -78,9 +78,11 @@ func WantedSlots(v SlotView) map[string]Slot {
 			s := Slot{Name: name}
 			if !v.Leader || !streamsFromMe {
 				s.Advance = published[name]
-				if from != "" && m.Data.XLogLocation != nil {
-					// A cascading member's slot on the leader is not in use: its own position
-					// moves it (Patroni's rule).
+				if (from != "" || !v.Leader) && m.Data.XLogLocation != nil {
+					// A slot not in use is moved by the member's own position: a cascading
+					// member's on the leader (Patroni's rule), and every copy on a replica,
+					// the leader's own included, which nobody publishes (left in place, it
+					// would keep all WAL on the replica from its creation on).
 					s.Advance = max(s.Advance, *m.Data.XLogLocation)
 				}
 			}
@@ -137,8 +139,14 @@ func permanentSlots(v SlotView, self string, want map[string]Slot) {
 	}
 }
 
+// walSegment is the granularity at which copies are advanced: PostgreSQL keeps or removes WAL
+// by whole segments (16 MB unless initdb chose otherwise), so moving a slot within one frees
+// nothing, while every move makes the slot dirty and costs an fsync of its state file at the
+// next checkpoint, which a promotion waits for.
+const walSegment = 16 << 20
+
 // SlotOps turns the wanted slots and the server's into changes: create what is missing,
-// advance replicas' copies that are behind the published position, and drop what is tusker's
+// advance replicas' copies whose published position is in a later WAL segment, and drop what is tusker's
 // (owned) but no longer wanted, when inactive and not in maintenance mode. Slots matched by
 // ignore_slots are never in any op. problems names the slots left alone and why: a slot of the same name but another kind, or
 // a logical slot that existed on a former primary (Slot.Published) and is missing here.
@@ -166,7 +174,7 @@ func SlotOps(want map[string]Slot, have []postgres.SlotInfo, owned func(string) 
 				Database: w.Database, Plugin: w.Plugin})
 		case s.Logical != w.Logical || w.Logical && (s.Database != w.Database || s.Plugin != w.Plugin):
 			problem(name, "a slot of that name exists with another type, database or plugin: left alone")
-		case !w.Logical && w.Advance > s.RestartLSN && s.RestartLSN > 0 && !s.Active:
+		case !w.Logical && w.Advance/walSegment > s.RestartLSN/walSegment && s.RestartLSN > 0 && !s.Active:
 			ops = append(ops, postgres.SlotOp{Kind: postgres.AdvanceSlot, Name: name, LSN: w.Advance})
 		}
 	}

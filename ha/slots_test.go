@@ -71,9 +71,12 @@ func TestRuleWantedSlotsOnTheLeader(t *testing.T) {
 // the slots of the members cascading from it.
 func TestRuleWantedSlotsOnReplicas(t *testing.T) {
 	c := slotCluster(member("b", "replica"), tagged(member("c", "replica"), map[string]any{"replicatefrom": "b"}))
+	leaderWAL := int64(800)
+	c.Members[0].Data.XLogLocation = &leaderWAL
 	d := slotDyn(`{"slots": {"perm": null, "cdc": {"database": "app", "plugin": "pgoutput"}}}`)
 	v := SlotView{Me: "b", Cluster: c, Dyn: d, Retained: []string{"gone", "b"}}
 	w := WantedSlots(v)
+	assert.Equal(t, int64(800), w["a"].Advance, "the leader's slot, which nobody publishes, follows the leader's own position")
 	assert.Equal(t, []string{"a", "c", "gone", "perm"}, slices.Sorted(maps.Keys(w)))
 	assert.Equal(t, int64(400), w["c"].Advance)
 	assert.Equal(t, int64(300), w["perm"].Advance)
@@ -96,13 +99,15 @@ func TestRuleWantedSlotsOnReplicas(t *testing.T) {
 func TestRuleSlotOps(t *testing.T) {
 	want := map[string]Slot{
 		"b":    {Name: "b"},
-		"c":    {Name: "c", Advance: 900},
+		"c":    {Name: "c", Advance: 9 * walSegment},
+		"same": {Name: "same", Advance: 5*walSegment + 900},
 		"cdc":  {Name: "cdc", Logical: true, Database: "app", Plugin: "pgoutput", Permanent: true},
 		"perm": {Name: "perm", Advance: 100, Permanent: true},
 		"kind": {Name: "kind"},
 	}
 	have := []postgres.SlotInfo{
-		{Name: "c", RestartLSN: 500},
+		{Name: "c", RestartLSN: 5 * walSegment},
+		{Name: "same", RestartLSN: 5*walSegment + 100},
 		{Name: "perm", RestartLSN: 200},
 		{Name: "kind", Logical: true, Database: "app", Plugin: "pgoutput"},
 		{Name: "old_member", RestartLSN: 10},
@@ -115,10 +120,10 @@ func TestRuleSlotOps(t *testing.T) {
 	ops, problems := SlotOps(want, have, owned, slotDyn(`{"ignore_slots": [{"name": "ignored_member"}]}`))
 	require.Equal(t, []postgres.SlotOp{
 		{Kind: postgres.CreateSlot, Name: "b"},
-		{Kind: postgres.AdvanceSlot, Name: "c", LSN: 900},
+		{Kind: postgres.AdvanceSlot, Name: "c", LSN: 9 * walSegment},
 		{Kind: postgres.CreateSlot, Name: "cdc", Logical: true, Database: "app", Plugin: "pgoutput"},
 		{Kind: postgres.DropSlot, Name: "old_member"},
-	}, ops, "perm is ahead of its published position: never moved back")
+	}, ops, "perm is ahead of its published position: never moved back; same would move within its WAL segment: no use")
 	require.Equal(t, []string{"kind", "lost"}, slices.Sorted(maps.Keys(problems)))
 	ops, _ = SlotOps(want, have, owned, slotDyn(`{"pause": true}`))
 	require.NotContains(t, ops, postgres.SlotOp{Kind: postgres.DropSlot, Name: "old_member"}, "maintenance mode: nothing is dropped")

@@ -193,14 +193,26 @@ func (p *Postgres) dropConnLocked() {
 // State queries the running instance in one round trip on a kept superuser connection. It fails
 // at once with ErrNotRunning when no postmaster runs, and reconnects after a restart.
 func (p *Postgres) State(ctx context.Context) (State, error) {
+	var st State
+	err := p.withKeptConn(ctx, "querying postgres state", func(conn *pgx.Conn) (err error) {
+		st, err = queryState(ctx, conn)
+		return err
+	})
+	return st, err
+}
+
+// withKeptConn runs fn on the kept superuser connection (connecting when there is none, or when
+// the postmaster changed): the queries of every HA cycle need no new backend each time. A
+// failing fn drops the connection, so that the next call starts afresh.
+func (p *Postgres) withKeptConn(ctx context.Context, what string, fn func(*pgx.Conn) error) error {
 	pid := p.PostmasterPID()
 	if pid <= 0 {
-		return State{}, fmt.Errorf("querying postgres state: %w", ErrNotRunning)
+		return fmt.Errorf("%s: %w", what, ErrNotRunning)
 	}
 	select {
 	case p.connSem <- struct{}{}:
 	case <-ctx.Done():
-		return State{}, fmt.Errorf("querying postgres state: %w", ctx.Err())
+		return fmt.Errorf("%s: %w", what, ctx.Err())
 	}
 	defer func() { <-p.connSem }()
 	if p.conn != nil && (p.conn.IsClosed() || p.connPID != pid) {
@@ -209,16 +221,15 @@ func (p *Postgres) State(ctx context.Context) (State, error) {
 	if p.conn == nil {
 		conn, err := p.connect(ctx, "postgres")
 		if err != nil {
-			return State{}, fmt.Errorf("querying postgres state: %w", err)
+			return fmt.Errorf("%s: %w", what, err)
 		}
 		p.conn, p.connPID = conn, pid
 	}
-	st, err := queryState(ctx, p.conn)
-	if err != nil {
+	if err := fn(p.conn); err != nil {
 		p.dropConnLocked()
-		return State{}, fmt.Errorf("querying postgres state: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
-	return st, nil
+	return nil
 }
 
 func queryState(ctx context.Context, conn *pgx.Conn) (State, error) {

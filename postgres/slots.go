@@ -90,7 +90,7 @@ var (
 // Slots lists the server's non-temporary replication slots.
 func (p *Postgres) Slots(ctx context.Context) ([]SlotInfo, error) {
 	var out []SlotInfo
-	err := p.withConn(ctx, "listing replication slots", func(conn *pgx.Conn) error {
+	err := p.withKeptConn(ctx, "listing replication slots", func(conn *pgx.Conn) error {
 		rows, err := conn.Query(ctx, `SELECT slot_name::text, slot_type = 'logical', COALESCE(database::text, ''),
 			COALESCE(plugin::text, ''), active,
 			COALESCE(restart_lsn - '0/0'::pg_lsn, 0)::bigint, COALESCE(confirmed_flush_lsn - '0/0'::pg_lsn, 0)::bigint
@@ -124,7 +124,7 @@ func (p *Postgres) ApplySlots(ctx context.Context, ops []SlotOp) error {
 	}
 	logger := p.log()
 	var errs []error
-	err := p.withConn(ctx, "changing replication slots", func(conn *pgx.Conn) error {
+	err := p.withKeptConn(ctx, "changing replication slots", func(conn *pgx.Conn) error {
 		for _, o := range ops {
 			if o.Kind == CreateSlot && o.Logical {
 				continue // needs a connection to its database: below
